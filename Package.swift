@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+// Unleashing Mask (UM / UMAP, ICML 2023) data-parallel trainer over MPI.
+// Swift 6 language mode. System libraries: Open MPI (ompi-c), OpenBLAS (openblas), zlib.
+import PackageDescription
+
+let package = Package(
+    name: "UnleashingMaskMPI",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "umtrain", targets: ["umtrain"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C system libraries, each with a small static-inline shim header.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+
+        // Library targets.
+        .target(name: "TensorCore", dependencies: ["COpenBLAS"]),
+        .target(name: "SafeTensors"),
+        .target(name: "NeuralNetwork", dependencies: ["TensorCore", "SafeTensors"]),
+        .target(name: "Optimizers", dependencies: ["NeuralNetwork"]),
+        .target(name: "Distributed", dependencies: ["CMPI"]),
+        .target(name: "Datasets", dependencies: ["CZlib"]),
+        .target(name: "OODDetection"),
+        .target(name: "UnleashingMask", dependencies: ["NeuralNetwork", "Distributed"]),
+        .target(name: "Training", dependencies: [
+            "TensorCore", "NeuralNetwork", "Optimizers", "Distributed", "Datasets",
+            "OODDetection", "UnleashingMask",
+        ]),
+        .target(name: "UMTrainCLI", dependencies: [
+            "TensorCore", "Distributed", "Training",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "umtrain", dependencies: ["UMTrainCLI", "TensorCore"]),
+        .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Sources/TestSupport"),
+
+        // Rank-local unit tests (swift test). Multi-rank tests live in `umtrain selftest`.
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+        .testTarget(name: "NeuralNetworkTests", dependencies: ["NeuralNetwork", "TestSupport"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
+        .testTarget(name: "OODDetectionTests", dependencies: ["OODDetection", "TestSupport"]),
+        .testTarget(name: "UMTrainCLITests", dependencies: ["UMTrainCLI", "TestSupport"]),
+    ]
+)

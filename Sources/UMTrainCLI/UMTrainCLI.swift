@@ -1,0 +1,1 @@
+public enum UMTrainMain { public static func run() {} }

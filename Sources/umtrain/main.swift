@@ -1,0 +1,2 @@
+import UMTrainCLI
+UMTrainMain.run()

@@ -1,0 +1,6 @@
+import XCTest
+@testable import SafeTensors
+
+final class SafeTensorsPlaceholderTests: XCTestCase {
+    func testModuleLinks() { XCTAssertTrue(true) }
+}
