@@ -1,0 +1,4 @@
+@preconcurrency import Glibc
+
+/// Flushes C stdio's stdout (Swift's `print` writes through it).
+func flushStandardOutput() { fflush(stdout) }

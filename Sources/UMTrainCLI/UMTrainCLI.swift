@@ -1,1 +1,0 @@
-public enum UMTrainMain { public static func run() {} }

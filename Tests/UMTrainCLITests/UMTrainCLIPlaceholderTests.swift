@@ -1,6 +1,0 @@
-import XCTest
-@testable import UMTrainCLI
-
-final class UMTrainCLIPlaceholderTests: XCTestCase {
-    func testModuleLinks() { XCTAssertTrue(true) }
-}
