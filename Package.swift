@@ -48,6 +48,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
         .testTarget(name: "OODDetectionTests", dependencies: ["OODDetection", "TestSupport"]),
+        .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TestSupport"]),
         .testTarget(name: "UMTrainCLITests", dependencies: ["UMTrainCLI", "TestSupport"]),
     ]
 )

@@ -75,6 +75,17 @@ struct MultiRankSuite {
                 try comm.barrier()
                 return nil
             },
+            Check(name: "gradient reduction: local loss sum / global count, then SUM, gives the global mean (uneven shards)") {
+                try gradientMeanUneven()
+            },
+            Check(name: "bucketed gradient allreduce equals one allreduce of the whole arena") { try bucketedReduction() },
+            Check(name: "metrics reduce (sum, count) pairs: 100 at 0.90 + 10 at 0.50 = 95/110") { try metricPairs() },
+            Check(name: "sync BN statistics: [1,2,3] + [10] (+ empty ranks) -> mean 4, var 12.5, unbiased 16.6667") {
+                try syncBatchNormWorkedExample()
+            },
+            Check(name: "rank-consistency check passes on equal tensors and names a rank-dependent one") {
+                try consistencyCheck()
+            },
             Check(name: "sgemm (kernel \(BLASKernel.coreName)) matches a naive Double loop on odd shapes and transposes") {
                 sgemmAgainstNaive()
             },
@@ -288,6 +299,84 @@ struct MultiRankSuite {
             problems.append("local broadcast from root 1 did not throw")
         } catch {}
         return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+
+    /// pitfalls.md F3, generalised: rank r holds r + 1 samples whose gradient is the vector
+    /// [1, 2] scaled by (sample index + 1); each rank backpropagates its local SUM divided by
+    /// the global count; SUM-allreduce must give the mean over all samples.
+    func gradientMeanUneven() throws -> String? {
+        let counts = (0..<comm.worldSize).map { $0 + 1 }
+        let globalCount = try comm.allreduce(Int64(counts[comm.rank]), op: .sum)
+        var grad: [Double] = [0, 0]
+        for j in 0..<counts[comm.rank] {
+            let scale = Double(j + 1)
+            grad[0] += 1 * scale / Double(globalCount)
+            grad[1] += 2 * scale / Double(globalCount)
+        }
+        try comm.allreduce(&grad, op: .sum)
+        var expected: [Double] = [0, 0]
+        var n = 0
+        for c in counts { for j in 0..<c { expected[0] += Double(j + 1); expected[1] += 2 * Double(j + 1); n += 1 } }
+        expected = expected.map { $0 / Double(n) }
+        if globalCount != Int64(n) { return "global count \(globalCount) != \(n)" }
+        return abs(grad[0] - expected[0]) < 1e-12 && abs(grad[1] - expected[1]) < 1e-12
+            ? nil : "mean gradient \(grad) != \(expected)"
+    }
+
+    func bucketedReduction() throws -> String? {
+        let sizes = [5, 300, 17, 1, 64, 2000, 3]
+        let total = sizes.reduce(0, +)
+        // Exactly representable values: any summation order gives the same bits.
+        let input = (0..<total).map { Float(($0 * 31 + comm.rank * 17) % 101) - 50 }
+        var whole = input
+        try comm.allreduce(&whole, op: .sum)
+        var bucketed = input
+        let reducer = GradientReducer(buckets: planGradientBuckets(sizes: sizes, firstBucketBytes: 64, bucketBytes: 1024))
+        try bucketed.withUnsafeMutableBufferPointer { try reducer.reduce($0, comm: comm) }
+        return whole == bucketed ? nil : "bucketed result differs from whole-arena allreduce"
+    }
+
+    func metricPairs() throws -> String? {
+        // Rank 0 holds 100 samples at accuracy 0.90, rank 1 holds 10 at 0.50, others none.
+        let local: [Double] = comm.rank == 0 ? [90, 100] : (comm.rank == 1 ? [5, 10] : [0, 0])
+        var pair = local
+        try comm.allreduce(&pair, op: .sum)
+        let accuracy = pair[0] / pair[1]
+        let expected = comm.worldSize >= 2 ? 95.0 / 110.0 : 0.9
+        return abs(accuracy - expected) < 1e-15 ? nil : "accuracy \(accuracy) != \(expected)"
+    }
+
+    func syncBatchNormWorkedExample() throws -> String? {
+        // Rank 0 holds [1, 2, 3], rank 1 holds [10], further ranks hold nothing (count 0).
+        // With one rank, that rank holds all four values.
+        let values: [Double]
+        if comm.worldSize == 1 { values = [1, 2, 3, 10] } else { values = comm.rank == 0 ? [1, 2, 3] : (comm.rank == 1 ? [10] : []) }
+        let local = ChannelStatistics(sum: [values.reduce(0, +)], sumOfSquares: [values.map { $0 * $0 }.reduce(0, +)],
+                                      count: Double(values.count))
+        let g = try local.allreduced(comm)
+        if g.count != 4 { return "count \(g.count) != 4" }
+        if abs(g.mean[0] - 4) > 1e-12 { return "mean \(g.mean[0]) != 4" }
+        if abs(g.biasedVariance[0] - 12.5) > 1e-12 { return "biased variance \(g.biasedVariance[0]) != 12.5" }
+        if abs(g.unbiasedVariance[0] - 50.0 / 3) > 1e-12 { return "unbiased variance \(g.unbiasedVariance[0]) != 16.6667" }
+        return nil
+    }
+
+    func consistencyCheck() throws -> String? {
+        let same: [Float] = [1, 2, 3]
+        let rankDependent: [Float] = [Float(comm.rank), 0]
+        let c1 = same.withUnsafeBufferPointer { RankConsistency.checksum($0) }
+        let c2 = rankDependent.withUnsafeBufferPointer { RankConsistency.checksum($0) }
+        let clean = try RankConsistency.compare(names: ["a.weight", "b.weight"], checksums: [c1, c1], comm: comm)
+        let dirty = try RankConsistency.compare(names: ["a.weight", "b.running_mean"], checksums: [c1, c2], comm: comm)
+        if clean != nil { return "equal tensors reported as different: \(clean!)" }
+        if comm.worldSize > 1 {
+            guard let d = dirty, d.contains("b.running_mean"), !d.contains("a.weight"), d.contains("ranks 1") else {
+                return "mismatch not reported correctly: \(dirty ?? "nil")"
+            }
+        } else if dirty != nil {
+            return "one rank cannot disagree with itself"
+        }
+        return nil
     }
 
     /// `C = alpha * op(A) * op(B) + beta * C` through cblas_sgemm, against a Double loop.
