@@ -13,9 +13,14 @@ public enum FPRMode: String, Codable, Sendable, CaseIterable {
     /// whose ID recall (TPR) is at least 0.95. Default.
     case strict
     /// ID positive, the UM / energy-OOD / Outlier-Exposure reference code's rule
-    /// (`fpr_and_fdr_at_recall`): the FPR at the threshold whose ID recall is CLOSEST to 0.95
-    /// (ties to the higher recall; among equal recalls the loosest threshold), which can sit
-    /// below 0.95 and then gives a smaller FPR than `strict`.
+    /// (`fpr_and_fdr_at_recall`, recall_level 0.95). Candidates are the distinct scores from the
+    /// highest down to the lowest ID score; recall = TP/P in float64; the candidate with the
+    /// smallest |recall - 0.95| wins, and on exactly equal distances (and among candidates of equal
+    /// recall) the LOOSEST threshold wins, as numpy's argmin keeps the first minimum of the
+    /// reference's low-to-high scan. Two consequences, both differing from `strict`:
+    /// the chosen recall can sit below 0.95 (e.g. 0.94 beats 1.0), which drops the OOD scores tied
+    /// with the next ID score; and OOD scores lying between the ID score that reaches the chosen
+    /// recall and the next lower ID score are counted (ID 1...100, OOD [5.5]: strict 0, reference 1).
     case reference
     /// OOD positive, OpenOOD v1.5 convention (`auc_and_fpr_recall`): scores negated, the fraction
     /// of ID samples flagged as OOD (score <= t) at the first point of scikit-learn's `roc_curve`

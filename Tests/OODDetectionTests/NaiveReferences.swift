@@ -63,4 +63,24 @@ enum Naive {
         }
         return .nan
     }
+
+    /// The reference rule by direct counting: candidate thresholds are the distinct scores from
+    /// the highest down to the highest one at which every ID sample is accepted; pick the one with
+    /// |recall - level| smallest, preferring (on exact ties) the lower threshold, as the reference
+    /// scans from low to high threshold and numpy.argmin keeps the first minimum.
+    static func referenceFPR(_ id: [Double], _ ood: [Double], level: Double = 0.95) -> Double {
+        let minID = id.min()!
+        let candidates = thresholds(id, ood).filter { $0 >= minID }.sorted()  // ascending = loosest first
+        var best = Double.nan
+        var bestDistance = Double.infinity
+        for t in candidates {
+            let recall = Double(id.filter { $0 >= t }.count) / Double(id.count)
+            let distance = abs(recall - level)
+            if distance < bestDistance {
+                bestDistance = distance
+                best = Double(ood.filter { $0 >= t }.count) / Double(ood.count)
+            }
+        }
+        return best
+    }
 }

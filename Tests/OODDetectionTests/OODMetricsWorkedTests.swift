@@ -92,6 +92,27 @@ final class OODMetricsWorkedTests: XCTestCase {
         XCTAssertEqual(reference.fpr95, 0.0)
     }
 
+    // Reference mode, equal recalls: the points with recall 0.94 are the last high ID score (FPR 0)
+    // and the OOD group at 0.5 (FPR 0.5); the reference scans recall downwards from the loosest
+    // threshold and keeps the first minimum, i.e. the loosest point: 0.5, not 0.
+    func testReferenceModeEqualRecallTakesLoosestThreshold() throws {
+        let id = (0..<94).map { 0.9 + Double($0) * 0.001 } + [Double](repeating: 0.3, count: 6)
+        let ood = [Double](repeating: 0.5, count: 10) + [Double](repeating: 0.1, count: 10)
+        XCTAssertEqual(try OODMetrics.compute(idScores: id, oodScores: ood, fprMode: .reference).fpr95, 0.5)
+        XCTAssertEqual(try OODMetrics.compute(idScores: id, oodScores: ood, fprMode: .strict).fpr95, 0.5)
+    }
+
+    // Reference mode can also report MORE than strict: ID = 1...100, OOD = [5.5]. Recall 0.95 is
+    // reached at ID score 6 (strict: OOD 5.5 rejected, FPR 0) and still holds at threshold 5.5,
+    // the loosest point with that recall, which the reference picks (FPR 1).
+    func testReferenceModeCountsOODBetweenThe95thAnd96thID() throws {
+        let id = (1...100).map(Double.init)
+        XCTAssertEqual(try OODMetrics.compute(idScores: id, oodScores: [5.5], fprMode: .strict).fpr95, 0.0)
+        XCTAssertEqual(try OODMetrics.compute(idScores: id, oodScores: [5.5], fprMode: .reference).fpr95, 1.0)
+        XCTAssertEqual(try OODMetrics.compute(idScores: id, oodScores: [5.5, 50], fprMode: .reference).fpr95, 1.0)
+        XCTAssertEqual(try OODMetrics.compute(idScores: id, oodScores: [4.5, 50], fprMode: .reference).fpr95, 0.5)
+    }
+
     // Reference mode reproduces float64 argmin: |0.9 - 0.95| = 0.04999999999999993 is smaller than
     // |1.0 - 0.95| = 0.050000000000000044, so recall 0.9 wins the apparent tie.
     func testReferenceModeFloatTieGoesToRecall90() throws {
