@@ -21,6 +21,19 @@ public enum LogitScore {
         rowwise(logits, numClasses, temperature, maxSoftmaxRow)
     }
 
+    /// Log of the maximum softmax probability, `-log1p(sum_{j != argmax} exp((l_j - l_max) / T))`,
+    /// in nats (<= 0). Same ranking as `maxSoftmax` but without its saturation: MSP rounds to
+    /// exactly 1.0 in Double once the logit gap exceeds about 37 / T, while this stays distinct
+    /// (gap 40 -> -4.2e-18). Returns `[N]` scores.
+    public static func logMaxSoftmax(logits: [Float], numClasses: Int, temperature: Double = 1) -> [Double] {
+        rowwise(logits, numClasses, temperature, logMaxSoftmaxRow)
+    }
+
+    /// Double-logit overload of `logMaxSoftmax(logits:numClasses:temperature:)`.
+    public static func logMaxSoftmax(logits: [Double], numClasses: Int, temperature: Double = 1) -> [Double] {
+        rowwise(logits, numClasses, temperature, logMaxSoftmaxRow)
+    }
+
     /// MaxLogit (Hendrycks et al., 2022): `max_k l_k`. Returns `[N]` scores.
     public static func maxLogit(logits: [Float], numClasses: Int) -> [Double] {
         rowwise(logits, numClasses, 1) { row, _ in rowMax(row) }
@@ -60,6 +73,19 @@ public enum LogitScore {
         var sum = 0.0
         for v in row { sum += exp((Double(v) - m) / temperature) }
         return 1.0 / sum
+    }
+
+    static func logMaxSoftmaxRow<T: BinaryFloatingPoint>(_ row: UnsafeBufferPointer<T>, _ temperature: Double) -> Double {
+        let m = rowMax(row)
+        if !m.isFinite { return .nan }
+        var rest = 0.0
+        var skippedMax = false
+        for v in row {
+            let d = Double(v)
+            if !skippedMax && d == m { skippedMax = true; continue }  // the max term is exactly 1
+            rest += exp((d - m) / temperature)
+        }
+        return -log1p(rest)
     }
 
     /// Maximum of a row in Double; NaN if any entry is NaN (so NaN is never hidden by ordering).

@@ -243,6 +243,19 @@ public struct OODMetrics: Sendable, Equatable, Codable {
         excludedOOD = try c.decodeIfPresent(Int64.self, forKey: .excludedOOD) ?? 0
     }
 
+    /// Human-readable line, metrics in percent with 2 decimals, e.g.
+    /// `AUROC 75.00  AUPR-In 80.42  AUPR-Out 83.33  FPR95 33.33  (n_id 4, n_ood 3; FPR@95%TPR (ID positive, ...))`,
+    /// plus `excluded non-finite: ID a, OOD b` when anything was excluded.
+    public var summaryLine: String {
+        func pct(_ v: Double) -> String { v.isFinite ? String(format: "%.2f", 100 * v) : "n/a" }
+        var line = "AUROC \(pct(auroc))  AUPR-In \(pct(auprIn))  AUPR-Out \(pct(auprOut))  FPR95 \(pct(fpr95))"
+            + "  (n_id \(nID), n_ood \(nOOD); \(fprMode.label))"
+        if excludedID > 0 || excludedOOD > 0 {
+            line += "  excluded non-finite: ID \(excludedID), OOD \(excludedOOD)"
+        }
+        return line
+    }
+
     /// One-line JSON object with sorted snake_case keys (UTF-8), for `umtrain metrics --json`.
     public func jsonString() throws -> String {
         let encoder = JSONEncoder()

@@ -155,7 +155,7 @@ final class KNNAndReActTests: XCTestCase {
         let knn4 = KNNDetector(trainingFeatures: [1, 0, 0, 1, -1, 0, 3, 0], featureDim: 2, k: 4)
         // query (2, 0) -> (1, 0): distances 0, sqrt 2, 2, 0
         XCTAssertEqual(knn1.scores(features: [2, 0])[0], 0, accuracy: 1e-9)
-        XCTAssertEqual(knn3.scores(features: [2, 0])[0], -2.0.squareRoot(), accuracy: 1e-9)
+        XCTAssertEqual(knn3.scores(features: [2, 0])[0], -sqrt(2.0), accuracy: 1e-9)
         XCTAssertEqual(knn4.scores(features: [2, 0])[0], -2, accuracy: 1e-9)
         // scale invariance of the query
         XCTAssertEqual(knn3.scores(features: [0.5, 0])[0], knn3.scores(features: [50, 0])[0], accuracy: 1e-9)

@@ -63,6 +63,21 @@ final class LogitScoreTests: XCTestCase {
         XCTAssertLessThan(twiceID, twiceOOD, "double softmax should misorder this example")
     }
 
+    func testLogMSPKeepsResolutionWhereMSPSaturates() throws {
+        let logits: [Float] = [40, 0, 50, 0, 2, 0, 0, 0]  // [4, 2]
+        let msp = LogitScore.maxSoftmax(logits: logits, numClasses: 2)
+        XCTAssertEqual(msp[0], 1.0)  // 1 - 4.2e-18 rounds to 1 in Double: documented saturation
+        XCTAssertEqual(msp[1], 1.0)
+        let logMSP = LogitScore.logMaxSoftmax(logits: logits, numClasses: 2)
+        XCTAssertEqual(logMSP[0], -exp(-40.0), accuracy: 1e-30)
+        XCTAssertLessThan(logMSP[0], logMSP[1])
+        XCTAssertEqual(logMSP[2], log(msp[2]), accuracy: 1e-15)
+        XCTAssertEqual(logMSP[3], log(0.5), accuracy: 1e-15)  // two equal maxima
+        // ID = gap 50, OOD = gap 40: MSP ties (AUROC 0.5), log MSP ranks (AUROC 1).
+        XCTAssertEqual(try OODMetrics.compute(idScores: [msp[1]], oodScores: [msp[0]]).auroc, 0.5)
+        XCTAssertEqual(try OODMetrics.compute(idScores: [logMSP[1]], oodScores: [logMSP[0]]).auroc, 1.0)
+    }
+
     func testMaxLogitAndShapes() {
         let logits: [Float] = [1, 7, 3, -2, -5, -1]  // [2, 3]
         XCTAssertEqual(LogitScore.maxLogit(logits: logits, numClasses: 3), [7, -1])

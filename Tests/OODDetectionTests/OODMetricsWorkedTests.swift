@@ -144,6 +144,14 @@ final class OODMetricsWorkedTests: XCTestCase {
         XCTAssertEqual(openood, swapped)
     }
 
+    // F5 near-ties: distinct doubles are distinct thresholds (no epsilon), equal ones tie exactly.
+    func testNearTiesAreExact() throws {
+        XCTAssertEqual(try OODMetrics.compute(idScores: [Double(1).nextUp], oodScores: [1.0]).auroc, 1.0)
+        XCTAssertEqual(try OODMetrics.compute(idScores: [0.1 + 0.2], oodScores: [0.3]).auroc, 1.0)
+        XCTAssertEqual(try OODMetrics.compute(idScores: [1.0], oodScores: [1.0]).auroc, 0.5)
+        XCTAssertEqual(try OODMetrics.compute(idScores: [0.0], oodScores: [-0.0]).auroc, 0.5)
+    }
+
     // MARK: F7 non-finite scores
 
     func testNonFiniteScoresAreACountedError() {
@@ -210,6 +218,18 @@ final class OODMetricsWorkedTests: XCTestCase {
         XCTAssertTrue(brokenJSON.contains("\"auroc\":null"), brokenJSON)
         let reparsed = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(brokenJSON.utf8)) as? [String: Any])
         XCTAssertTrue(reparsed["fpr95"] is NSNull)
+    }
+
+    func testSummaryLinePrintsPercentagesCountsAndMode() throws {
+        let m = try OODMetrics.compute(idScores: [0.9, 0.8, 0.7, 0.3], oodScores: [0.85, 0.2, 0.1])
+        let line = m.summaryLine
+        XCTAssertTrue(line.contains("AUROC 75.00"), line)
+        XCTAssertTrue(line.contains("AUPR-In 80.42"), line)
+        XCTAssertTrue(line.contains("AUPR-Out 83.33"), line)
+        XCTAssertTrue(line.contains("FPR95 33.33"), line)
+        XCTAssertTrue(line.contains("n_id 4"), line)
+        XCTAssertTrue(line.contains("n_ood 3"), line)
+        XCTAssertTrue(line.contains(FPRMode.strict.label), line)
     }
 
     func testModeLabelsNameThePositiveClass() {
