@@ -24,7 +24,9 @@ public enum FPRMode: String, Codable, Sendable, CaseIterable {
     case reference
     /// OOD positive, OpenOOD v1.5 convention (`auc_and_fpr_recall`): scores negated, the fraction
     /// of ID samples flagged as OOD (score <= t) at the first point of scikit-learn's `roc_curve`
-    /// (default `drop_intermediate=True`) whose OOD recall is at least 0.95.
+    /// (default `drop_intermediate=True`) whose OOD recall is at least 0.95. Only FPR95 follows
+    /// OpenOOD: AUPR-In/Out stay average precision here, whereas OpenOOD integrates its PR curves
+    /// with the trapezoid rule (`metrics.auc`), which gives different AUPR numbers.
     case openood
 
     /// Short human label printed next to the number, e.g. in a results table header.

@@ -84,6 +84,24 @@ final class MetricPropertyTests: XCTestCase {
         }
     }
 
+    /// Gathered scores arrive in rank order, not sample order (F1): all four metrics must be
+    /// bitwise identical for every permutation of the inputs.
+    func testAllMetricsBitwiseInvariantToInputOrder() throws {
+        var rng = SplitMix64(seed: 51)
+        let id = tiedScores(400, levels: 30, shift: 2, &rng) + (0..<100).map { _ in Double.random(in: 0..<3, using: &rng) }
+        let ood = tiedScores(300, levels: 30, shift: 0, &rng)
+        for mode in FPRMode.allCases {
+            let base = try OODMetrics.compute(idScores: id, oodScores: ood, fprMode: mode)
+            for _ in 0..<5 {
+                let m = try OODMetrics.compute(idScores: id.shuffled(using: &rng), oodScores: ood.shuffled(using: &rng), fprMode: mode)
+                XCTAssertEqual(m.auroc.bitPattern, base.auroc.bitPattern)
+                XCTAssertEqual(m.auprIn.bitPattern, base.auprIn.bitPattern)
+                XCTAssertEqual(m.auprOut.bitPattern, base.auprOut.bitPattern)
+                XCTAssertEqual(m.fpr95.bitPattern, base.fpr95.bitPattern)
+            }
+        }
+    }
+
     /// Mirror symmetry: swapping the sets and negating the scores swaps AUPR-In and AUPR-Out and
     /// keeps AUROC.
     func testSwapSymmetry() throws {
