@@ -281,7 +281,8 @@ public enum OODMetricFunctions {
         checked(positiveScores, negativeScores).averagePrecision(positive: .id)
     }
 
-    /// FPR at the given ID recall (fraction in (0, 1]) under `mode`; `recallLevel` = 0.95 gives FPR95.
+    /// FPR under `mode` at `recallLevel` (a fraction in (0, 1]) of the mode's positive class: ID recall
+    /// for `.strict`/`.reference`, OOD recall for `.openood`. `recallLevel` = 0.95 gives FPR95.
     public static func fpr(idScores: [Double], oodScores: [Double], recallLevel: Double = 0.95,
                            mode: FPRMode = .strict) -> Double {
         precondition(recallLevel > 0 && recallLevel <= 1, "recallLevel must be in (0, 1], got \(recallLevel)")
