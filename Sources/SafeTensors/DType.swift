@@ -21,10 +21,14 @@ public enum SafeTensorsDType: String, Sendable, CaseIterable, Hashable, CustomSt
     case i32 = "I32"
     case u32 = "U32"
     case f32 = "F32"
-    case f64 = "F64"
     case c64 = "C64"
+    case f64 = "F64"
     case i64 = "I64"
     case u64 = "U64"
+
+    /// Position in the reference library's `Dtype` enum (declaration order, which the cases here
+    /// follow). Its writer lays tensors out by descending rank, then by name.
+    var referenceRank: Int { SafeTensorsDType.allCases.firstIndex(of: self) ?? 0 }
 
     /// Storage size of one element in bits (4 and 6 for the sub-byte float formats).
     public var bitWidth: Int {

@@ -5,7 +5,7 @@
 // byte offset. Never traps on input: every index is bounds-checked.
 
 /// A parsed JSON value. Objects keep their keys in file order (duplicates are rejected).
-enum JSONValue: Equatable {
+indirect enum JSONValue: Equatable {
     case null
     case bool(Bool)
     /// A number written without fraction or exponent that fits in `Int`.
@@ -332,6 +332,8 @@ enum JSONWriter {
             case "\n": output += "\\n"
             case "\r": output += "\\r"
             case "\t": output += "\\t"
+            case "\u{08}": output += "\\b"
+            case "\u{0C}": output += "\\f"
             case _ where scalar.value < 0x20:
                 let hex = String(scalar.value, radix: 16)
                 output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex

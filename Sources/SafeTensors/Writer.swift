@@ -5,13 +5,14 @@ import Darwin
 #endif
 
 extension SafeTensorsFile {
-    /// Serialises the file to safetensors bytes, deterministically.
+    /// Serialises the file to safetensors bytes, deterministically and in the same layout as the
+    /// reference library (huggingface/safetensors `serialize`, checked byte-for-byte in tests).
     ///
     /// Layout: 8-byte little-endian header length; compact JSON header with `__metadata__` first
-    /// (omitted when empty; keys sorted) then the tensors sorted by name; the header is padded with
-    /// spaces to a multiple of 8 bytes (as the reference library does). The data section orders
-    /// tensors by element size, largest first, then by name (the reference library's order), so
-    /// every tensor starts at a multiple of its element size in the file.
+    /// (omitted when empty; keys sorted), then one entry per tensor; the header is padded with
+    /// spaces to a multiple of 8 bytes. Tensors are ordered by dtype, widest first (the reference
+    /// `Dtype` order: U64, I64, F64, C64, F32, ...), then by name; header entries and data follow
+    /// that order, so every tensor starts at a multiple of its element size in the file.
     /// The same records and metadata always give the same bytes, whatever the record order.
     ///
     /// - Throws: ``SafeTensorsError/invalidRecord(tensor:reason:)`` for a duplicate name, the
@@ -29,7 +30,7 @@ extension SafeTensorsFile {
             _ = try SafeTensorsRecord(name: record.name, dtype: record.dtype, shape: record.shape, bytes: record.bytes)
         }
         let dataOrder = records.sorted {
-            ($0.dtype.bitWidth, $1.name) > ($1.dtype.bitWidth, $0.name)
+            ($0.dtype.referenceRank, $1.name) > ($1.dtype.referenceRank, $0.name)
         }
         var offsets: [String: (Int, Int)] = [:]
         var position = 0
@@ -42,7 +43,7 @@ extension SafeTensorsFile {
         if !metadata.isEmpty {
             members.append(("__metadata__", .object(metadata.keys.sorted().map { ($0, .string(metadata[$0] ?? "")) })))
         }
-        for record in records.sorted(by: { $0.name < $1.name }) {
+        for record in dataOrder {
             let (begin, end) = offsets[record.name] ?? (0, 0)
             members.append((record.name, .object([
                 ("dtype", .string(record.dtype.rawValue)),
