@@ -4,8 +4,19 @@
 // (c) nesting depth is bounded (no stack overflow on hostile input), and (d) errors carry the
 // byte offset. Never traps on input: every index is bounds-checked.
 
+/// One member of a JSON object.
+struct JSONMember {
+    var key: String
+    var value: JSONValue
+
+    init(_ key: String, _ value: JSONValue) {
+        self.key = key
+        self.value = value
+    }
+}
+
 /// A parsed JSON value. Objects keep their keys in file order (duplicates are rejected).
-indirect enum JSONValue: Equatable {
+enum JSONValue: Equatable {
     case null
     case bool(Bool)
     /// A number written without fraction or exponent that fits in `Int`.
@@ -14,7 +25,7 @@ indirect enum JSONValue: Equatable {
     case number(String)
     case string(String)
     case array([JSONValue])
-    case object([(key: String, value: JSONValue)])
+    case object([JSONMember])
 
     static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
@@ -130,7 +141,7 @@ struct JSONParser {
 
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         position += 1  // '{'
-        var members: [(key: String, value: JSONValue)] = []
+        var members: [JSONMember] = []
         var seen = Set<String>()
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
@@ -151,7 +162,7 @@ struct JSONParser {
             try expect(UInt8(ascii: ":"), "':'")
             skipWhitespace()
             let value = try parseValue(depth: depth + 1)
-            members.append((key, value))
+            members.append(JSONMember(key, value))
             skipWhitespace()
             guard position < bytes.count else { throw fail("expected ',' or '}', found end of header") }
             if bytes[position] == UInt8(ascii: ",") { position += 1; continue }

@@ -76,7 +76,8 @@ extension SafeTensorsFile {
         var metadata: [String: String] = [:]
         entries.reserveCapacity(members.count)
 
-        for (name, value) in members {
+        for member in members {
+            let (name, value) = (member.key, member.value)
             if name == "__metadata__" {
                 metadata = try parseMetadata(value, source: source)
                 continue
@@ -161,7 +162,8 @@ extension SafeTensorsFile {
             return [:]
         case let .object(members):
             var metadata: [String: String] = [:]
-            for (key, entry) in members {
+            for member in members {
+                let (key, entry) = (member.key, member.value)
                 guard case let .string(text) = entry else {
                     throw .invalidMetadata(source: source, key: key,
                                            reason: "expected a string value, got a JSON \(entry.kindName) \(entry.brief())")

@@ -39,16 +39,16 @@ extension SafeTensorsFile {
             position += record.bytes.count
         }
 
-        var members: [(key: String, value: JSONValue)] = []
+        var members: [JSONMember] = []
         if !metadata.isEmpty {
-            members.append(("__metadata__", .object(metadata.keys.sorted().map { ($0, .string(metadata[$0] ?? "")) })))
+            members.append(JSONMember("__metadata__", .object(metadata.keys.sorted().map { JSONMember($0, .string(metadata[$0] ?? "")) })))
         }
         for record in dataOrder {
             let (begin, end) = offsets[record.name] ?? (0, 0)
-            members.append((record.name, .object([
-                ("dtype", .string(record.dtype.rawValue)),
-                ("shape", .array(record.shape.map { .integer($0) })),
-                ("data_offsets", .array([.integer(begin), .integer(end)])),
+            members.append(JSONMember(record.name, .object([
+                JSONMember("dtype", .string(record.dtype.rawValue)),
+                JSONMember("shape", .array(record.shape.map { .integer($0) })),
+                JSONMember("data_offsets", .array([.integer(begin), .integer(end)])),
             ])))
         }
         var header = Array(JSONWriter.render(.object(members)).utf8)
