@@ -51,4 +51,26 @@ final class InteropTests: XCTestCase {
         try referenceFile().write(to: path)
         XCTAssertTrue(try SafeTensorsFile.read(path: path).hasSameContents(as: referenceFile()))
     }
+
+    /// Verdicts of our reader on the corrupted files made by `Fixtures/differential.py generate DIR`,
+    /// written to DIR/swift_verdicts.json for `differential.py compare DIR`. Skipped unless
+    /// SAFETENSORS_DIFF_DIR is set (it needs the Python library to make the inputs).
+    func testDifferentialVerdicts() throws {
+        guard let directory = ProcessInfo.processInfo.environment["SAFETENSORS_DIFF_DIR"] else {
+            throw XCTSkip("set SAFETENSORS_DIFF_DIR to run the differential check")
+        }
+        var verdicts: [String: String] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory) where name.hasSuffix(".safetensors") {
+            let key = String(name.dropLast(".safetensors".count))
+            do {
+                _ = try SafeTensorsFile.read(path: directory + "/" + name, allowingUnsupportedDTypes: true)
+                verdicts[key] = "ok"
+            } catch {
+                verdicts[key] = "error: " + error.description
+            }
+        }
+        XCTAssertGreaterThan(verdicts.count, 0)
+        let json = try JSONSerialization.data(withJSONObject: verdicts, options: [.sortedKeys])
+        try json.write(to: URL(fileURLWithPath: directory + "/swift_verdicts.json"))
+    }
 }
