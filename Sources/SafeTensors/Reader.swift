@@ -20,13 +20,7 @@ extension SafeTensorsFile {
     ///   `unsupportedDType`, `offsetsOutOfRange`, `sizeMismatch`, `nonContiguousData`,
     ///   `incompleteData`, `invalidMetadata`), each naming `path`.
     public static func read(path: String, allowingUnsupportedDTypes: Bool = false) throws(SafeTensorsError) -> SafeTensorsFile {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw .unreadableFile(path: path, reason: error.localizedDescription)
-        }
-        return try decode([UInt8](data), source: path, allowingUnsupportedDTypes: allowingUnsupportedDTypes)
+        try decode(try readEntireFile(path: path), source: path, allowingUnsupportedDTypes: allowingUnsupportedDTypes)
     }
 
     /// Decodes an in-memory safetensors file; see ``read(path:allowingUnsupportedDTypes:)``.
@@ -90,7 +84,7 @@ extension SafeTensorsFile {
             func field(_ key: String) throws(SafeTensorsError) -> JSONValue {
                 guard let found = fields.first(where: { $0.key == key }) else {
                     throw .invalidTensorEntry(source: source, tensor: name, field: key,
-                                              expected: "a '\(key)' field", actual: "no such field")
+                                              expected: "a value (the field is required)", actual: "nothing (field missing)")
                 }
                 return found.value
             }

@@ -49,18 +49,7 @@ public struct SafeTensorsRecord: Sendable, Equatable {
         precondition(count == values.count,
                      "SafeTensorsRecord '\(name)': shape \(shape) has \(count.map(String.init) ?? "invalid") elements "
                      + "but \(values.count) Float values were given")
-        var raw = [UInt8](repeating: 0, count: values.count * 4)
-        raw.withUnsafeMutableBufferPointer { out in
-            values.withUnsafeBufferPointer { input in
-                for index in 0..<input.count {
-                    let bits = input[index].bitPattern.littleEndian
-                    withUnsafeBytes(of: bits) { source in
-                        for byte in 0..<4 { out[index * 4 + byte] = source[byte] }
-                    }
-                }
-            }
-        }
-        self.init(uncheckedName: name, dtype: .f32, shape: shape, bytes: raw)
+        self.init(uncheckedName: name, dtype: .f32, shape: shape, bytes: littleEndianBytes(of: values))
     }
 
     /// Builds an `I64` record (e.g. `num_batches_tracked`, shape `[]`); row-major `values`.
@@ -70,18 +59,7 @@ public struct SafeTensorsRecord: Sendable, Equatable {
         precondition(count == values.count,
                      "SafeTensorsRecord '\(name)': shape \(shape) has \(count.map(String.init) ?? "invalid") elements "
                      + "but \(values.count) Int64 values were given")
-        var raw = [UInt8](repeating: 0, count: values.count * 8)
-        raw.withUnsafeMutableBufferPointer { out in
-            values.withUnsafeBufferPointer { input in
-                for index in 0..<input.count {
-                    let bits = input[index].littleEndian
-                    withUnsafeBytes(of: bits) { source in
-                        for byte in 0..<8 { out[index * 8 + byte] = source[byte] }
-                    }
-                }
-            }
-        }
-        self.init(uncheckedName: name, dtype: .i64, shape: shape, bytes: raw)
+        self.init(uncheckedName: name, dtype: .i64, shape: shape, bytes: littleEndianBytes(of: values))
     }
 
     /// Number of elements, `product(shape)` (1 for a scalar).
@@ -91,31 +69,70 @@ public struct SafeTensorsRecord: Sendable, Equatable {
     /// - Throws: ``SafeTensorsError/dtypeMismatch(tensor:requested:actual:)`` for other dtypes.
     public func floats() throws(SafeTensorsError) -> [Float] {
         guard dtype == .f32 else { throw .dtypeMismatch(tensor: name, requested: .f32, actual: dtype) }
-        let count = bytes.count / 4
-        return [Float](unsafeUninitializedCapacity: count) { out, initialized in
-            bytes.withUnsafeBytes { raw in
-                for index in 0..<count {
-                    let bits = raw.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self)
-                    out[index] = Float(bitPattern: UInt32(littleEndian: bits))
-                }
-            }
-            initialized = count
-        }
+        return valuesFromLittleEndianBytes(bytes, as: Float.self)
     }
 
     /// The values of an `I64` tensor in row-major order.
     /// - Throws: ``SafeTensorsError/dtypeMismatch(tensor:requested:actual:)`` for other dtypes.
     public func int64s() throws(SafeTensorsError) -> [Int64] {
         guard dtype == .i64 else { throw .dtypeMismatch(tensor: name, requested: .i64, actual: dtype) }
-        let count = bytes.count / 8
-        return [Int64](unsafeUninitializedCapacity: count) { out, initialized in
-            bytes.withUnsafeBytes { raw in
-                for index in 0..<count {
-                    out[index] = Int64(littleEndian: raw.loadUnaligned(fromByteOffset: index * 8, as: Int64.self))
-                }
+        return valuesFromLittleEndianBytes(bytes, as: Int64.self)
+    }
+}
+
+/// Element types stored little-endian by this module (F32 as its IEEE bit pattern, I64).
+private protocol LittleEndianStorable: BitwiseCopyable {
+    associatedtype Bits: FixedWidthInteger
+    var littleEndianBits: Bits { get }
+    init(littleEndianBits: Bits)
+}
+
+extension Float: LittleEndianStorable {
+    var littleEndianBits: UInt32 { bitPattern.littleEndian }
+    init(littleEndianBits bits: UInt32) { self.init(bitPattern: UInt32(littleEndian: bits)) }
+}
+
+extension Int64: LittleEndianStorable {
+    var littleEndianBits: Int64 { littleEndian }
+    init(littleEndianBits bits: Int64) { self.init(littleEndian: bits) }
+}
+
+/// Little-endian bytes of `values`: one memory copy on little-endian hosts (bit-exact, including
+/// NaN payloads), a per-element byte swap elsewhere.
+private func littleEndianBytes<T: LittleEndianStorable>(of values: [T]) -> [UInt8] {
+    let size = MemoryLayout<T>.size
+    return [UInt8](unsafeUninitializedCapacity: values.count * size) { out, initialized in
+        values.withUnsafeBufferPointer { input in
+            guard let source = input.baseAddress, let destination = out.baseAddress else { return }
+            #if _endian(little)
+            UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: input.count * size)
+            #else
+            let raw = UnsafeMutableRawPointer(destination)
+            for index in 0..<input.count {
+                raw.storeBytes(of: input[index].littleEndianBits, toByteOffset: index * size, as: T.Bits.self)
             }
-            initialized = count
+            #endif
         }
+        initialized = values.count * size
+    }
+}
+
+/// Values decoded from little-endian `bytes` (whose count is a multiple of the value size).
+private func valuesFromLittleEndianBytes<T: LittleEndianStorable>(_ bytes: [UInt8], as type: T.Type) -> [T] {
+    let size = MemoryLayout<T>.size
+    let count = bytes.count / size
+    return [T](unsafeUninitializedCapacity: count) { out, initialized in
+        bytes.withUnsafeBytes { raw in
+            guard let source = raw.baseAddress, let destination = out.baseAddress else { return }
+            #if _endian(little)
+            UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: count * size)
+            #else
+            for index in 0..<count {
+                destination[index] = T(littleEndianBits: raw.loadUnaligned(fromByteOffset: index * size, as: T.Bits.self))
+            }
+            #endif
+        }
+        initialized = count
     }
 }
 

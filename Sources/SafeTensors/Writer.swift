@@ -126,9 +126,12 @@ extension SafeTensorsFile {
         let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if directoryDescriptor >= 0 {
             let status = fsync(directoryDescriptor)
+            let fsyncErrno = errno
             close(directoryDescriptor)
-            guard status == 0 else {
-                throw .writeFailed(path: path, operation: "fsync directory \(directory)", reason: systemError())
+            // Some file systems do not support fsync on directories (EINVAL); the rename stands.
+            guard status == 0 || fsyncErrno == EINVAL || fsyncErrno == ENOTSUP else {
+                throw .writeFailed(path: path, operation: "fsync directory \(directory)",
+                                   reason: String(cString: strerror(fsyncErrno)))
             }
         }
     }

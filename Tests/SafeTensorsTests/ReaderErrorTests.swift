@@ -76,7 +76,7 @@ final class ReaderErrorTests: XCTestCase {
     func testMissingAndIllTypedFields() {
         let missing = decodeError(rawFile(header: "{\"w\":{\(f32x2)}}", data: Array(repeating: 0, count: 8)))
         XCTAssertEqual(missing, .invalidTensorEntry(source: "test.safetensors", tensor: "w", field: "data_offsets",
-                                                    expected: "a 'data_offsets' field", actual: "no such field"))
+                                                    expected: "a value (the field is required)", actual: "nothing (field missing)"))
         assertMessage(missing, contains: ["tensor 'w'", "field 'data_offsets'"])
 
         let fractional = decodeError(rawFile(header: "{\"w\":{\"dtype\":\"F32\",\"shape\":[2.0],\"data_offsets\":[0,8]}}",
@@ -192,7 +192,16 @@ final class ReaderErrorTests: XCTestCase {
         XCTAssertThrowsError(try SafeTensorsFile.read(path: "/nonexistent/dir/model.safetensors")) { error in
             guard case let .unreadableFile(path, _)? = error as? SafeTensorsError else { return XCTFail("\(error)") }
             XCTAssertEqual(path, "/nonexistent/dir/model.safetensors")
+            XCTAssertEqual(error as? SafeTensorsError, .unreadableFile(path: "/nonexistent/dir/model.safetensors",
+                                                                        reason: "open: No such file or directory"))
             assertMessage(error as? SafeTensorsError, contains: ["/nonexistent/dir/model.safetensors", "cannot read"])
+        }
+    }
+
+    func testDirectoryIsNotAFile() throws {
+        let directory = try makeTemporaryDirectory(self)
+        XCTAssertThrowsError(try SafeTensorsFile.read(path: directory)) { error in
+            XCTAssertEqual(error as? SafeTensorsError, .unreadableFile(path: directory, reason: "not a regular file"))
         }
     }
 
