@@ -35,7 +35,7 @@ let package = Package(
             "OODDetection", "UnleashingMask",
         ]),
         .target(name: "UMTrainCLI", dependencies: [
-            "COpenBLAS", "TensorCore", "Distributed", "Training",
+            "COpenBLAS", "TensorCore", "Distributed", "Training", "OODDetection",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "umtrain", dependencies: ["UMTrainCLI", "TensorCore"]),
