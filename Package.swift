@@ -11,6 +11,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C system libraries, each with a small static-inline shim header.
@@ -32,7 +33,8 @@ let package = Package(
         .target(name: "UnleashingMask", dependencies: ["NeuralNetwork", "Distributed"]),
         .target(name: "Training", dependencies: [
             "TensorCore", "NeuralNetwork", "Optimizers", "Distributed", "Datasets",
-            "OODDetection", "UnleashingMask",
+            "OODDetection", "UnleashingMask", "SafeTensors",
+            .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "UMTrainCLI", dependencies: [
             "COpenBLAS", "TensorCore", "Distributed", "Training", "OODDetection",
@@ -50,6 +52,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
         .testTarget(name: "OODDetectionTests", dependencies: ["OODDetection", "TestSupport"]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "UMTrainCLITests", dependencies: ["UMTrainCLI", "TestSupport"]),
     ]
 )

@@ -1,0 +1,206 @@
+import Foundation
+
+/// The resolved configuration of a run. YAML keys are snake_case; every key has a default
+/// (see docs/configuration.md). `train.batch_size` is the GLOBAL batch over all ranks.
+public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
+    /// Run name: outputs go to `<output_dir>/<name>/<stage>/`.
+    public var name = "run"
+    /// Master seed: initialisation, sampler permutations, dropout and augmentation derive from it.
+    public var seed = 0
+    /// Parent folder of run folders.
+    public var outputDir = "runs"
+    public var model = ModelSection()
+    public var data = DataSection()
+    public var train = TrainSection()
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case name, seed, model, data, train
+        case outputDir = "output_dir"
+    }
+
+    /// UM reference config keys accepted as aliases (docs/configuration.md).
+    public static let referenceAliases: [String: String] = [
+        "arch": "model.arch",
+        "epochs": "train.epochs",
+        "lr": "train.lr",
+        "lr_policy": "train.schedule",
+        "batch_size": "train.batch_size",
+        "weight_decay": "train.weight_decay",
+        "momentum": "train.momentum",
+        "droprate": "model.dropout",
+    ]
+
+    /// Loads a config file (or the defaults) with CLI overrides and validates it.
+    public static func load(file: String?, overrides: [String] = []) throws -> (config: RunConfig, notes: [String]) {
+        let (config, notes) = try ConfigLoader<RunConfig>(aliases: referenceAliases).load(file: file, overrides: overrides)
+        try config.validate(file: file ?? "<defaults>")
+        return (config, notes)
+    }
+
+    /// The config as YAML, as saved in every run folder.
+    public func yaml() throws -> String { try ConfigLoader<RunConfig>.yaml(self) }
+
+    /// Range and consistency checks that types cannot express.
+    ///
+    /// - Throws: ``ConfigError/invalidValue(file:key:expected:actual:hint:)`` naming the key.
+    public func validate(file: String) throws {
+        func bad(_ key: String, _ expected: String, _ actual: Any, _ hint: String) -> ConfigError {
+            .invalidValue(file: file, key: key, expected: expected, actual: "\(actual)", hint: hint)
+        }
+        if name.isEmpty || name.contains("/") { throw bad("name", "a non-empty name without '/'", "'\(name)'", "e.g. name: fmnist-quick") }
+        if !ModelSection.architectures.contains(model.arch) {
+            throw bad("model.arch", "one of \(ModelSection.architectures.joined(separator: ", "))", "'\(model.arch)'",
+                      "run `umtrain model-info --help` for the model zoo.")
+        }
+        if ![1, 3].contains(model.inChannels) { throw bad("model.in_channels", "1 or 3", model.inChannels, "1 for grayscale, 3 for RGB") }
+        if model.imageSize < 8 { throw bad("model.image_size", "at least 8 (pixels)", model.imageSize, "28 for Fashion-MNIST, 32 for CIFAR") }
+        if model.numClasses < 2 { throw bad("model.num_classes", "at least 2", model.numClasses, "10 for Fashion-MNIST/CIFAR-10") }
+        if !(0..<1).contains(model.dropout) { throw bad("model.dropout", "a probability in [0, 1)", model.dropout, "0.3 in the UM reference") }
+        if !["affine", "non_affine"].contains(model.batchNorm) {
+            throw bad("model.batch_norm", "affine or non_affine", "'\(model.batchNorm)'", "the UM reference uses non_affine")
+        }
+        if !["idx", "cifar10", "cifar100", "folder"].contains(data.format) {
+            throw bad("data.format", "idx, cifar10, cifar100 or folder", "'\(data.format)'", "Fashion-MNIST is idx")
+        }
+        if data.validationSize < 0 { throw bad("data.validation_size", "a count >= 0", data.validationSize, "5000 is typical") }
+        if data.trainSubset < 0 { throw bad("data.train_subset", "a count >= 0 (0 = all)", data.trainSubset, "0 uses the whole set") }
+        if data.mean.count != model.inChannels || data.std.count != model.inChannels {
+            throw bad("data.mean/data.std", "\(model.inChannels) value(s) each (one per input channel)",
+                      "\(data.mean.count) and \(data.std.count)", "e.g. mean: [0.2860], std: [0.3530] for Fashion-MNIST")
+        }
+        if data.std.contains(where: { !($0 > 0) }) { throw bad("data.std", "positive values", data.std, "standard deviations of pixel values in [0, 1]") }
+        if train.epochs < 0 { throw bad("train.epochs", "a count >= 0", train.epochs, "e.g. epochs: 10") }
+        if train.batchSize < 1 { throw bad("train.batch_size", "a GLOBAL batch size >= 1", train.batchSize, "it is split across ranks") }
+        if !(train.lr >= 0) || !train.lr.isFinite { throw bad("train.lr", "a finite number >= 0", train.lr, "e.g. lr: 0.1") }
+        if !["none", "linear"].contains(train.lrScaling) {
+            throw bad("train.lr_scaling", "none or linear", "'\(train.lrScaling)'",
+                      "linear multiplies lr by batch_size / reference_batch_size")
+        }
+        if train.referenceBatchSize < 1 { throw bad("train.reference_batch_size", "a batch size >= 1", train.referenceBatchSize, "e.g. 256") }
+        if !(0..<1).contains(train.momentum) { throw bad("train.momentum", "a value in [0, 1)", train.momentum, "0.9 is standard") }
+        if train.weightDecay < 0 { throw bad("train.weight_decay", "a value >= 0", train.weightDecay, "e.g. 5e-4") }
+        if !["constant", "step", "multistep", "cosine"].contains(train.schedule) {
+            throw bad("train.schedule", "constant, step, multistep or cosine", "'\(train.schedule)'", "the UM reference uses cosine")
+        }
+        if !["sync", "local"].contains(train.bnMode) {
+            throw bad("train.bn_mode", "sync or local", "'\(train.bnMode)'", "sync makes N ranks equal one process with the same global batch")
+        }
+        if !(0..<1).contains(train.labelSmoothing) { throw bad("train.label_smoothing", "a value in [0, 1)", train.labelSmoothing, "0 disables it") }
+        if train.keepCheckpoints < 1 { throw bad("train.keep_checkpoints", "at least 1", train.keepCheckpoints, "the last K checkpoints are kept") }
+        if train.checkpointEvery < 0 { throw bad("train.checkpoint_every", "epochs >= 0 (0 = only at the end)", train.checkpointEvery, "e.g. 1") }
+        if train.consistencyEvery < 0 { throw bad("train.consistency_every", "steps >= 0 (0 = off)", train.consistencyEvery, "e.g. 100") }
+        if !(train.bucketFirstMiB > 0) || !(train.bucketMiB > 0) {
+            throw bad("train.bucket_mib", "positive sizes in MiB", "\(train.bucketFirstMiB), \(train.bucketMiB)", "DDP uses 1 and 25")
+        }
+    }
+
+    /// The learning rate actually used, after the configured scaling with the global batch.
+    public var effectiveLearningRate: Double {
+        train.lrScaling == "linear" ? train.lr * Double(train.batchSize) / Double(train.referenceBatchSize) : train.lr
+    }
+}
+
+public struct ModelSection: Codable, Equatable, Sendable {
+    public static let architectures = ["cnn5", "lenet", "resnet20", "resnet18", "wrn40_2", "densenet_bc100", "resnet50"]
+    /// Architecture name (see `umtrain model-info`).
+    public var arch = "cnn5"
+    /// Base width of `cnn5` (channels of its first layer).
+    public var width = 32
+    /// 1 (grayscale) or 3 (RGB).
+    public var inChannels = 1
+    /// Input height = width, in pixels.
+    public var imageSize = 28
+    public var numClasses = 10
+    /// Dropout probability where the architecture has dropout.
+    public var dropout = 0.0
+    /// `affine` (gamma/beta) or `non_affine` BatchNorm.
+    public var batchNorm = "affine"
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case arch, width, dropout
+        case inChannels = "in_channels", imageSize = "image_size", numClasses = "num_classes", batchNorm = "batch_norm"
+    }
+}
+
+public struct DataSection: Codable, Equatable, Sendable {
+    /// `idx` (MNIST-style, raw or gzip), `cifar10`, `cifar100` (binary) or `folder`.
+    public var format = "idx"
+    /// Training images/labels (idx) or the dataset folder (cifar, folder).
+    public var trainImages = "data/fashion-mnist/train-images-idx3-ubyte.gz"
+    public var trainLabels = "data/fashion-mnist/train-labels-idx1-ubyte.gz"
+    public var testImages = "data/fashion-mnist/t10k-images-idx3-ubyte.gz"
+    public var testLabels = "data/fashion-mnist/t10k-labels-idx1-ubyte.gz"
+    /// Use only the first N training images after the validation split is removed (0 = all).
+    public var trainSubset = 0
+    /// Images carved out of the training set for calibration and detector tuning.
+    public var validationSize = 5000
+    public var validationSeed = 0
+    /// Per-channel normalisation of pixels in [0, 1].
+    public var mean: [Double] = [0.2860]
+    public var std: [Double] = [0.3530]
+    /// Training augmentation (off by default for digit-like data).
+    public var randomCrop = false
+    public var padding = 4
+    public var horizontalFlip = false
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case format, mean, std, padding
+        case trainImages = "train_images", trainLabels = "train_labels", testImages = "test_images",
+             testLabels = "test_labels", trainSubset = "train_subset", validationSize = "validation_size",
+             validationSeed = "validation_seed", randomCrop = "random_crop", horizontalFlip = "horizontal_flip"
+    }
+}
+
+public struct TrainSection: Codable, Equatable, Sendable {
+    public var epochs = 10
+    /// GLOBAL batch size (summed over ranks).
+    public var batchSize = 128
+    /// Base learning rate.
+    public var lr = 0.1
+    /// `none`: lr is used as given; `linear`: lr x batch_size / reference_batch_size.
+    public var lrScaling = "none"
+    public var referenceBatchSize = 256
+    public var momentum = 0.9
+    public var dampening = 0.0
+    public var nesterov = false
+    public var weightDecay = 5e-4
+    /// `constant`, `step`, `multistep` or `cosine`.
+    public var schedule = "cosine"
+    public var stepSize = 30
+    public var milestones: [Int] = []
+    public var gamma = 0.1
+    public var warmupEpochs = 0
+    /// Update the learning rate every step (cosine, warm-up) instead of once per epoch.
+    public var perStepSchedule = false
+    /// `sync` (statistics over the global batch) or `local` (per rank, DDP's default).
+    public var bnMode = "sync"
+    public var labelSmoothing = 0.0
+    /// Checkpoint every N epochs (0 = only at the end).
+    public var checkpointEvery = 1
+    public var keepCheckpoints = 3
+    /// Compare parameter checksums across ranks every N steps (0 = off).
+    public var consistencyEvery = 100
+    /// Gradient bucket sizes (MiB): the first bucket, then the others.
+    public var bucketFirstMiB = 1.0
+    public var bucketMiB = 25.0
+    /// Drop the tail of each epoch instead of padding (padded samples never count).
+    public var dropLast = false
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case epochs, lr, momentum, dampening, nesterov, schedule, milestones, gamma
+        case batchSize = "batch_size", lrScaling = "lr_scaling", referenceBatchSize = "reference_batch_size",
+             weightDecay = "weight_decay", stepSize = "step_size", warmupEpochs = "warmup_epochs",
+             perStepSchedule = "per_step_schedule", bnMode = "bn_mode", labelSmoothing = "label_smoothing",
+             checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints",
+             consistencyEvery = "consistency_every", bucketFirstMiB = "bucket_first_mib", bucketMiB = "bucket_mib",
+             dropLast = "drop_last"
+    }
+}
