@@ -36,7 +36,7 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     /// Target number of GEMM columns (B * OH * OW) per chunk.
-    public var targetColumns = 8192
+    public var targetColumns = 2048
     /// Upper bound on the column buffer, in floats (default 4 Mi floats = 16 MiB).
     public var maxColumnFloats = 4 << 20
 
