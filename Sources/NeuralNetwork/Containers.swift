@@ -1,0 +1,162 @@
+import TensorCore
+
+/// Layers applied in order (PyTorch `nn.Sequential`). Children are named `"0"`, `"1"`, ...
+/// unless explicit names are given. Backward runs the children in reverse order.
+///
+/// `recordedIndices`: outputs of these children are kept in `recordedOutputs` after each
+/// forward (intermediate feature maps, e.g. for Mahalanobis scores).
+public final class Sequential: Layer {
+    public let layers: [any Layer]
+    public let names: [String]
+    public var recordedIndices: Set<Int> = []
+    public private(set) var recordedOutputs: [Int: Tensor] = [:]
+
+    public init(_ layers: [any Layer]) {
+        self.layers = layers
+        names = layers.indices.map(String.init)
+    }
+
+    /// Children with explicit names (e.g. `("conv1", conv)`). Precondition: names are unique.
+    public init(named: [(String, any Layer)]) {
+        layers = named.map(\.1)
+        names = named.map(\.0)
+        precondition(Set(names).count == names.count, "Sequential: duplicate child names \(names)")
+    }
+
+    public var children: [(name: String, layer: any Layer)] { zip(names, layers).map { ($0, $1) } }
+
+    public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
+        recordedOutputs = [:]
+        var h = x
+        for (i, layer) in layers.enumerated() {
+            h = layer.forward(h, context: context)
+            if recordedIndices.contains(i) { recordedOutputs[i] = h }
+        }
+        return h
+    }
+
+    public func backward(_ gradOutput: Tensor) -> Tensor {
+        var g = gradOutput
+        for layer in layers.reversed() { g = layer.backward(g) }
+        return g
+    }
+}
+
+/// Residual connection: `y = activation(body(x) + shortcut(x))`, shortcut = identity when nil
+/// (ResNet basic block). `x [N, C, H, W]`; body and shortcut outputs must have equal shapes.
+/// The body's children are this block's children (names like `conv1.weight`, as in PyTorch's
+/// `BasicBlock`); the shortcut is named `shortcutName` (default `"shortcut"`).
+public final class Residual: Layer {
+    public let body: Sequential
+    public let shortcut: (any Layer)?
+    public let shortcutName: String
+    public let activation: ReLU?
+
+    public init(body: Sequential, shortcut: (any Layer)? = nil, shortcutName: String = "shortcut",
+                reluAfterAdd: Bool = true) {
+        self.body = body
+        self.shortcut = shortcut
+        self.shortcutName = shortcutName
+        activation = reluAfterAdd ? ReLU() : nil
+    }
+
+    public var children: [(name: String, layer: any Layer)] {
+        body.children + (shortcut.map { [(name: shortcutName, layer: $0)] } ?? [])
+    }
+
+    public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
+        let main = body.forward(x, context: context)
+        let side = shortcut?.forward(x, context: context) ?? x
+        precondition(main.shape == side.shape, "Residual: body output \(main.shape) != shortcut output \(side.shape)")
+        let sum = main + side
+        return activation?.forward(sum, context: context) ?? sum
+    }
+
+    public func backward(_ gradOutput: Tensor) -> Tensor {
+        let g = activation?.backward(gradOutput) ?? gradOutput
+        var gx = body.backward(g)
+        if let shortcut {
+            gx.addScaled(shortcut.backward(g))
+        } else {
+            gx.addScaled(g)
+        }
+        return gx
+    }
+}
+
+/// Dense connection (DenseNet): `y = cat([x, body(x)], dim: 1)`,
+/// `x [N, C, H, W] => [N, C + C', H, W]` where `body(x)` is `[N, C', H, W]`.
+/// Backward: `gx = gy[:, :C] + body.backward(gy[:, C:])`. The body's children are this
+/// block's children.
+public final class DenseConcat: Layer {
+    public let body: Sequential
+    private var inputShape: [Int] = []
+    private var bodyChannels = 0
+
+    public init(body: Sequential) { self.body = body }
+
+    public var children: [(name: String, layer: any Layer)] { body.children }
+
+    public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
+        let (n, c, h, w) = expectRank4(x, "DenseConcat")
+        let out = body.forward(x, context: context)
+        precondition(out.rank == 4 && out.shape[0] == n && out.shape[2] == h && out.shape[3] == w,
+                     "DenseConcat: body output \(out.shape) does not match input \(x.shape) in N, H, W")
+        inputShape = x.shape
+        bodyChannels = out.shape[1]
+        return Tensor.concatenateChannels(x, out)
+    }
+
+    public func backward(_ gradOutput: Tensor) -> Tensor {
+        let (n, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
+        precondition(gradOutput.shape == [n, c + bodyChannels, h, w],
+                     "DenseConcat.backward: gradOutput \(gradOutput.shape) != [\(n), \(c + bodyChannels), \(h), \(w)]")
+        let (gIdentity, gBody) = Tensor.splitChannels(gradOutput, at: c)
+        var gx = body.backward(gBody)
+        gx.addScaled(gIdentity)
+        return gx
+    }
+}
+
+extension Tensor {
+    /// Channel concatenation: `[N, C1, H, W] ++ [N, C2, H, W] => [N, C1 + C2, H, W]`.
+    public static func concatenateChannels(_ a: Tensor, _ b: Tensor) -> Tensor {
+        precondition(a.rank == 4 && b.rank == 4 && a.shape[0] == b.shape[0] && a.shape[2] == b.shape[2]
+                     && a.shape[3] == b.shape[3], "concatenateChannels: \(a.shape) and \(b.shape) differ outside dim 1")
+        let (n, c1, c2) = (a.shape[0], a.shape[1], b.shape[1])
+        let p = a.shape[2] * a.shape[3]
+        var out = Tensor(zeros: [n, c1 + c2, a.shape[2], a.shape[3]])
+        a.withUnsafeBufferPointer { ab in
+            b.withUnsafeBufferPointer { bb in
+                out.withUnsafeMutableBufferPointer { ob in
+                    for s in 0..<n {
+                        let dst = ob.baseAddress! + s * (c1 + c2) * p
+                        if c1 * p > 0 { dst.update(from: ab.baseAddress! + s * c1 * p, count: c1 * p) }
+                        if c2 * p > 0 { (dst + c1 * p).update(from: bb.baseAddress! + s * c2 * p, count: c2 * p) }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Inverse of `concatenateChannels`: `[N, C, H, W] => ([N, c, H, W], [N, C - c, H, W])`.
+    public static func splitChannels(_ x: Tensor, at c1: Int) -> (Tensor, Tensor) {
+        precondition(x.rank == 4 && c1 >= 0 && c1 <= x.shape[1], "splitChannels: cannot split \(x.shape) at \(c1)")
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let c2 = c - c1, p = h * w
+        var a = Tensor(zeros: [n, c1, h, w]), b = Tensor(zeros: [n, c2, h, w])
+        x.withUnsafeBufferPointer { xb in
+            a.withUnsafeMutableBufferPointer { ab in
+                b.withUnsafeMutableBufferPointer { bb in
+                    for s in 0..<n {
+                        let src = xb.baseAddress! + s * c * p
+                        if c1 * p > 0 { (ab.baseAddress! + s * c1 * p).update(from: src, count: c1 * p) }
+                        if c2 * p > 0 { (bb.baseAddress! + s * c2 * p).update(from: src + c1 * p, count: c2 * p) }
+                    }
+                }
+            }
+        }
+        return (a, b)
+    }
+}

@@ -1,0 +1,320 @@
+import TensorCore
+
+/// PyTorch default initialisation (`reset_parameters` of `nn.Conv2d` / `nn.Linear`):
+/// weight ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(fanIn), 1/sqrt(fanIn)) (gain sqrt(2/(1+a^2))
+/// = sqrt(1/3) times sqrt(3/fanIn)), bias ~ U(-1/sqrt(fanIn), 1/sqrt(fanIn)). Draws come from
+/// `rng` in order: all weights, then all biases.
+public enum Initializers {
+    public static func pytorchDefault(weight: Parameter, bias: Parameter?, fanIn: Int, rng: inout RandomStream) {
+        let bound = fanIn > 0 ? 1 / Float(Double(fanIn).squareRoot()) : 0
+        uniform(weight, bound: bound, rng: &rng)
+        if let bias { uniform(bias, bound: bound, rng: &rng) }
+    }
+
+    /// Fills `p.value` with U(-bound, bound).
+    public static func uniform(_ p: Parameter, bound: Float, rng: inout RandomStream) {
+        let n = p.count
+        p.value.withUnsafeMutableBufferPointer { rng.fillUniform($0.baseAddress!, count: n, low: -bound, high: bound) }
+    }
+}
+
+/// 2-D convolution with PyTorch `nn.Conv2d` semantics (cross-correlation, zero padding, no
+/// dilation, groups 1): `x [N, Cin, H, W] => [N, Cout, OH, OW]`, `OH = (H + 2*pH - KH)/sH + 1`.
+/// Parameters `weight [Cout, Cin, KH, KW]` and optional `bias [Cout]`.
+///
+/// Implementation: im2col + one sgemm per chunk of samples laid side by side
+/// (`W[Cout, Cin*KH*KW] x cols[Cin*KH*KW, B*OH*OW]`), so the GEMM N dimension is large while the
+/// column buffer stays bounded (`maxColumnFloats`). 1x1 convolutions with stride 1 and no
+/// padding skip im2col (a transpose copy, or none for one sample). Backward recomputes the
+/// columns: `dW += dY[Cout, B*P] x cols^T`, `dcols = W^T x dY`, then col2im.
+public final class Conv2d: Layer {
+    public let inChannels: Int
+    public let outChannels: Int
+    public let kernelSize: (height: Int, width: Int)
+    public let stride: (height: Int, width: Int)
+    public let padding: (height: Int, width: Int)
+    public let weight: Parameter
+    public let bias: Parameter?
+    /// Target number of GEMM columns (B * OH * OW) per chunk.
+    public var targetColumns = 2048
+    /// Upper bound on the column buffer, in floats (default 4 Mi floats = 16 MiB).
+    public var maxColumnFloats = 4 << 20
+
+    private var input: Tensor?
+    private var accumulate = true
+    private let columns = Scratch()
+    private let product = Scratch()
+
+    /// Square-kernel convenience; `rng` draws the PyTorch default initialisation.
+    public convenience init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                            bias: Bool = true, rng: inout RandomStream) {
+        self.init(inChannels: inChannels, outChannels: outChannels, kernelSize: (kernelSize, kernelSize),
+                  stride: (stride, stride), padding: (padding, padding), bias: bias, rng: &rng)
+    }
+
+    public init(inChannels: Int, outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
+                padding: (Int, Int) = (0, 0), bias: Bool = true, rng: inout RandomStream) {
+        precondition(inChannels > 0 && outChannels > 0, "Conv2d: channels \(inChannels) -> \(outChannels) must be positive")
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernelSize = (kernelSize.0, kernelSize.1)
+        self.stride = (stride.0, stride.1)
+        self.padding = (padding.0, padding.1)
+        weight = Parameter(localName: "weight", shape: [outChannels, inChannels, kernelSize.0, kernelSize.1])
+        self.bias = bias ? Parameter(localName: "bias", shape: [outChannels]) : nil
+        Initializers.pytorchDefault(weight: weight, bias: self.bias, fanIn: inChannels * kernelSize.0 * kernelSize.1,
+                                    rng: &rng)
+    }
+
+    public var localParameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
+
+    func geometry(_ h: Int, _ w: Int) -> WindowGeometry {
+        WindowGeometry(channels: inChannels, height: h, width: w, kernelHeight: kernelSize.height,
+                       kernelWidth: kernelSize.width, strideHeight: stride.height, strideWidth: stride.width,
+                       paddingHeight: padding.height, paddingWidth: padding.width)
+    }
+
+    var isPointwise: Bool {
+        kernelSize == (1, 1) && stride == (1, 1) && padding == (0, 0)
+    }
+
+    func chunkSize(batch: Int, plane: Int, rows: Int) -> Int {
+        let byTarget = Swift.max(1, targetColumns / Swift.max(plane, 1))
+        let byMemory = Swift.max(1, maxColumnFloats / Swift.max(rows * plane, 1))
+        return Swift.max(1, Swift.min(batch, byTarget, byMemory))
+    }
+
+    /// `x [N, Cin, H, W] => [N, Cout, OH, OW]`.
+    public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
+        let (n, c, h, w) = expectRank4(x, "Conv2d")
+        precondition(c == inChannels, "Conv2d: expected \(inChannels) input channels, got input \(x.shape)")
+        input = x
+        accumulate = context.computeParameterGradients
+        let g = geometry(h, w)
+        let p = g.outputPlane, rows = g.columnRows, o = outChannels
+        var y = Tensor(zeros: [n, o, g.outputHeight, g.outputWidth])
+        if n == 0 { return y }
+        let chunk = chunkSize(batch: n, plane: p, rows: rows)
+        let pointwise = isPointwise
+        x.withUnsafeBufferPointer { xb in
+            weight.value.withUnsafeBufferPointer { wb in
+                y.withUnsafeMutableBufferPointer { yb in
+                    let xp = xb.baseAddress!, wp = wb.baseAddress!, yp = yb.baseAddress!
+                    var start = 0
+                    while start < n {
+                        let b = Swift.min(chunk, n - start)
+                        let cols: UnsafePointer<Float>
+                        if pointwise && b == 1 {
+                            cols = xp + start * c * h * w
+                        } else {
+                            let buf = columns.reserve(rows * b * p)
+                            if pointwise {
+                                Kernels.batchToChannelMajor(xp + start * c * h * w, batch: b, channels: c, plane: p, dst: buf)
+                            } else {
+                                for s in 0..<b {
+                                    Kernels.im2col(xp + (start + s) * c * h * w, geometry: g, columns: buf + s * p,
+                                                   ldColumns: b * p)
+                                }
+                            }
+                            cols = UnsafePointer(buf)
+                        }
+                        let out = yp + start * o * p
+                        if b == 1 {
+                            Kernels.sgemm(transposeA: false, transposeB: false, m: o, n: p, k: rows, alpha: 1,
+                                          a: wp, lda: rows, b: cols, ldb: p, beta: 0, c: out, ldc: p)
+                        } else {
+                            let tmp = product.reserve(o * b * p)
+                            Kernels.sgemm(transposeA: false, transposeB: false, m: o, n: b * p, k: rows, alpha: 1,
+                                          a: wp, lda: rows, b: cols, ldb: b * p, beta: 0, c: tmp, ldc: b * p)
+                            Kernels.channelMajorToBatch(tmp, batch: b, channels: o, plane: p, dst: out, accumulate: false)
+                        }
+                        start += b
+                    }
+                    if let bias {
+                        bias.value.withUnsafeBufferPointer { bb in
+                            for s in 0..<n {
+                                for oc in 0..<o {
+                                    let row = yp + (s * o + oc) * p
+                                    let v = bb[oc]
+                                    for i in 0..<p { row[i] += v }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// `gradOutput [N, Cout, OH, OW] => gradInput [N, Cin, H, W]`; accumulates `weight.grad`
+    /// (unless frozen) and `bias.grad`.
+    public func backward(_ gradOutput: Tensor) -> Tensor {
+        guard let x = input else { preconditionFailure("Conv2d.backward called without a forward") }
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let g = geometry(h, w)
+        let p = g.outputPlane, rows = g.columnRows, o = outChannels
+        precondition(gradOutput.shape == [n, o, g.outputHeight, g.outputWidth],
+                     "Conv2d.backward: gradOutput \(gradOutput.shape) != output [\(n), \(o), \(g.outputHeight), \(g.outputWidth)]")
+        var gradInput = Tensor(zeros: x.shape)
+        if n == 0 { return gradInput }
+        let wantWeight = accumulate && weight.role == .trainable
+        let wantBias = accumulate && (bias?.role == .trainable)
+        let chunk = chunkSize(batch: n, plane: p, rows: rows)
+        let pointwise = isPointwise
+        if wantBias, let bias {
+            var sums = [Double](repeating: 0, count: o)
+            gradOutput.withUnsafeBufferPointer { gb in
+                sums.withUnsafeMutableBufferPointer {
+                    Kernels.channelSum(gb.baseAddress!, batch: n, channels: o, plane: p, out: $0.baseAddress!)
+                }
+            }
+            bias.grad.withUnsafeMutableBufferPointer { for i in 0..<o { $0[i] += Float(sums[i]) } }
+        }
+        x.withUnsafeBufferPointer { xb in
+            weight.value.withUnsafeBufferPointer { wb in
+                gradOutput.withUnsafeBufferPointer { gb in
+                    gradInput.withUnsafeMutableBufferPointer { gib in
+                        let xp = xb.baseAddress!, wp = wb.baseAddress!, gp = gb.baseAddress!, gip = gib.baseAddress!
+                        var start = 0
+                        while start < n {
+                            let b = Swift.min(chunk, n - start)
+                            // dY of the chunk as [Cout, B*P].
+                            let dy: UnsafePointer<Float>
+                            if b == 1 {
+                                dy = gp + start * o * p
+                            } else {
+                                let buf = product.reserve(o * b * p)
+                                Kernels.batchToChannelMajor(gp + start * o * p, batch: b, channels: o, plane: p, dst: buf)
+                                dy = UnsafePointer(buf)
+                            }
+                            if wantWeight {
+                                let cols: UnsafePointer<Float>
+                                if pointwise && b == 1 {
+                                    cols = xp + start * c * h * w
+                                } else {
+                                    let buf = columns.reserve(rows * b * p)
+                                    if pointwise {
+                                        Kernels.batchToChannelMajor(xp + start * c * h * w, batch: b, channels: c, plane: p, dst: buf)
+                                    } else {
+                                        for s in 0..<b {
+                                            Kernels.im2col(xp + (start + s) * c * h * w, geometry: g, columns: buf + s * p,
+                                                           ldColumns: b * p)
+                                        }
+                                    }
+                                    cols = UnsafePointer(buf)
+                                }
+                                weight.grad.withUnsafeMutableBufferPointer { dwb in
+                                    Kernels.sgemm(transposeA: false, transposeB: true, m: o, n: rows, k: b * p, alpha: 1,
+                                                  a: dy, lda: b * p, b: cols, ldb: b * p, beta: 1,
+                                                  c: dwb.baseAddress!, ldc: rows)
+                                }
+                            }
+                            let gin = gip + start * c * h * w
+                            if pointwise && b == 1 {
+                                Kernels.sgemm(transposeA: true, transposeB: false, m: rows, n: p, k: o, alpha: 1,
+                                              a: wp, lda: rows, b: dy, ldb: p, beta: 0, c: gin, ldc: p)
+                            } else {
+                                let dcols = columns.reserve(rows * b * p)
+                                Kernels.sgemm(transposeA: true, transposeB: false, m: rows, n: b * p, k: o, alpha: 1,
+                                              a: wp, lda: rows, b: dy, ldb: b * p, beta: 0, c: dcols, ldc: b * p)
+                                if pointwise {
+                                    Kernels.channelMajorToBatch(dcols, batch: b, channels: c, plane: p, dst: gin, accumulate: false)
+                                } else {
+                                    for s in 0..<b {
+                                        Kernels.col2im(dcols + s * p, ldColumns: b * p, geometry: g, gradInput: gin + s * c * h * w)
+                                    }
+                                }
+                            }
+                            start += b
+                        }
+                    }
+                }
+            }
+        }
+        return gradInput
+    }
+}
+
+/// Fully connected layer with PyTorch `nn.Linear` semantics: `x [N, in] => x W^T + b [N, out]`,
+/// `weight [out, in]`, optional `bias [out]`.
+public final class Linear: Layer {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    private var input: Tensor?
+    private var accumulate = true
+
+    public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, rng: inout RandomStream) {
+        precondition(inFeatures > 0 && outFeatures > 0, "Linear: features \(inFeatures) -> \(outFeatures) must be positive")
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        weight = Parameter(localName: "weight", shape: [outFeatures, inFeatures])
+        self.bias = bias ? Parameter(localName: "bias", shape: [outFeatures]) : nil
+        Initializers.pytorchDefault(weight: weight, bias: self.bias, fanIn: inFeatures, rng: &rng)
+    }
+
+    public var localParameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
+
+    /// `x [N, in] => [N, out]`.
+    public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
+        precondition(x.rank == 2 && x.shape[1] == inFeatures, "Linear: expected input [N, \(inFeatures)], got \(x.shape)")
+        input = x
+        accumulate = context.computeParameterGradients
+        let n = x.shape[0], o = outFeatures, k = inFeatures
+        var y = Tensor(zeros: [n, o])
+        if n == 0 { return y }
+        x.withUnsafeBufferPointer { xb in
+            weight.value.withUnsafeBufferPointer { wb in
+                y.withUnsafeMutableBufferPointer { yb in
+                    if let bias {
+                        bias.value.withUnsafeBufferPointer { bb in
+                            for i in 0..<n { (yb.baseAddress! + i * o).update(from: bb.baseAddress!, count: o) }
+                        }
+                    }
+                    Kernels.sgemm(transposeA: false, transposeB: true, m: n, n: o, k: k, alpha: 1, a: xb.baseAddress!,
+                                  lda: k, b: wb.baseAddress!, ldb: k, beta: bias == nil ? 0 : 1, c: yb.baseAddress!, ldc: o)
+                }
+            }
+        }
+        return y
+    }
+
+    /// `gradOutput [N, out] => gradInput [N, in]`; accumulates `weight.grad += gy^T x`,
+    /// `bias.grad += sum_n gy`.
+    public func backward(_ gradOutput: Tensor) -> Tensor {
+        guard let x = input else { preconditionFailure("Linear.backward called without a forward") }
+        let n = x.shape[0], o = outFeatures, k = inFeatures
+        precondition(gradOutput.shape == [n, o], "Linear.backward: gradOutput \(gradOutput.shape) != [\(n), \(o)]")
+        var gx = Tensor(zeros: [n, k])
+        if n == 0 { return gx }
+        gradOutput.withUnsafeBufferPointer { gb in
+            let gp = gb.baseAddress!
+            if accumulate && weight.role == .trainable {
+                x.withUnsafeBufferPointer { xb in
+                    weight.grad.withUnsafeMutableBufferPointer { dwb in
+                        Kernels.sgemm(transposeA: true, transposeB: false, m: o, n: k, k: n, alpha: 1, a: gp, lda: o,
+                                      b: xb.baseAddress!, ldb: k, beta: 1, c: dwb.baseAddress!, ldc: k)
+                    }
+                }
+            }
+            if accumulate, let bias, bias.role == .trainable {
+                bias.grad.withUnsafeMutableBufferPointer { db in
+                    for j in 0..<o {
+                        var s = 0.0
+                        for i in 0..<n { s += Double(gp[i * o + j]) }
+                        db[j] += Float(s)
+                    }
+                }
+            }
+            weight.value.withUnsafeBufferPointer { wb in
+                gx.withUnsafeMutableBufferPointer { gxb in
+                    Kernels.sgemm(transposeA: false, transposeB: false, m: n, n: k, k: o, alpha: 1, a: gp, lda: o,
+                                  b: wb.baseAddress!, ldb: k, beta: 0, c: gxb.baseAddress!, ldc: k)
+                }
+            }
+        }
+        return gx
+    }
+}

@@ -1,0 +1,68 @@
+extension Kernels {
+    /// `y[i] += alpha * x[i]` for `i < n` (axpy).
+    @inlinable
+    public static func axpy(_ n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        for i in 0..<n { y[i] += alpha * x[i] }
+    }
+
+    /// `out[i] = a[i] + b[i]` for `i < n` (`out` may alias `a` or `b`).
+    @inlinable
+    public static func add(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                           out: UnsafeMutablePointer<Float>) {
+        for i in 0..<n { out[i] = a[i] + b[i] }
+    }
+
+    /// `x[i] *= alpha` for `i < n`.
+    @inlinable
+    public static func scale(_ n: Int, alpha: Float, x: UnsafeMutablePointer<Float>) {
+        for i in 0..<n { x[i] *= alpha }
+    }
+
+    /// ReLU forward: `out[i] = max(x[i], 0)` for `i < n`.
+    @inlinable
+    public static func reluForward(_ n: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        for i in 0..<n { out[i] = x[i] > 0 ? x[i] : 0 }
+    }
+
+    /// ReLU backward: `gradInput[i] = output[i] > 0 ? gradOutput[i] : 0` (PyTorch: zero
+    /// gradient at 0). `output` is the forward output (or input: same sign test).
+    @inlinable
+    public static func reluBackward(_ n: Int, output: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                                    gradInput: UnsafeMutablePointer<Float>) {
+        for i in 0..<n { gradInput[i] = output[i] > 0 ? gradOutput[i] : 0 }
+    }
+}
+
+extension Tensor {
+    /// Elementwise sum. Precondition: equal shapes.
+    public static func + (lhs: Tensor, rhs: Tensor) -> Tensor {
+        precondition(lhs.shape == rhs.shape, "Tensor + : shapes \(lhs.shape) and \(rhs.shape) differ")
+        var out = Tensor(zeros: lhs.shape)
+        let n = lhs.count
+        lhs.withUnsafeBufferPointer { a in
+            rhs.withUnsafeBufferPointer { b in
+                out.withUnsafeMutableBufferPointer { o in
+                    Kernels.add(n, a.baseAddress!, b.baseAddress!, out: o.baseAddress!)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Elementwise scaling by a scalar.
+    public static func * (lhs: Tensor, rhs: Float) -> Tensor {
+        var out = lhs.copy()
+        let n = out.count
+        out.withUnsafeMutableBufferPointer { Kernels.scale(n, alpha: rhs, x: $0.baseAddress!) }
+        return out
+    }
+
+    /// `self += alpha * other` in place. Precondition: equal counts.
+    public mutating func addScaled(_ other: Tensor, alpha: Float = 1) {
+        precondition(other.count == count, "addScaled: \(other.shape) into \(shape)")
+        let n = count
+        other.withUnsafeBufferPointer { x in
+            withUnsafeMutableBufferPointer { y in Kernels.axpy(n, alpha: alpha, x: x.baseAddress!, y: y.baseAddress!) }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+/// Geometry of a 2-D sliding window (convolution or pooling) over one `[C, H, W]` plane stack,
+/// with PyTorch's output size `OH = (H + 2*padH - KH) / strideH + 1` (floor, no dilation).
+public struct WindowGeometry: Equatable, Sendable {
+    public let channels: Int
+    public let height: Int
+    public let width: Int
+    public let kernelHeight: Int
+    public let kernelWidth: Int
+    public let strideHeight: Int
+    public let strideWidth: Int
+    public let paddingHeight: Int
+    public let paddingWidth: Int
+
+    /// Precondition: positive kernel and stride, non-negative padding, window fits the padded input.
+    public init(channels: Int, height: Int, width: Int, kernelHeight: Int, kernelWidth: Int,
+                strideHeight: Int = 1, strideWidth: Int = 1, paddingHeight: Int = 0, paddingWidth: Int = 0) {
+        precondition(kernelHeight > 0 && kernelWidth > 0 && strideHeight > 0 && strideWidth > 0
+                     && paddingHeight >= 0 && paddingWidth >= 0,
+                     "WindowGeometry: kernel \(kernelHeight)x\(kernelWidth) stride \(strideHeight)x\(strideWidth) padding \(paddingHeight)x\(paddingWidth) invalid")
+        precondition(height + 2 * paddingHeight >= kernelHeight && width + 2 * paddingWidth >= kernelWidth,
+                     "WindowGeometry: kernel \(kernelHeight)x\(kernelWidth) larger than padded input \(height + 2 * paddingHeight)x\(width + 2 * paddingWidth)")
+        self.channels = channels
+        self.height = height
+        self.width = width
+        self.kernelHeight = kernelHeight
+        self.kernelWidth = kernelWidth
+        self.strideHeight = strideHeight
+        self.strideWidth = strideWidth
+        self.paddingHeight = paddingHeight
+        self.paddingWidth = paddingWidth
+    }
+
+    /// Output height `(H + 2*padH - KH) / strideH + 1`.
+    public var outputHeight: Int { (height + 2 * paddingHeight - kernelHeight) / strideHeight + 1 }
+    /// Output width `(W + 2*padW - KW) / strideW + 1`.
+    public var outputWidth: Int { (width + 2 * paddingWidth - kernelWidth) / strideWidth + 1 }
+    /// `C * KH * KW`: rows of the im2col matrix.
+    public var columnRows: Int { channels * kernelHeight * kernelWidth }
+    /// `OH * OW`: output positions per plane.
+    public var outputPlane: Int { outputHeight * outputWidth }
+    /// `H * W`.
+    public var inputPlane: Int { height * width }
+}
+
+extension Kernels {
+    /// im2col: `[C, H, W] => [C*KH*KW, OH*OW]`, row `(c*KH + kh)*KW + kw`, column `oh*OW + ow`,
+    /// value `x[c, oh*sh - ph + kh, ow*sw - pw + kw]` or 0 in the padding.
+    ///
+    /// The output rows are `ldColumns >= OH*OW` floats apart, so several samples can be laid
+    /// side by side (`columns + b*OH*OW`, `ldColumns = B*OH*OW`) for one large GEMM.
+    public static func im2col(_ input: UnsafePointer<Float>, geometry g: WindowGeometry,
+                              columns: UnsafeMutablePointer<Float>, ldColumns: Int) {
+        let oh = g.outputHeight, ow = g.outputWidth
+        let h = g.height, w = g.width
+        let sh = g.strideHeight, sw = g.strideWidth, ph = g.paddingHeight, pw = g.paddingWidth
+        var row = 0
+        for c in 0..<g.channels {
+            let plane = input + c * h * w
+            for kh in 0..<g.kernelHeight {
+                for kw in 0..<g.kernelWidth {
+                    let dstRow = columns + row * ldColumns
+                    row += 1
+                    // Valid output columns: 0 <= ow*sw - pw + kw < W.
+                    let owStart = Swift.max(0, (pw - kw + sw - 1) / sw)
+                    let owEnd = Swift.min(ow, (w + pw - kw + sw - 1) / sw)  // exclusive
+                    for y in 0..<oh {
+                        let dst = dstRow + y * ow
+                        let iy = y * sh - ph + kh
+                        if iy < 0 || iy >= h || owStart >= owEnd {
+                            dst.update(repeating: 0, count: ow)
+                            continue
+                        }
+                        if owStart > 0 { dst.update(repeating: 0, count: owStart) }
+                        if owEnd < ow { (dst + owEnd).update(repeating: 0, count: ow - owEnd) }
+                        let src = plane + iy * w - pw + kw
+                        if sw == 1 {
+                            (dst + owStart).update(from: src + owStart, count: owEnd - owStart)
+                        } else {
+                            var x = owStart
+                            while x < owEnd { dst[x] = src[x * sw]; x += 1 }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// col2im (adjoint of `im2col`): `[C*KH*KW, OH*OW] => [C, H, W]`, ACCUMULATING
+    /// `gradInput[c, iy, ix] += columns[row, col]` for every window position that read it.
+    /// `ldColumns` as in `im2col`.
+    public static func col2im(_ columns: UnsafePointer<Float>, ldColumns: Int, geometry g: WindowGeometry,
+                              gradInput: UnsafeMutablePointer<Float>) {
+        let oh = g.outputHeight, ow = g.outputWidth
+        let h = g.height, w = g.width
+        let sh = g.strideHeight, sw = g.strideWidth, ph = g.paddingHeight, pw = g.paddingWidth
+        var row = 0
+        for c in 0..<g.channels {
+            let plane = gradInput + c * h * w
+            for kh in 0..<g.kernelHeight {
+                for kw in 0..<g.kernelWidth {
+                    let srcRow = columns + row * ldColumns
+                    row += 1
+                    let owStart = Swift.max(0, (pw - kw + sw - 1) / sw)
+                    let owEnd = Swift.min(ow, (w + pw - kw + sw - 1) / sw)
+                    if owStart >= owEnd { continue }
+                    for y in 0..<oh {
+                        let iy = y * sh - ph + kh
+                        if iy < 0 || iy >= h { continue }
+                        let src = srcRow + y * ow
+                        let dst = plane + iy * w - pw + kw
+                        var x = owStart
+                        if sw == 1 {
+                            while x < owEnd { dst[x] += src[x]; x += 1 }
+                        } else {
+                            while x < owEnd { dst[x * sw] += src[x]; x += 1 }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Batch-to-channel-major transpose: `[B, C, P] => [C, B*P]` (`dst[c, b*P + p] = src[b, c, p]`).
+    /// Used by 1x1 convolutions (stride 1, no padding), whose im2col is this copy.
+    public static func batchToChannelMajor(_ src: UnsafePointer<Float>, batch: Int, channels: Int,
+                                           plane: Int, dst: UnsafeMutablePointer<Float>) {
+        let ld = batch * plane
+        for b in 0..<batch {
+            for c in 0..<channels {
+                (dst + c * ld + b * plane).update(from: src + (b * channels + c) * plane, count: plane)
+            }
+        }
+    }
+
+    /// Channel-major-to-batch transpose: `[C, B*P] => [B, C, P]`, `dst[b, c, p] (+)= src[c, b*P + p]`;
+    /// accumulates when `accumulate` is true.
+    public static func channelMajorToBatch(_ src: UnsafePointer<Float>, batch: Int, channels: Int,
+                                           plane: Int, dst: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let ld = batch * plane
+        for b in 0..<batch {
+            for c in 0..<channels {
+                let s = src + c * ld + b * plane
+                let d = dst + (b * channels + c) * plane
+                if accumulate {
+                    for p in 0..<plane { d[p] += s[p] }
+                } else {
+                    d.update(from: s, count: plane)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import NeuralNetwork
+import TensorCore
+import TestSupport
+import XCTest
+
+/// The fast Conv2d (im2col + sgemm, chunked) against the direct-loop naive twin.
+final class ConvolutionTwinTests: XCTestCase {
+    private struct Case {
+        let input: [Int]
+        let outChannels: Int
+        let kernel: (Int, Int)
+        let stride: (Int, Int)
+        let padding: (Int, Int)
+        let bias: Bool
+        let targetColumns: Int
+    }
+
+    private let cases: [Case] = [
+        Case(input: [1, 3, 7, 5], outChannels: 4, kernel: (3, 3), stride: (1, 1), padding: (1, 1), bias: true, targetColumns: 8192),
+        Case(input: [3, 2, 7, 6], outChannels: 5, kernel: (3, 3), stride: (2, 2), padding: (1, 1), bias: false, targetColumns: 8192),
+        Case(input: [5, 3, 6, 5], outChannels: 2, kernel: (3, 2), stride: (2, 1), padding: (0, 1), bias: true, targetColumns: 40),
+        Case(input: [4, 4, 5, 5], outChannels: 3, kernel: (1, 1), stride: (1, 1), padding: (0, 0), bias: true, targetColumns: 60),
+        Case(input: [3, 4, 5, 5], outChannels: 3, kernel: (1, 1), stride: (1, 1), padding: (0, 0), bias: false, targetColumns: 1),
+        Case(input: [2, 3, 6, 6], outChannels: 2, kernel: (1, 1), stride: (2, 2), padding: (0, 0), bias: true, targetColumns: 8192),
+        Case(input: [2, 1, 4, 4], outChannels: 2, kernel: (5, 5), stride: (1, 1), padding: (2, 2), bias: true, targetColumns: 16),
+    ]
+
+    func testForwardAndBackwardMatchNaiveTwin() {
+        for (i, c) in cases.enumerated() {
+            var rng = RandomStream(seed: UInt64(100 + i))
+            let conv = Conv2d(inChannels: c.input[1], outChannels: c.outChannels, kernelSize: c.kernel, stride: c.stride,
+                              padding: c.padding, bias: c.bias, rng: &rng)
+            conv.targetColumns = c.targetColumns
+            let x = randomTensor(c.input, seed: UInt64(200 + i))
+            let y = conv.forward(x, context: ForwardContext(mode: .train))
+            let ref = NaiveKernels.conv2d(x, weight: conv.weight.value, bias: conv.bias?.value, stride: c.stride, padding: c.padding)
+            assertClose(y, ref, absolute: 1e-5, relative: 1e-4, "forward case \(i)")
+            let gy = randomTensor(y.shape, seed: UInt64(300 + i))
+            // Parameter gradients accumulate: start from a known non-zero value.
+            conv.weight.grad = Tensor(shape: conv.weight.shape, filledWith: 0.5)
+            let gx = conv.backward(gy)
+            let refGrads = NaiveKernels.conv2dBackward(x, weight: conv.weight.value, gradOutput: gy, stride: c.stride,
+                                                       padding: c.padding)
+            assertClose(gx, refGrads.gradInput, absolute: 1e-5, relative: 1e-4, "backward data case \(i)")
+            assertClose(conv.weight.grad, refGrads.gradWeight + Tensor(shape: conv.weight.shape, filledWith: 0.5),
+                        absolute: 1e-4, relative: 1e-4, "backward weight case \(i)")
+            if let bias = conv.bias {
+                assertClose(bias.grad, refGrads.gradBias, absolute: 1e-4, relative: 1e-4, "backward bias case \(i)")
+            }
+        }
+    }
+
+    func testBatchOfZeroSamples() {
+        var rng = RandomStream(seed: 1)
+        let conv = Conv2d(inChannels: 2, outChannels: 3, kernelSize: 3, padding: 1, rng: &rng)
+        let y = conv.forward(Tensor(zeros: [0, 2, 4, 4]), context: ForwardContext(mode: .train))
+        XCTAssertEqual(y.shape, [0, 3, 4, 4])
+        XCTAssertEqual(conv.backward(y).shape, [0, 2, 4, 4])
+        XCTAssertEqual(conv.weight.grad.maxAbs(), 0)
+    }
+
+    func testInputGradientOnlyModeLeavesParameterGradientsUntouched() {
+        var rng = RandomStream(seed: 2)
+        let model = Sequential([
+            Conv2d(inChannels: 1, outChannels: 2, kernelSize: 3, padding: 1, rng: &rng),
+            BatchNorm2d(numFeatures: 2), ReLU(), GlobalAvgPool2d(),
+            Linear(inFeatures: 2, outFeatures: 3, rng: &rng),
+        ])
+        for p in model.parameters { p.grad = Tensor(shape: p.shape, filledWith: 0.25) }
+        let x = randomTensor([2, 1, 4, 4], seed: 3)
+        let y = model.forward(x, context: .eval)
+        let gx = model.backward(randomTensor(y.shape, seed: 4))
+        XCTAssertEqual(gx.shape, x.shape)
+        XCTAssertGreaterThan(gx.maxAbs(), 0, "the input gradient is computed")
+        for p in model.parameters {
+            XCTAssertEqual(p.grad.scalars, [Float](repeating: 0.25, count: p.count), "\(p.name) must be untouched")
+        }
+    }
+
+    func testFrozenWeightGetsNoGradient() {
+        var rng = RandomStream(seed: 3)
+        let conv = Conv2d(inChannels: 1, outChannels: 2, kernelSize: 3, rng: &rng)
+        conv.weight.role = .frozen
+        let y = conv.forward(randomTensor([1, 1, 4, 4], seed: 5), context: ForwardContext(mode: .train))
+        _ = conv.backward(Tensor(shape: y.shape, filledWith: 1))
+        XCTAssertEqual(conv.weight.grad.maxAbs(), 0)
+        XCTAssertEqual(conv.bias!.grad.scalars, [4, 4], "bias grad = sum of a 2x2 output of ones")
+    }
+}

@@ -1,6 +1,0 @@
-import XCTest
-@testable import NeuralNetwork
-
-final class NeuralNetworkPlaceholderTests: XCTestCase {
-    func testModuleLinks() { XCTAssertTrue(true) }
-}
