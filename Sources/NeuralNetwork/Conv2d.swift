@@ -11,6 +11,16 @@ public enum Initializers {
         if let bias { uniform(bias, bound: bound, rng: &rng) }
     }
 
+    /// kaiming_normal (fan_in mode, gain sqrt 2): N(0, sqrt(2 / fanIn)).
+    public static func kaimingNormal(_ p: Parameter, fanIn: Int, rng: inout RandomStream) {
+        normal(p, std: Float((2 / Double(fanIn)).squareRoot()), rng: &rng)
+    }
+
+    /// Fills `p.value` with N(0, std).
+    public static func normal(_ p: Parameter, std: Float, rng: inout RandomStream) {
+        p.value.withUnsafeMutableBufferPointer { v in for i in 0..<v.count { v[i] = std * rng.nextNormal() } }
+    }
+
     /// Fills `p.value` with U(-bound, bound).
     public static func uniform(_ p: Parameter, bound: Float, rng: inout RandomStream) {
         let n = p.count

@@ -3,22 +3,31 @@ import TensorCore
 /// An image classifier: `features` (ending in a `[N, D]` penultimate representation) followed
 /// by a linear `classifier`: `x [N, C, H, W] => logits [N, K]`.
 ///
-/// Names: `features.<i>.<param>` (PyTorch `nn.Sequential` numbering) and `classifier.<param>`.
+/// Names: `<featuresName>.<child>.<param>` and `<classifierName>.<param>` (defaults
+/// `features.<i>...` with PyTorch `nn.Sequential` numbering and `classifier...`). With
+/// `featuresName == nil` the feature children sit at the top level (e.g. ResNet's `conv1`,
+/// `layer1.0.conv1`, `linear`), matching the reference PyTorch definitions.
 /// After each forward, `penultimateFeatures` holds the `[N, D]` input of the classifier and
 /// `features.recordedOutputs` the feature maps at `features.recordedIndices`.
 public final class Classifier: Layer {
     public let features: Sequential
     public let classifier: Linear
+    public let featuresName: String?
+    public let classifierName: String
     public private(set) var penultimateFeatures: Tensor?
 
-    public init(features: Sequential, classifier: Linear) {
+    public init(features: Sequential, classifier: Linear, featuresName: String? = "features",
+                classifierName: String = "classifier") {
         self.features = features
         self.classifier = classifier
+        self.featuresName = featuresName
+        self.classifierName = classifierName
         assignNames()
     }
 
     public var children: [(name: String, layer: any Layer)] {
-        [("features", features), ("classifier", classifier)]
+        let head: [(name: String, layer: any Layer)] = featuresName.map { [($0, features)] } ?? features.children
+        return head + [(classifierName, classifier)]
     }
 
     public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
@@ -88,5 +97,105 @@ public enum Models {
         let features = Sequential(layers)
         features.recordedIndices = [1, 4]
         return Classifier(features: features, classifier: Linear(inFeatures: 84, outFeatures: numClasses, rng: &rng))
+    }
+
+    /// ResNet-20 for CIFAR (He et al. 2016, section 4.2; the common PyTorch definition with
+    /// option-A shortcuts): conv3x3(3 -> 16) - BN - ReLU, three stages of three basic blocks
+    /// (16, 32, 64 channels; stride 2 at the first block of stages 2 and 3), global average
+    /// pooling, `linear` (64 -> numClasses). Option-A shortcut = subsample by 2 and zero-pad
+    /// channels (no parameters). `x [N, 3, 32, 32] => [N, numClasses]`; penultimate `[N, 64]`.
+    /// 269,722 parameters for 10 classes. Names: `conv1`, `bn1`, `layer1.0.conv1`, ...,
+    /// `linear`. Conv and linear weights: kaiming_normal (fan_in, gain sqrt 2) as in that
+    /// definition; linear bias PyTorch default. Recorded feature maps: outputs of layer1..3.
+    public static func resnet20(inChannels: Int = 3, numClasses: Int = 10, seed: UInt64 = 0) -> Classifier {
+        var rng = RandomStream(seed: seed, stream: [0x494E_4954])
+        func conv(_ cin: Int, _ cout: Int, _ k: Int, _ s: Int, _ p: Int) -> Conv2d {
+            let c = Conv2d(inChannels: cin, outChannels: cout, kernelSize: k, stride: s, padding: p, bias: false, rng: &rng)
+            Initializers.kaimingNormal(c.weight, fanIn: cin * k * k, rng: &rng)
+            return c
+        }
+        var named: [(String, any Layer)] = [("conv1", conv(inChannels, 16, 3, 1, 1)), ("bn1", BatchNorm2d(numFeatures: 16)),
+                                            ("relu", ReLU())]
+        var cin = 16
+        for (stage, width) in [16, 32, 64].enumerated() {
+            var blocks: [any Layer] = []
+            for b in 0..<3 {
+                let s = stage > 0 && b == 0 ? 2 : 1
+                let body = Sequential(named: [
+                    ("conv1", conv(cin, width, 3, s, 1)), ("bn1", BatchNorm2d(numFeatures: width)), ("relu", ReLU()),
+                    ("conv2", conv(width, width, 3, 1, 1)), ("bn2", BatchNorm2d(numFeatures: width)),
+                ])
+                let shortcut: (any Layer)? = (s != 1 || cin != width) ? ChannelPadShortcut(outChannels: width, stride: s) : nil
+                blocks.append(Residual(body: body, shortcut: shortcut))
+                cin = width
+            }
+            named.append(("layer\(stage + 1)", Sequential(blocks)))
+        }
+        named.append(("avgpool", GlobalAvgPool2d()))
+        let features = Sequential(named: named)
+        features.recordedIndices = [3, 4, 5]
+        let linear = Linear(inFeatures: 64, outFeatures: numClasses, rng: &rng)
+        Initializers.kaimingNormal(linear.weight, fanIn: 64, rng: &rng)
+        return Classifier(features: features, classifier: linear, featuresName: nil, classifierName: "linear")
+    }
+
+    /// DenseNet-BC (Huang et al. 2017) as in the OOD-detection reference code (`DenseNet3`):
+    /// depth 100, growth 12, reduction 0.5, bottleneck blocks BN-ReLU-conv1x1(4k)-[dropout]-
+    /// BN-ReLU-conv3x3(k)-[dropout] concatenated to their input, transitions BN-ReLU-conv1x1-
+    /// [dropout]-avgpool2, then BN-ReLU-global average pooling (`avg_pool2d(8)` at 32x32) and
+    /// `fc`. Channels 24 -> 216 -> 108 -> 300 -> 150 -> 342. For 10 classes: 745,174
+    /// parameters with non-affine BN (the UM reference), 769,162 with affine BN.
+    /// `x [N, 3, 32, 32] => [N, numClasses]`; penultimate `[N, 342]`.
+    /// Names: `conv1`, `block1.layer.0.bn1`, `block1.layer.0.conv1`, `trans1.conv1`, ..., `bn1`,
+    /// `fc`. Init as the reference: conv weights N(0, sqrt(2 / (k*k*outChannels))), fc bias 0.
+    /// Dropout layers (p = `dropRate`, only if > 0) are numbered 0, 1, ... in forward order for
+    /// their random keys; training with dropout needs `ForwardContext.sampleIDs`. Recorded
+    /// feature maps: outputs of block1, block2 and the final ReLU.
+    public static func densenetBC100(inChannels: Int = 3, numClasses: Int = 10, growthRate: Int = 12,
+                                     reduction: Double = 0.5, dropRate: Float = 0, affineBatchNorm: Bool = false,
+                                     seed: UInt64 = 0) -> Classifier {
+        var rng = RandomStream(seed: seed, stream: [0x494E_4954])
+        var dropoutIndex: UInt64 = 0
+        func conv(_ cin: Int, _ cout: Int, _ k: Int, _ p: Int) -> Conv2d {
+            let c = Conv2d(inChannels: cin, outChannels: cout, kernelSize: k, padding: p, bias: false, rng: &rng)
+            Initializers.normal(c.weight, std: Float((2 / Double(k * k * cout)).squareRoot()), rng: &rng)
+            return c
+        }
+        func dropout() -> [(String, any Layer)] {
+            guard dropRate > 0 else { return [] }
+            defer { dropoutIndex += 1 }
+            return [("dropout\(dropoutIndex)", Dropout(p: dropRate, layerIndex: dropoutIndex))]
+        }
+        func bn(_ c: Int) -> BatchNorm2d { BatchNorm2d(numFeatures: c, affine: affineBatchNorm) }
+        let perBlock = (100 - 4) / 6
+        var planes = 2 * growthRate
+        var named: [(String, any Layer)] = [("conv1", conv(inChannels, planes, 3, 1))]
+        for stage in 1...3 {
+            var layers: [any Layer] = []
+            for _ in 0..<perBlock {
+                let inter = 4 * growthRate
+                var body: [(String, any Layer)] = [("bn1", bn(planes)), ("relu1", ReLU()), ("conv1", conv(planes, inter, 1, 0))]
+                body += dropout()
+                body += [("bn2", bn(inter)), ("relu2", ReLU()), ("conv2", conv(inter, growthRate, 3, 1))]
+                body += dropout()
+                layers.append(DenseConcat(body: Sequential(named: body)))
+                planes += growthRate
+            }
+            named.append(("block\(stage)", Sequential(named: [("layer", Sequential(layers))])))
+            if stage < 3 {
+                let out = Int((Double(planes) * reduction).rounded(.down))
+                var trans: [(String, any Layer)] = [("bn1", bn(planes)), ("relu", ReLU()), ("conv1", conv(planes, out, 1, 0))]
+                trans += dropout()
+                trans.append(("pool", AvgPool2d(kernelSize: 2)))
+                named.append(("trans\(stage)", Sequential(named: trans)))
+                planes = out
+            }
+        }
+        named += [("bn1", bn(planes)), ("relu", ReLU()), ("avgpool", GlobalAvgPool2d())]
+        let features = Sequential(named: named)
+        features.recordedIndices = [1, 3, 7]
+        let fc = Linear(inFeatures: planes, outFeatures: numClasses, rng: &rng)
+        fc.bias?.value.zero()
+        return Classifier(features: features, classifier: fc, featuresName: nil, classifierName: "fc")
     }
 }

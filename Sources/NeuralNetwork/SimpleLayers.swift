@@ -263,3 +263,57 @@ public final class Dropout: Layer {
         return out
     }
 }
+
+/// ResNet option-A shortcut (He et al. 2016, CIFAR): subsample by `stride` and zero-pad the
+/// channels evenly, `x [N, C, H, W] => [N, outChannels, ceil(H/s), ceil(W/s)]` with
+/// `y[n, pad + c, i, j] = x[n, c, i*s, j*s]`, `pad = (outChannels - C) / 2` (PyTorch:
+/// `F.pad(x[:, :, ::s, ::s], (0, 0, 0, 0, pad, pad))`). No parameters.
+public final class ChannelPadShortcut: Layer {
+    public let outChannels: Int
+    public let stride: Int
+    private var inputShape: [Int] = []
+
+    public init(outChannels: Int, stride: Int) {
+        precondition(outChannels > 0 && stride > 0, "ChannelPadShortcut: outChannels \(outChannels), stride \(stride)")
+        self.outChannels = outChannels
+        self.stride = stride
+    }
+
+    public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
+        let (n, c, h, w) = expectRank4(x, "ChannelPadShortcut")
+        precondition(outChannels >= c && (outChannels - c) % 2 == 0,
+                     "ChannelPadShortcut: cannot pad \(c) channels evenly to \(outChannels) (input \(x.shape))")
+        inputShape = x.shape
+        let oh = (h + stride - 1) / stride, ow = (w + stride - 1) / stride, pad = (outChannels - c) / 2
+        var y = Tensor(zeros: [n, outChannels, oh, ow])
+        x.withUnsafeBufferPointer { xb in
+            y.withUnsafeMutableBufferPointer { yb in
+                for s in 0..<n { for ch in 0..<c {
+                    let src = xb.baseAddress! + (s * c + ch) * h * w
+                    let dst = yb.baseAddress! + (s * outChannels + pad + ch) * oh * ow
+                    for i in 0..<oh { for j in 0..<ow { dst[i * ow + j] = src[i * stride * w + j * stride] } }
+                } }
+            }
+        }
+        return y
+    }
+
+    public func backward(_ gradOutput: Tensor) -> Tensor {
+        precondition(!inputShape.isEmpty, "ChannelPadShortcut.backward called without a forward")
+        let (n, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
+        let oh = (h + stride - 1) / stride, ow = (w + stride - 1) / stride, pad = (outChannels - c) / 2
+        precondition(gradOutput.shape == [n, outChannels, oh, ow],
+                     "ChannelPadShortcut.backward: gradOutput \(gradOutput.shape) != [\(n), \(outChannels), \(oh), \(ow)]")
+        var gx = Tensor(zeros: inputShape)
+        gradOutput.withUnsafeBufferPointer { gb in
+            gx.withUnsafeMutableBufferPointer { ob in
+                for s in 0..<n { for ch in 0..<c {
+                    let src = gb.baseAddress! + (s * outChannels + pad + ch) * oh * ow
+                    let dst = ob.baseAddress! + (s * c + ch) * h * w
+                    for i in 0..<oh { for j in 0..<ow { dst[i * stride * w + j * stride] = src[i * ow + j] } }
+                } }
+            }
+        }
+        return gx
+    }
+}

@@ -95,6 +95,16 @@ final class LayerGradientTests: XCTestCase {
         checkGradients(Dropout(p: 0.4, layerIndex: 3), input: randomTensor([2, 12], seed: 17), context: ctx)
     }
 
+    func testChannelPadShortcutGradientsAndValues() {
+        let shortcut = ChannelPadShortcut(outChannels: 4, stride: 2)
+        let x = Tensor(shape: [1, 2, 3, 3], values: (0..<18).map(Float.init))
+        let y = shortcut.forward(x, context: ForwardContext(mode: .train))
+        // Channel 0 and 3 are padding; channel 1 = x[0, 0, ::2, ::2] = [0, 2, 6, 8].
+        XCTAssertEqual(y.shape, [1, 4, 2, 2])
+        XCTAssertEqual(y.scalars, [0, 0, 0, 0, 0, 2, 6, 8, 9, 11, 15, 17, 0, 0, 0, 0])
+        checkGradients(shortcut, input: randomTensor([2, 2, 5, 4], seed: 23))
+    }
+
     func testResidualAndConcatGradients() {
         var rng = RandomStream(seed: 18)
         let body = Sequential(named: [

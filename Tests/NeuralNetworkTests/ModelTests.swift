@@ -131,4 +131,43 @@ final class ModelTests: XCTestCase {
         XCTAssertEqual(accuracy, 1)
         XCTAssertLessThan(loss, 0.05)
     }
+
+    func testResnet20ParameterCountNamesAndShapes() {
+        let model = Models.resnet20()
+        XCTAssertEqual(model.trainableParameterCount, 269_722)
+        let names = model.parameters.map(\.name)
+        XCTAssertEqual(Array(names.prefix(4)), ["conv1.weight", "bn1.weight", "bn1.bias", "layer1.0.conv1.weight"])
+        XCTAssertTrue(names.contains("layer3.2.bn2.bias"))
+        XCTAssertEqual(Array(names.suffix(2)), ["linear.weight", "linear.bias"])
+        let y = model.forward(randomTensor([1, 3, 32, 32], seed: 3), context: .eval)
+        XCTAssertEqual(y.shape, [1, 10])
+        XCTAssertEqual(model.penultimateFeatures?.shape, [1, 64])
+        XCTAssertEqual(model.features.recordedOutputs[5]?.shape, [1, 64, 8, 8])
+    }
+
+    func testDensenetBC100ParameterCountsAndNames() {
+        let model = Models.densenetBC100()
+        XCTAssertEqual(model.trainableParameterCount, 745_174)
+        XCTAssertEqual(Models.densenetBC100(affineBatchNorm: true).trainableParameterCount, 769_162)
+        let names = model.stateEntries().map(\.name)
+        XCTAssertEqual(Array(names.prefix(5)), ["conv1.weight", "block1.layer.0.bn1.running_mean",
+                                                "block1.layer.0.bn1.running_var", "block1.layer.0.bn1.num_batches_tracked",
+                                                "block1.layer.0.conv1.weight"])
+        XCTAssertTrue(names.contains("trans2.conv1.weight"))
+        XCTAssertTrue(names.contains("block3.layer.15.conv2.weight"))
+        XCTAssertEqual(Array(names.suffix(5)), ["bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
+                                                "fc.weight", "fc.bias"])
+        XCTAssertEqual(model.classifier.inFeatures, 342)
+        XCTAssertEqual(model.classifier.bias!.value.maxAbs(), 0)
+    }
+
+    func testDensenetForwardShapesWithDropout() {
+        let model = Models.densenetBC100(dropRate: 0.3)
+        let x = randomTensor([2, 3, 32, 32], seed: 4)
+        let y = model.forward(x, context: ForwardContext(mode: .train, sampleIDs: [5, 6]))
+        XCTAssertEqual(y.shape, [2, 10])
+        XCTAssertEqual(model.penultimateFeatures?.shape, [2, 342])
+        XCTAssertEqual(model.features.recordedOutputs[1]?.shape, [2, 216, 32, 32])
+        XCTAssertEqual(model.backward(Tensor(shape: [2, 10], filledWith: 0.1)).shape, x.shape)
+    }
 }
