@@ -138,7 +138,7 @@ func readClassNames(path: String, expected: Int) throws -> [String] {
     let bytes = try FileBytes.load(path)
     let text = String(decoding: bytes, as: UTF8.self)
     let names = text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
-        .map { $0.trimmingCharacters() }
+        .map { $0.trimmedSpaces() }
         .filter { !$0.isEmpty }
     if names.count != expected {
         throw DatasetError.classNameCount(path: path, expected: expected, found: names.count)
@@ -147,7 +147,7 @@ func readClassNames(path: String, expected: Int) throws -> [String] {
 }
 
 extension Substring {
-    func trimmingCharacters() -> String {
+    func trimmedSpaces() -> String {
         var s = self
         while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
         while let l = s.last, l == " " || l == "\t" { s.removeLast() }

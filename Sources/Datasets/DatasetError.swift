@@ -24,6 +24,8 @@ public enum DatasetError: Error, Equatable, Sendable, CustomStringConvertible {
     case labelOutOfRange(path: String, record: Int, field: String, label: Int, classCount: Int)
     /// A directory lacks a file the format requires.
     case missingFile(path: String, hint: String)
+    /// A text record (CSV line, 1-based `line`) with a field the reader does not accept.
+    case badRecord(path: String, line: Int, field: String, expected: String, found: String)
     /// A class-name file lists the wrong number of names.
     case classNameCount(path: String, expected: Int, found: Int)
 
@@ -61,6 +63,9 @@ public enum DatasetError: Error, Equatable, Sendable, CustomStringConvertible {
                 + "Hint: the file is damaged or is a different dataset variant (CIFAR-10 vs CIFAR-100)."
         case let .missingFile(path, hint):
             return "\(path): file not found. Hint: \(hint)"
+        case let .badRecord(path, line, field, expected, found):
+            return "\(path): line \(line): \(field): expected \(expected), found \(found). "
+                + "Hint: check the image size, the label column and the value range given to the reader."
         case let .classNameCount(path, expected, found):
             return "\(path): expected \(expected) class names (one per non-empty line), found \(found). "
                 + "Hint: the metadata file belongs to a different dataset."

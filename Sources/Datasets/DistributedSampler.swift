@@ -67,6 +67,9 @@ public struct SamplerBatch: Sendable, Equatable {
 /// the ranks' batch sizes differ by at most one within a step (a rank may even get an empty
 /// batch in a short last step; it must still join the step's collectives, contributing zero).
 ///
+/// **Resume.** Everything is a pure function of (ids, seed, epoch, rank, worldSize, B), so a run
+/// resumed at (epoch e, step s) continues with `batches(epoch: e, globalBatchSize: B)[s...]`.
+///
 /// **Worked example** (the F1 case): N = 10, W = 4, padding, `shuffle: false`.
 /// totalSize = 12; global order `0 1 2 3 4 5 6 7 8 9 0* 1*` (* = padding); shards
 /// r0 `[0, 4, 8]`, r1 `[1, 5, 9]`, r2 `[2, 6, 0*]`, r3 `[3, 7, 1*]`. With B = 6: step 0 covers

@@ -65,7 +65,11 @@ public enum FileBytes {
         defer { inflateEnd(&stream) }
 
         var output = [UInt8]()
-        output.reserveCapacity(max(4 * file.size, outputChunkBytes))
+        // The gzip trailer's ISIZE (decompressed size mod 2^32) sizes the output once; it is only
+        // a hint (a damaged or multi-member file may state anything), capped at 1032x the input
+        // (deflate's maximum compression ratio).
+        let hint = file.size >= 18 ? Int(try file.trailerLittleEndian32()) : 0
+        output.reserveCapacity(max(min(hint, 1032 * file.size), outputChunkBytes))
         var input = [UInt8](repeating: 0, count: inputChunkBytes)
         var outChunk = [UInt8](repeating: 0, count: outputChunkBytes)
         var compressedBytes = 0
@@ -138,11 +142,11 @@ final class InputFile {
         var st = stat()
         if fstat(fd, &st) != 0 {
             let reason = InputFile.lastError()
-            _ = Glibc.close(fd)
+            _ = systemClose(fd)
             throw DatasetError.cannotRead(path: path, reason: reason)
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            _ = Glibc.close(fd)
+            _ = systemClose(fd)
             throw DatasetError.cannotRead(path: path, reason: "is a directory")
         }
         size = Int(st.st_size)
@@ -152,7 +156,7 @@ final class InputFile {
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         var total = 0
         while total < buffer.count {
-            let n = Glibc.read(fd, buffer.baseAddress! + total, buffer.count - total)
+            let n = systemRead(fd, buffer.baseAddress! + total, buffer.count - total)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw DatasetError.cannotRead(path: path, reason: InputFile.lastError())
@@ -163,8 +167,17 @@ final class InputFile {
         return total
     }
 
+    /// The last 4 bytes of the file as a little-endian UInt32 (positional read; the read offset
+    /// is unchanged).
+    func trailerLittleEndian32() throws -> UInt32 {
+        var b = [UInt8](repeating: 0, count: 4)
+        let n = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4, off_t(size - 4)) }
+        if n != 4 { throw DatasetError.cannotRead(path: path, reason: InputFile.lastError()) }
+        return UInt32(b[0]) | UInt32(b[1]) << 8 | UInt32(b[2]) << 16 | UInt32(b[3]) << 24
+    }
+
     func close() {
-        if fd >= 0 { _ = Glibc.close(fd); fd = -1 }
+        if fd >= 0 { _ = systemClose(fd); fd = -1 }
     }
 
     deinit { close() }
@@ -173,3 +186,11 @@ final class InputFile {
         String(cString: strerror(errno))
     }
 }
+
+#if canImport(Glibc)
+private func systemClose(_ fd: Int32) -> Int32 { Glibc.close(fd) }
+private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int { Glibc.read(fd, buffer, count) }
+#elseif canImport(Darwin)
+private func systemClose(_ fd: Int32) -> Int32 { Darwin.close(fd) }
+private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int { Darwin.read(fd, buffer, count) }
+#endif

