@@ -37,7 +37,8 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "UMTrainCLI", dependencies: [
-            "COpenBLAS", "TensorCore", "Distributed", "Training", "OODDetection",
+            "COpenBLAS", "TensorCore", "Distributed", "Training", "OODDetection", "NeuralNetwork", "SafeTensors",
+            "Datasets", "Optimizers",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "umtrain", dependencies: ["UMTrainCLI", "TensorCore"]),

@@ -91,6 +91,8 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
         if train.keepCheckpoints < 1 { throw bad("train.keep_checkpoints", "at least 1", train.keepCheckpoints, "the last K checkpoints are kept") }
         if train.checkpointEvery < 0 { throw bad("train.checkpoint_every", "epochs >= 0 (0 = only at the end)", train.checkpointEvery, "e.g. 1") }
         if train.consistencyEvery < 0 { throw bad("train.consistency_every", "steps >= 0 (0 = off)", train.consistencyEvery, "e.g. 100") }
+        if train.maxSteps < 0 { throw bad("train.max_steps", "steps >= 0 (0 = no limit)", train.maxSteps, "e.g. max_steps: 100") }
+        if train.evalBatchSize < 1 { throw bad("train.eval_batch_size", "at least 1", train.evalBatchSize, "e.g. 500") }
         if !(train.bucketFirstMiB > 0) || !(train.bucketMiB > 0) {
             throw bad("train.bucket_mib", "positive sizes in MiB", "\(train.bucketFirstMiB), \(train.bucketMiB)", "DDP uses 1 and 25")
         }
@@ -191,6 +193,12 @@ public struct TrainSection: Codable, Equatable, Sendable {
     public var bucketMiB = 25.0
     /// Drop the tail of each epoch instead of padding (padded samples never count).
     public var dropLast = false
+    /// Stop after this many steps in total (0 = run all epochs); a checkpoint is written there.
+    public var maxSteps = 0
+    /// Evaluation batch size: fixed runs of consecutive sample ids, the same for any world size.
+    public var evalBatchSize = 500
+    /// Progress lines per epoch when stdout is not a terminal.
+    public var progressLines = 10
 
     public init() {}
 
@@ -201,6 +209,7 @@ public struct TrainSection: Codable, Equatable, Sendable {
              perStepSchedule = "per_step_schedule", bnMode = "bn_mode", labelSmoothing = "label_smoothing",
              checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints",
              consistencyEvery = "consistency_every", bucketFirstMiB = "bucket_first_mib", bucketMiB = "bucket_mib",
-             dropLast = "drop_last"
+             dropLast = "drop_last", maxSteps = "max_steps", evalBatchSize = "eval_batch_size",
+             progressLines = "progress_lines"
     }
 }

@@ -1,0 +1,101 @@
+import Datasets
+import Foundation
+import TensorCore
+
+/// The datasets of a run: the training set (after carving out the validation split and
+/// taking the configured subset), the validation split, and the ID test set.
+public struct TrainingData: Sendable {
+    /// The full training file; `trainIds` and `validationIds` index into it by sample id.
+    public let trainSet: ImageDataset
+    /// Ids used for training (ascending).
+    public let trainIds: [Int]
+    /// Ids held out for calibration and detector tuning (ascending, disjoint from `trainIds`).
+    public let validationIds: [Int]
+    /// The ID test set (never used for tuning).
+    public let testSet: ImageDataset
+    public let normalizer: ChannelNormalizer
+
+    public init(trainSet: ImageDataset, trainIds: [Int], validationIds: [Int], testSet: ImageDataset,
+                normalizer: ChannelNormalizer) {
+        self.trainSet = trainSet
+        self.trainIds = trainIds
+        self.validationIds = validationIds
+        self.testSet = testSet
+        self.normalizer = normalizer
+    }
+
+    /// Loads the data named by `config.data`.
+    ///
+    /// - Throws: `DatasetError` naming the file, or ``ConfigError`` for sizes that do not fit.
+    public static func load(_ config: RunConfig, file: String) throws -> TrainingData {
+        let d = config.data
+        let train: ImageDataset
+        let test: ImageDataset
+        switch d.format {
+        case "idx":
+            for (key, path) in [("data.train_images", d.trainImages), ("data.train_labels", d.trainLabels),
+                                ("data.test_images", d.testImages), ("data.test_labels", d.testLabels)]
+                where !FileManager.default.fileExists(atPath: path) {
+                throw ConfigError.invalidValue(file: file, key: key, expected: "an existing file", actual: "'\(path)' (missing)",
+                                               hint: "run launch/prepare-data.sh, or point \(key) at your copy.")
+            }
+            let names = config.model.numClasses == 10 ? FashionMNIST.classNames : []
+            train = try IDX.load(imagesPath: d.trainImages, labelsPath: d.trainLabels, classCount: config.model.numClasses,
+                                 classNames: names)
+            test = try IDX.load(imagesPath: d.testImages, labelsPath: d.testLabels, classCount: config.model.numClasses,
+                                classNames: names)
+        case "cifar10", "cifar100":
+            guard FileManager.default.fileExists(atPath: d.trainImages) else {
+                throw ConfigError.invalidValue(file: file, key: "data.train_images", expected: "the CIFAR binary folder",
+                                               actual: "'\(d.trainImages)' (missing)", hint: "point it at cifar-10-batches-bin/.")
+            }
+            if d.format == "cifar10" {
+                train = try CIFAR10.load(directory: d.trainImages, split: .train)
+                test = try CIFAR10.load(directory: d.trainImages, split: .test)
+            } else {
+                train = try CIFAR100.load(directory: d.trainImages, split: .train)
+                test = try CIFAR100.load(directory: d.trainImages, split: .test)
+            }
+        default:
+            throw ConfigError.invalidValue(file: file, key: "data.format", expected: "idx, cifar10 or cifar100 (folder: not yet)",
+                                           actual: "'\(d.format)'", hint: "image folders arrive with the data issue.")
+        }
+        try check(train, config: config, file: file, key: "data.train_images")
+        try check(test, config: config, file: file, key: "data.test_images")
+        guard d.validationSize < train.count else {
+            throw ConfigError.invalidValue(file: file, key: "data.validation_size", expected: "fewer than the \(train.count) training images",
+                                           actual: "\(d.validationSize)", hint: "5000 of 60000 is typical.")
+        }
+        let split = train.validationSplit(validationSize: d.validationSize, seed: UInt64(d.validationSeed))
+        var trainIds = split.trainIds
+        if d.trainSubset > 0 {
+            guard d.trainSubset <= trainIds.count else {
+                throw ConfigError.invalidValue(file: file, key: "data.train_subset",
+                                               expected: "at most the \(trainIds.count) images left after the validation split",
+                                               actual: "\(d.trainSubset)", hint: "use 0 for all of them.")
+            }
+            trainIds = Array(trainIds.prefix(d.trainSubset))
+        }
+        return TrainingData(trainSet: train, trainIds: trainIds, validationIds: split.validationIds, testSet: test,
+                            normalizer: ChannelNormalizer(mean: d.mean.map(Float.init), std: d.std.map(Float.init)))
+    }
+
+    static func check(_ ds: ImageDataset, config: RunConfig, file: String, key: String) throws {
+        if ds.channels != config.model.inChannels || ds.height != config.model.imageSize || ds.width != config.model.imageSize {
+            throw ConfigError.invalidValue(
+                file: file, key: "model.in_channels/model.image_size",
+                expected: "the data's shape \(ds.channels)x\(ds.height)x\(ds.width) (from \(key))",
+                actual: "\(config.model.inChannels)x\(config.model.imageSize)x\(config.model.imageSize)",
+                hint: "set model.in_channels and model.image_size to match the data.")
+        }
+    }
+
+    /// Normalised images `[positions.count, C, H, W]` and labels of `dataset` at `positions`.
+    public func batch(_ dataset: ImageDataset, positions: [Int]) -> (images: Tensor, labels: [Int]) {
+        var x = Tensor(zeros: [positions.count, dataset.channels, dataset.height, dataset.width])
+        if !positions.isEmpty {
+            x.withUnsafeMutableBufferPointer { dataset.normalizedBatch(positions: positions, normalizer: normalizer, into: $0) }
+        }
+        return (x, dataset.labels(at: positions))
+    }
+}
