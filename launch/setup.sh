@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev pkg-config)
+PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev pkg-config dataset-fashion-mnist)
 
 say() { printf '[setup] %s\n' "$*"; }
 

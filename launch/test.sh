@@ -108,6 +108,19 @@ else
   record "BLAS kernel auto-selection" skip "CPU has no AVX2, nothing stronger to select"
 fi
 
+# 4. Training on real data under mpirun: resume, kill, pre-emption.
+log="$LOG_DIR/test-training.log"
+set +e
+bash launch/test-training.sh 2>&1 | tee "$log" | grep -a "^\[test\]"
+set -e
+line=$(grep -aE "^training: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
+if [ -n "$line" ]; then
+  p=$(sed -E 's/^training: ([0-9]+) passed.*/\1/' <<<"$line"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+  passed=$((passed + p)); failed=$((failed + f))
+else
+  record "training tests" fail "no summary line; see $log"
+fi
+
 say "total time $(( $(date +%s) - t0 )) s; logs in $LOG_DIR"
 if [ "$skipped" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Multi-rank training tests on real data (Fashion-MNIST from Debian's dataset-fashion-mnist),
+# run by launch/test.sh after the release build:
+#   1. resume is bit-exact on 2 ranks: 10 uninterrupted steps == 5 steps + checkpoint +
+#      fresh processes + 5 steps (same state checksum), and a negative control (resume without
+#      the momentum buffers) gives a different checksum;
+#   2. a rank killed with SIGKILL mid-training ends the job non-zero within 30 s, naming the
+#      rank; no checkpoint is left half-written: resume picks the newest complete one;
+#   3. SIGTERM makes every rank finish its step, write a checkpoint and exit 75.
+# Ends with one line: "training: N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+LOG_DIR="${TEST_LOG_DIR:-$ROOT/.build/test-logs}"
+mkdir -p "$LOG_DIR"
+CFG=Tests/MultiRank/tiny-train.yaml
+OUT=$(mktemp -d /tmp/umtrain-test-XXXXXX)
+trap 'rm -rf "$OUT"' EXIT
+if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+passed=0; failed=0
+ok() { passed=$((passed + 1)); echo "[test] ok    $*"; }
+bad() { failed=$((failed + 1)); echo "[test] FAIL  $*"; }
+
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  bad "training tests need Fashion-MNIST (apt-get install dataset-fashion-mnist; launch/setup.sh does it)"
+  echo "training: $passed passed, $failed failed"; exit 1
+fi
+
+train() {  # train LOGNAME NAME [extra args...]
+  local log="$LOG_DIR/train-$1.log" name=$2; shift 2
+  timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain train --config "$CFG" --name "$name" \
+    --set output_dir="$OUT" --stall-timeout 60 "$@" >"$log" 2>&1
+}
+checksum() { grep -ao 'state checksum: [0-9a-f]*' "$LOG_DIR/train-$1.log" | tail -1 | awk '{print $3}'; }
+
+# 1. Resume.
+set +e
+train full full --set train.max_steps=10; r1=$?
+train half1 half --set train.max_steps=5; r2=$?
+train half2 half --resume --set train.max_steps=10; r3=$?
+train ctrl1 ctrl --set train.max_steps=5; r4=$?
+train ctrl2 ctrl --resume --debug-drop-momentum --set train.max_steps=10; r5=$?
+set -e
+a=$(checksum full); b=$(checksum half2); c=$(checksum ctrl2)
+if [ "$r1$r2$r3" = 000 ] && [ -n "$a" ] && [ "$a" = "$b" ] && grep -aq "resumed from" "$LOG_DIR/train-half2.log"; then
+  ok "resume is bit-exact on 2 ranks: 10 steps = 5 + checkpoint + fresh processes + 5 (checksum $a)"
+else
+  bad "resume: exits $r1/$r2/$r3, checksums '$a' vs '$b'; see $LOG_DIR/train-full.log, train-half2.log"
+fi
+if [ "$r4$r5" = 00 ] && [ -n "$c" ] && [ "$c" != "$a" ]; then
+  ok "negative control: resuming without momentum buffers changes the checksum ($c != $a)"
+else
+  bad "negative control: exits $r4/$r5, checksum '$c' (uninterrupted '$a'); the resume test could not fail"
+fi
+
+# 2. Kill a rank mid-training.
+log="$LOG_DIR/train-kill.log"
+s=$(date +%s.%N)
+timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain train --config "$CFG" --name kill --set output_dir="$OUT" \
+  --set train.epochs=200 --set train.checkpoint_every=1 --stall-timeout 60 >"$log" 2>&1 &
+job=$!
+victim=""
+for _ in $(seq 1 600); do
+  if [ -d "$OUT/kill/train/checkpoints" ] && ls "$OUT"/kill/train/checkpoints/*/COMPLETE >/dev/null 2>&1; then
+    for pid in $(pgrep -f "umtrain train --config $CFG --name kill" || true); do
+      if tr '\0' '\n' < /proc/$pid/environ 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=1$'; then victim=$pid; fi
+    done
+    [ -n "$victim" ] && break
+  fi
+  sleep 0.1
+done
+if [ -z "$victim" ]; then
+  kill $job 2>/dev/null || true; wait $job 2>/dev/null || true
+  bad "kill test: no checkpoint or no rank-1 process appeared; see $log"
+else
+  sleep 0.7
+  tk=$(date +%s.%N)
+  kill -9 "$victim"
+  set +e; wait $job; rc=$?; set -e
+  secs=$(awk -v a="$tk" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+  if [ "$rc" != 0 ] && awk -v t="$secs" 'BEGIN {exit !(t <= 30)}' && grep -aqiE "rank 1.*(signal 9|killed)" "$log"; then
+    ok "SIGKILL of rank 1 ended the job (exit $rc) ${secs} s later, naming rank 1"
+  else
+    bad "kill test: exit $rc after ${secs} s; see $log"
+  fi
+  # No half-written checkpoint: resume must find a complete one and verify it.
+  set +e
+  timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain train --config "$CFG" --name kill --set output_dir="$OUT" \
+    --resume --set train.epochs=200 --set train.max_steps=1 >"$LOG_DIR/train-kill-resume.log" 2>&1
+  rc=$?
+  # max_steps=1 is already passed by the resumed position: it stops at once after resuming.
+  set -e
+  if grep -aq "resumed from" "$LOG_DIR/train-kill-resume.log" && ! grep -aq "skipping" "$LOG_DIR/train-kill-resume.log" && [ "$rc" = 0 ]; then
+    ok "after the kill, resume found a complete checkpoint ($(grep -ao 'resumed from [^ ]*' "$LOG_DIR/train-kill-resume.log" | head -1 | awk '{print $3}' | xargs basename))"
+  else
+    bad "resume after kill: exit $rc; see $LOG_DIR/train-kill-resume.log"
+  fi
+fi
+
+# 3. SIGTERM (pre-emption): checkpoint and exit 75.
+log="$LOG_DIR/train-term.log"
+timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain train --config "$CFG" --name term --set output_dir="$OUT" \
+  --set train.epochs=200 --set train.checkpoint_every=0 >"$log" 2>&1 &
+job=$!
+for _ in $(seq 1 300); do grep -aq "epoch 1 step" "$log" 2>/dev/null && break; sleep 0.1; done
+# Signal the ranks (as Slurm signals a job step's tasks), not mpirun itself.
+pids=""
+for pid in $(pgrep -f "umtrain train --config $CFG --name term" || true); do
+  tr '\0' '\n' < /proc/$pid/environ 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=' && pids="$pids $pid"
+done
+[ -n "$pids" ] && kill -TERM $pids 2>/dev/null || true
+set +e; wait $job; rc=$?; set -e
+if [ "$rc" = 75 ] && grep -aq "stop requested" "$log" && ls "$OUT"/term/train/checkpoints/*/COMPLETE >/dev/null 2>&1; then
+  ok "SIGTERM: ranks finished the step, wrote a checkpoint and exited 75"
+else
+  bad "SIGTERM test: exit $rc; see $log"
+fi
+
+echo "training: $passed passed, $failed failed"
+[ "$failed" = 0 ]
