@@ -239,7 +239,8 @@ public final class Dropout: Layer {
                 var rng = RandomStream(seed: context.seed,
                                        stream: [UInt64(bitPattern: Int64(context.epoch)), UInt64(bitPattern: ids[i]), layerIndex])
                 let row = mb.baseAddress! + i * per
-                for j in 0..<per { row[j] = rng.nextUniform() < drop ? 0 : keepScale }
+                rng.fillUniform(row, count: per, low: 0, high: 1)
+                Dropout.threshold(row, count: per, p: drop, keepScale: keepScale)
             }
         }
         mask = m
@@ -250,6 +251,19 @@ public final class Dropout: Layer {
         guard let m = mask else { return gradOutput }
         precondition(gradOutput.shape == m.shape, "Dropout.backward: gradOutput \(gradOutput.shape) != \(m.shape)")
         return multiply(gradOutput, m)
+    }
+
+    /// `u[j] = u[j] < p ? 0 : keepScale` (branch-free).
+    static func threshold(_ u: UnsafeMutablePointer<Float>, count: Int, p: Float, keepScale: Float) {
+        let pv = SIMD8<Float>(repeating: p), kv = SIMD8<Float>(repeating: keepScale), zero = SIMD8<Float>(repeating: 0)
+        let raw = UnsafeMutableRawPointer(u)
+        var j = 0
+        while j + 8 <= count {
+            let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+            raw.storeBytes(of: kv.replacing(with: zero, where: v .< pv), toByteOffset: j * 4, as: SIMD8<Float>.self)
+            j += 8
+        }
+        while j < count { u[j] = u[j] < p ? 0 : keepScale; j += 1 }
     }
 
     private func multiply(_ a: Tensor, _ b: Tensor) -> Tensor {
