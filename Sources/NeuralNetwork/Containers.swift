@@ -125,7 +125,7 @@ extension Tensor {
                      && a.shape[3] == b.shape[3], "concatenateChannels: \(a.shape) and \(b.shape) differ outside dim 1")
         let (n, c1, c2) = (a.shape[0], a.shape[1], b.shape[1])
         let p = a.shape[2] * a.shape[3]
-        var out = Tensor(zeros: [n, c1 + c2, a.shape[2], a.shape[3]])
+        var out = Tensor(uninitialized: [n, c1 + c2, a.shape[2], a.shape[3]])  // both parts copied
         a.withUnsafeBufferPointer { ab in
             b.withUnsafeBufferPointer { bb in
                 out.withUnsafeMutableBufferPointer { ob in
@@ -145,7 +145,7 @@ extension Tensor {
         precondition(x.rank == 4 && c1 >= 0 && c1 <= x.shape[1], "splitChannels: cannot split \(x.shape) at \(c1)")
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let c2 = c - c1, p = h * w
-        var a = Tensor(zeros: [n, c1, h, w]), b = Tensor(zeros: [n, c2, h, w])
+        var a = Tensor(uninitialized: [n, c1, h, w]), b = Tensor(uninitialized: [n, c2, h, w])
         x.withUnsafeBufferPointer { xb in
             a.withUnsafeMutableBufferPointer { ab in
                 b.withUnsafeMutableBufferPointer { bb in

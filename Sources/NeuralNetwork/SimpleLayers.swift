@@ -6,7 +6,7 @@ public final class ReLU: Layer {
     public init() {}
 
     public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
-        var y = Tensor(zeros: x.shape)
+        var y = Tensor(uninitialized: x.shape)
         let n = x.count
         x.withUnsafeBufferPointer { xb in
             y.withUnsafeMutableBufferPointer { yb in
@@ -20,7 +20,7 @@ public final class ReLU: Layer {
     public func backward(_ gradOutput: Tensor) -> Tensor {
         guard let y = output else { preconditionFailure("ReLU.backward called without a forward") }
         precondition(gradOutput.shape == y.shape, "ReLU.backward: gradOutput \(gradOutput.shape) != \(y.shape)")
-        var gx = Tensor(zeros: y.shape)
+        var gx = Tensor(uninitialized: y.shape)
         let n = y.count
         if n == 0 { return gx }
         y.withUnsafeBufferPointer { yb in
@@ -231,7 +231,7 @@ public final class Dropout: Layer {
             preconditionFailure("Dropout (training): context.sampleIDs must hold \(n) global sample ids for input \(x.shape), got \(context.sampleIDs?.count ?? 0)")
         }
         let per = n == 0 ? 0 : x.count / n
-        var m = Tensor(zeros: x.shape)
+        var m = Tensor(uninitialized: x.shape)  // every row filled below
         let keepScale = 1 / (1 - p)
         let drop = p
         m.withUnsafeMutableBufferPointer { mb in
@@ -267,7 +267,7 @@ public final class Dropout: Layer {
     }
 
     private func multiply(_ a: Tensor, _ b: Tensor) -> Tensor {
-        var out = Tensor(zeros: a.shape)
+        var out = Tensor(uninitialized: a.shape)
         let n = a.count
         a.withUnsafeBufferPointer { ab in
             b.withUnsafeBufferPointer { bb in

@@ -48,7 +48,7 @@ extension Tensor {
     /// Elementwise sum. Precondition: equal shapes.
     public static func + (lhs: Tensor, rhs: Tensor) -> Tensor {
         precondition(lhs.shape == rhs.shape, "Tensor + : shapes \(lhs.shape) and \(rhs.shape) differ")
-        var out = Tensor(zeros: lhs.shape)
+        var out = Tensor(uninitialized: lhs.shape)
         let n = lhs.count
         lhs.withUnsafeBufferPointer { a in
             rhs.withUnsafeBufferPointer { b in
