@@ -111,9 +111,26 @@ public final class DenseConcat: Layer {
         let (n, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
         precondition(gradOutput.shape == [n, c + bodyChannels, h, w],
                      "DenseConcat.backward: gradOutput \(gradOutput.shape) != [\(n), \(c + bodyChannels), \(h), \(w)]")
-        let (gIdentity, gBody) = Tensor.splitChannels(gradOutput, at: c)
+        // Body part: a copy of channels C..<C+C'; identity part: added straight from gradOutput.
+        var gBody = Tensor(uninitialized: [n, bodyChannels, h, w])
+        let p = h * w, total = c + bodyChannels
+        gradOutput.withUnsafeBufferPointer { gb in
+            gBody.withUnsafeMutableBufferPointer { bb in
+                for s in 0..<n where bodyChannels * p > 0 {
+                    (bb.baseAddress! + s * bodyChannels * p).update(from: gb.baseAddress! + (s * total + c) * p,
+                                                                    count: bodyChannels * p)
+                }
+            }
+        }
         var gx = body.backward(gBody)
-        gx.addScaled(gIdentity)
+        precondition(gx.shape == inputShape, "DenseConcat.backward: body returned \(gx.shape), input was \(inputShape)")
+        gradOutput.withUnsafeBufferPointer { gb in
+            gx.withUnsafeMutableBufferPointer { xb in
+                for s in 0..<n where c * p > 0 {
+                    Kernels.axpy(c * p, alpha: 1, x: gb.baseAddress! + s * total * p, y: xb.baseAddress! + s * c * p)
+                }
+            }
+        }
         return gx
     }
 }

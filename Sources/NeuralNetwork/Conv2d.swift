@@ -46,7 +46,7 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     /// Target number of GEMM columns (B * OH * OW) per chunk.
-    public var targetColumns = 2048
+    public var targetColumns = 1024
     /// Upper bound on the column buffer, in floats (default 4 Mi floats = 16 MiB).
     public var maxColumnFloats = 4 << 20
 
