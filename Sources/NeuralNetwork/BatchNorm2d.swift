@@ -111,8 +111,8 @@ public final class BatchNorm2d: Layer {
         }
         invStd = variance.map { 1 / ($0 + eps).squareRoot() }
 
-        var normalised = Tensor(zeros: x.shape)
-        var y = Tensor(zeros: x.shape)
+        var normalised = Tensor(uninitialized: x.shape)  // both fully written below
+        var y = Tensor(uninitialized: x.shape)
         x.withUnsafeBufferPointer { xb in
             normalised.withUnsafeMutableBufferPointer { nb in
                 y.withUnsafeMutableBufferPointer { yb in
@@ -144,7 +144,8 @@ public final class BatchNorm2d: Layer {
         precondition(gradOutput.shape == xh.shape, "BatchNorm2d.backward: gradOutput \(gradOutput.shape) != \(xh.shape)")
         let (n, c) = (xh.shape[0], xh.shape[1])
         let p = xh.shape[2] * xh.shape[3]
-        var gx = Tensor(zeros: xh.shape)
+        // Fully written by either path below (or empty / early zero return).
+        var gx = globalCount == 0 && wasTraining ? Tensor(zeros: xh.shape) : Tensor(uninitialized: xh.shape)
         let gamma = weight?.value.scalars ?? [Float](repeating: 1, count: c)
         // Local per-channel sums of dy and dy * xhat.
         var sums = [Double](repeating: 0, count: 2 * c)

@@ -111,9 +111,26 @@ public final class DenseConcat: Layer {
         let (n, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
         precondition(gradOutput.shape == [n, c + bodyChannels, h, w],
                      "DenseConcat.backward: gradOutput \(gradOutput.shape) != [\(n), \(c + bodyChannels), \(h), \(w)]")
-        let (gIdentity, gBody) = Tensor.splitChannels(gradOutput, at: c)
+        // Body part: a copy of channels C..<C+C'; identity part: added straight from gradOutput.
+        var gBody = Tensor(uninitialized: [n, bodyChannels, h, w])
+        let p = h * w, total = c + bodyChannels
+        gradOutput.withUnsafeBufferPointer { gb in
+            gBody.withUnsafeMutableBufferPointer { bb in
+                for s in 0..<n where bodyChannels * p > 0 {
+                    (bb.baseAddress! + s * bodyChannels * p).update(from: gb.baseAddress! + (s * total + c) * p,
+                                                                    count: bodyChannels * p)
+                }
+            }
+        }
         var gx = body.backward(gBody)
-        gx.addScaled(gIdentity)
+        precondition(gx.shape == inputShape, "DenseConcat.backward: body returned \(gx.shape), input was \(inputShape)")
+        gradOutput.withUnsafeBufferPointer { gb in
+            gx.withUnsafeMutableBufferPointer { xb in
+                for s in 0..<n where c * p > 0 {
+                    Kernels.axpy(c * p, alpha: 1, x: gb.baseAddress! + s * total * p, y: xb.baseAddress! + s * c * p)
+                }
+            }
+        }
         return gx
     }
 }
@@ -125,7 +142,7 @@ extension Tensor {
                      && a.shape[3] == b.shape[3], "concatenateChannels: \(a.shape) and \(b.shape) differ outside dim 1")
         let (n, c1, c2) = (a.shape[0], a.shape[1], b.shape[1])
         let p = a.shape[2] * a.shape[3]
-        var out = Tensor(zeros: [n, c1 + c2, a.shape[2], a.shape[3]])
+        var out = Tensor(uninitialized: [n, c1 + c2, a.shape[2], a.shape[3]])  // both parts copied
         a.withUnsafeBufferPointer { ab in
             b.withUnsafeBufferPointer { bb in
                 out.withUnsafeMutableBufferPointer { ob in
@@ -145,7 +162,7 @@ extension Tensor {
         precondition(x.rank == 4 && c1 >= 0 && c1 <= x.shape[1], "splitChannels: cannot split \(x.shape) at \(c1)")
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let c2 = c - c1, p = h * w
-        var a = Tensor(zeros: [n, c1, h, w]), b = Tensor(zeros: [n, c2, h, w])
+        var a = Tensor(uninitialized: [n, c1, h, w]), b = Tensor(uninitialized: [n, c2, h, w])
         x.withUnsafeBufferPointer { xb in
             a.withUnsafeMutableBufferPointer { ab in
                 b.withUnsafeMutableBufferPointer { bb in

@@ -46,7 +46,7 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     /// Target number of GEMM columns (B * OH * OW) per chunk.
-    public var targetColumns = 2048
+    public var targetColumns = 1024
     /// Upper bound on the column buffer, in floats (default 4 Mi floats = 16 MiB).
     public var maxColumnFloats = 4 << 20
 
@@ -102,7 +102,7 @@ public final class Conv2d: Layer {
         accumulate = context.computeParameterGradients
         let g = geometry(h, w)
         let p = g.outputPlane, rows = g.columnRows, o = outChannels
-        var y = Tensor(zeros: [n, o, g.outputHeight, g.outputWidth])
+        var y = Tensor(uninitialized: [n, o, g.outputHeight, g.outputWidth])  // every element written below
         if n == 0 { return y }
         let chunk = chunkSize(batch: n, plane: p, rows: rows)
         let pointwise = isPointwise
@@ -273,7 +273,7 @@ public final class Linear: Layer {
         input = x
         accumulate = context.computeParameterGradients
         let n = x.shape[0], o = outFeatures, k = inFeatures
-        var y = Tensor(zeros: [n, o])
+        var y = Tensor(uninitialized: [n, o])  // bias copy or beta-0 GEMM writes all
         if n == 0 { return y }
         x.withUnsafeBufferPointer { xb in
             weight.value.withUnsafeBufferPointer { wb in
@@ -297,7 +297,7 @@ public final class Linear: Layer {
         guard let x = input else { preconditionFailure("Linear.backward called without a forward") }
         let n = x.shape[0], o = outFeatures, k = inFeatures
         precondition(gradOutput.shape == [n, o], "Linear.backward: gradOutput \(gradOutput.shape) != [\(n), \(o)]")
-        var gx = Tensor(zeros: [n, k])
+        var gx = Tensor(uninitialized: [n, k])  // beta-0 GEMM writes all
         if n == 0 { return gx }
         gradOutput.withUnsafeBufferPointer { gb in
             let gp = gb.baseAddress!

@@ -6,7 +6,7 @@ public final class ReLU: Layer {
     public init() {}
 
     public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
-        var y = Tensor(zeros: x.shape)
+        var y = Tensor(uninitialized: x.shape)
         let n = x.count
         x.withUnsafeBufferPointer { xb in
             y.withUnsafeMutableBufferPointer { yb in
@@ -20,7 +20,7 @@ public final class ReLU: Layer {
     public func backward(_ gradOutput: Tensor) -> Tensor {
         guard let y = output else { preconditionFailure("ReLU.backward called without a forward") }
         precondition(gradOutput.shape == y.shape, "ReLU.backward: gradOutput \(gradOutput.shape) != \(y.shape)")
-        var gx = Tensor(zeros: y.shape)
+        var gx = Tensor(uninitialized: y.shape)
         let n = y.count
         if n == 0 { return gx }
         y.withUnsafeBufferPointer { yb in
@@ -231,7 +231,7 @@ public final class Dropout: Layer {
             preconditionFailure("Dropout (training): context.sampleIDs must hold \(n) global sample ids for input \(x.shape), got \(context.sampleIDs?.count ?? 0)")
         }
         let per = n == 0 ? 0 : x.count / n
-        var m = Tensor(zeros: x.shape)
+        var m = Tensor(uninitialized: x.shape)  // every row filled below
         let keepScale = 1 / (1 - p)
         let drop = p
         m.withUnsafeMutableBufferPointer { mb in
@@ -239,7 +239,8 @@ public final class Dropout: Layer {
                 var rng = RandomStream(seed: context.seed,
                                        stream: [UInt64(bitPattern: Int64(context.epoch)), UInt64(bitPattern: ids[i]), layerIndex])
                 let row = mb.baseAddress! + i * per
-                for j in 0..<per { row[j] = rng.nextUniform() < drop ? 0 : keepScale }
+                rng.fillUniform(row, count: per, low: 0, high: 1)
+                Dropout.threshold(row, count: per, p: drop, keepScale: keepScale)
             }
         }
         mask = m
@@ -252,8 +253,21 @@ public final class Dropout: Layer {
         return multiply(gradOutput, m)
     }
 
+    /// `u[j] = u[j] < p ? 0 : keepScale` (branch-free).
+    static func threshold(_ u: UnsafeMutablePointer<Float>, count: Int, p: Float, keepScale: Float) {
+        let pv = SIMD8<Float>(repeating: p), kv = SIMD8<Float>(repeating: keepScale), zero = SIMD8<Float>(repeating: 0)
+        let raw = UnsafeMutableRawPointer(u)
+        var j = 0
+        while j + 8 <= count {
+            let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+            raw.storeBytes(of: kv.replacing(with: zero, where: v .< pv), toByteOffset: j * 4, as: SIMD8<Float>.self)
+            j += 8
+        }
+        while j < count { u[j] = u[j] < p ? 0 : keepScale; j += 1 }
+    }
+
     private func multiply(_ a: Tensor, _ b: Tensor) -> Tensor {
-        var out = Tensor(zeros: a.shape)
+        var out = Tensor(uninitialized: a.shape)
         let n = a.count
         a.withUnsafeBufferPointer { ab in
             b.withUnsafeBufferPointer { bb in

@@ -93,9 +93,23 @@ public struct RandomStream {
         return Float(r * _cos(theta))
     }
 
-    /// Fills `count` floats with uniforms in [low, high).
+    /// Fills `count` floats with uniforms in [low, high): the same numbers, in the same order,
+    /// as `count` calls of `nextUniform(low:high:)`, but whole blocks at a time.
     public mutating func fillUniform(_ p: UnsafeMutablePointer<Float>, count: Int, low: Float, high: Float) {
-        for i in 0..<count { p[i] = nextUniform(low: low, high: high) }
+        let scale = (high - low) * (1.0 / 16_777_216.0)
+        var i = 0
+        while i < count && used < 4 { p[i] = low + scale * Float(nextUInt32() >> 8); i += 1 }
+        while i + 4 <= count {
+            let b = Philox4x32.block(counter: (UInt32(truncatingIfNeeded: blockIndex),
+                                               UInt32(truncatingIfNeeded: blockIndex >> 32), 0, 0), key: key)
+            blockIndex &+= 1
+            p[i] = low + scale * Float(b.0 >> 8)
+            p[i + 1] = low + scale * Float(b.1 >> 8)
+            p[i + 2] = low + scale * Float(b.2 >> 8)
+            p[i + 3] = low + scale * Float(b.3 >> 8)
+            i += 4
+        }
+        while i < count { p[i] = low + scale * Float(nextUInt32() >> 8); i += 1 }
     }
 }
 

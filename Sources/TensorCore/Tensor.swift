@@ -11,13 +11,14 @@ public final class TensorStorage {
     /// `true` for arena storage: writes through any view go in place (no copy-on-write).
     public let isArena: Bool
 
-    /// Allocates `capacity` floats, zero-filled.
-    public init(capacity: Int, isArena: Bool = false) {
+    /// Allocates `capacity` floats, zero-filled unless `zeroed` is false (then the contents
+    /// are unspecified: only for kernels that overwrite every element).
+    public init(capacity: Int, isArena: Bool = false, zeroed: Bool = true) {
         precondition(capacity >= 0, "TensorStorage: negative capacity \(capacity)")
         let n = Swift.max(capacity, 1)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: n * 4, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: n)
-        pointer.initialize(repeating: 0, count: n)
+        if zeroed { pointer.initialize(repeating: 0, count: n) }
         self.capacity = capacity
         self.isArena = isArena
     }
@@ -46,6 +47,16 @@ public struct Tensor {
         self.shape = shape
         count = n
         storage = TensorStorage(capacity: n)
+        offset = 0
+    }
+
+    /// A tensor whose contents are unspecified (no zero-fill), for kernels that overwrite
+    /// every element; saves a memset of the whole output.
+    public init(uninitialized shape: [Int]) {
+        let n = Tensor.elementCount(shape)
+        self.shape = shape
+        count = n
+        storage = TensorStorage(capacity: n, zeroed: false)
         offset = 0
     }
 
@@ -120,14 +131,14 @@ public struct Tensor {
 
     @usableFromInline mutating func makeUnique() {
         if storage.isArena || isKnownUniquelyReferenced(&storage) { return }
-        let fresh = TensorStorage(capacity: count)
+        let fresh = TensorStorage(capacity: count, zeroed: false)
         fresh.pointer.update(from: storage.pointer + offset, count: count)
         self = Tensor(storage: fresh, offset: 0, shape: shape)
     }
 
     /// A private copy (never aliases arena storage).
     public func copy() -> Tensor {
-        let fresh = TensorStorage(capacity: count)
+        let fresh = TensorStorage(capacity: count, zeroed: false)
         fresh.pointer.update(from: storage.pointer + offset, count: count)
         return Tensor(storage: fresh, offset: 0, shape: shape)
     }

@@ -219,3 +219,27 @@ final class PhiloxTests: XCTestCase {
         XCTAssertEqual(sq / Double(n), 1, accuracy: 0.016)
     }
 }
+
+final class StreamFillTests: XCTestCase {
+    /// Block-wise filling gives the same numbers as element-wise draws, from any start.
+    func testFillUniformMatchesNextUniform() {
+        var a = RandomStream(seed: 3, stream: [9])
+        var b = RandomStream(seed: 3, stream: [9])
+        _ = a.nextUInt32(); _ = b.nextUInt32()   // start mid-block
+        var filled = [Float](repeating: 0, count: 23)
+        filled.withUnsafeMutableBufferPointer { a.fillUniform($0.baseAddress!, count: 23, low: -0.5, high: 2) }
+        XCTAssertEqual(filled, (0..<23).map { _ in b.nextUniform(low: -0.5, high: 2) })
+        XCTAssertEqual(a.nextUInt32(), b.nextUInt32())
+    }
+
+    func testReluBackwardMasksByOutputSign() {
+        let n = 19
+        let out: [Float] = (0..<n).map { Float($0 % 3) - 1 }   // -1, 0, 1, ...
+        let g: [Float] = (0..<n).map { Float($0) + 0.5 }
+        var gi = [Float](repeating: .nan, count: n)
+        out.withUnsafeBufferPointer { o in g.withUnsafeBufferPointer { gb in gi.withUnsafeMutableBufferPointer { d in
+            Kernels.reluBackward(n, output: o.baseAddress!, gradOutput: gb.baseAddress!, gradInput: d.baseAddress!)
+        } } }
+        XCTAssertEqual(gi, (0..<n).map { out[$0] > 0 ? g[$0] : 0 })
+    }
+}
