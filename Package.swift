@@ -21,6 +21,10 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
 
         // Library targets.
         .target(name: "TensorCore", dependencies: ["COpenBLAS"]),
@@ -28,7 +32,7 @@ let package = Package(
         .target(name: "NeuralNetwork", dependencies: ["TensorCore", "SafeTensors"]),
         .target(name: "Optimizers", dependencies: ["NeuralNetwork"]),
         .target(name: "Distributed", dependencies: ["CMPI"]),
-        .target(name: "Datasets", dependencies: ["CZlib"]),
+        .target(name: "Datasets", dependencies: ["CZlib", "CJPEG", "CPNG"]),
         .target(name: "OODDetection"),
         .target(name: "UnleashingMask", dependencies: ["NeuralNetwork", "Distributed"]),
         .target(name: "Training", dependencies: [
