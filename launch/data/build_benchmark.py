@@ -443,22 +443,29 @@ class Builder:
     def pkgs(self, role):
         return [p for r, p in self.packages if r == role]
 
-    def write_file(self, rel, data):
+    def write_file(self, rel, data, raw=None):
+        """Writes one output file; `raw` (the uncompressed IDX bytes of a .gz) adds raw_sha256,
+        which stays the same even where a different zlib compresses differently."""
         path = os.path.join(self.out, rel)
         write_atomic(path, data)
-        return {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        entry = {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        if raw is not None:
+            entry["raw_sha256"] = hashlib.sha256(raw).hexdigest()
+        return entry
+
+    def write_idx(self, rel, array):
+        raw = idx_bytes(array)
+        return self.write_file(rel, gzip_deterministic(raw), raw=raw)
 
     def add_set(self, name, role, split, images, labels, sources, synthetic, rel_dir,
                 class_names=None, detail=None, image_file=None, label_file=None):
         images = np.asarray(images, np.uint8)
         assert images.ndim == 3 and images.shape[1:] == (SIZE, SIZE), images.shape
-        files = [self.write_file(f"{rel_dir}/{image_file or 'images-idx3-ubyte.gz'}",
-                                 gzip_deterministic(idx_bytes(images)))]
+        files = [self.write_idx(f"{rel_dir}/{image_file or 'images-idx3-ubyte.gz'}", images)]
         if labels is not None:
             labels = np.asarray(labels, np.uint8)
             assert labels.shape == (images.shape[0],)
-            files.append(self.write_file(f"{rel_dir}/{label_file or 'labels-idx1-ubyte.gz'}",
-                                         gzip_deterministic(idx_bytes(labels))))
+            files.append(self.write_idx(f"{rel_dir}/{label_file or 'labels-idx1-ubyte.gz'}", labels))
         entry = {"name": name, "role": role, "split": split, "count": int(images.shape[0]),
                  "image_shape": [SIZE, SIZE], "dtype": "uint8", "synthetic": synthetic,
                  "has_labels": labels is not None,
@@ -486,14 +493,15 @@ class Builder:
                 if not os.path.isfile(path):
                     raise BuildError(f"{path} is missing. Hint: apt-get install --reinstall {pkg}")
                 data = open(path, "rb").read()
-                array = parse_idx(gzip.decompress(data), path)
+                raw = gzip.decompress(data)
+                array = parse_idx(raw, path)
                 expected = (n, SIZE, SIZE) if magic_dims == 3 else (n,)
                 if array.shape != expected:
                     raise BuildError(f"{path}: shape {array.shape}, expected {expected}. Hint: the "
                                      f"{pkg} package is damaged; reinstall it.")
                 arrays[kind] = array
                 # copied verbatim so the sha256 matches the published Fashion-MNIST files
-                files.append(self.write_file(f"fashion-mnist/{fname}", data))
+                files.append(self.write_file(f"fashion-mnist/{fname}", data, raw=raw))
             if arrays["labels-idx1"].max() > 9:
                 raise BuildError(f"{src}/{prefix}-labels: label {arrays['labels-idx1'].max()} > 9")
             self.sets.append({

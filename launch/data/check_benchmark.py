@@ -50,6 +50,8 @@ def main():
             blob = open(path, "rb").read()
             if hashlib.sha256(blob).hexdigest() != f["sha256"] or len(blob) != f["bytes"]:
                 fail(f"{path}: sha256/size differ from the manifest")
+            if "raw_sha256" in f and hashlib.sha256(gzip.decompress(blob)).hexdigest() != f["raw_sha256"]:
+                fail(f"{path}: sha256 of the decompressed IDX differs from raw_sha256")
             n_files += 1
     for s in manifest["sets"]:
         paths = [os.path.join(args.data, f["path"]) for f in s["files"]]
