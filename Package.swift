@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "Distributed", dependencies: ["CMPI"]),
         .target(name: "Datasets", dependencies: ["CZlib", "CJPEG", "CPNG"]),
         .target(name: "OODDetection"),
-        .target(name: "UnleashingMask", dependencies: ["NeuralNetwork", "Distributed"]),
+        .target(name: "UnleashingMask", dependencies: ["NeuralNetwork", "Distributed", "Datasets"]),
         .target(name: "Training", dependencies: [
             "TensorCore", "NeuralNetwork", "Optimizers", "Distributed", "Datasets",
             "OODDetection", "UnleashingMask", "SafeTensors",
@@ -57,6 +57,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
         .testTarget(name: "OODDetectionTests", dependencies: ["OODDetection", "TestSupport"]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TestSupport"]),
+        .testTarget(name: "UnleashingMaskTests", dependencies: ["UnleashingMask", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "UMTrainCLITests", dependencies: ["UMTrainCLI", "TestSupport"]),
     ]

@@ -6,15 +6,6 @@ import Optimizers
 import SafeTensors
 import TensorCore
 
-/// Turns the global batch loss into a gradient multiplier (the hook UM's flooding uses).
-/// The trainer never knows about UM: it calls this once per step with the GLOBAL mean loss.
-public protocol LossTransform {
-    /// Multiplier applied to the gradient of the mean cross-entropy for this step.
-    func gradientMultiplier(globalMeanLoss: Double) -> Double
-    /// One line for the run log, e.g. `flooding |CE - 0.08| + 0.08 (UM)`.
-    var objectiveDescription: String { get }
-}
-
 /// Errors that stop training.
 public enum TrainingError: Error, CustomStringConvertible {
     case nonFiniteLoss(step: Int, epoch: Int, rank: Int, lastCheckpoint: String?)
@@ -303,7 +294,16 @@ public final class Trainer {
         }
         var logitsGradient = ce.logitsGradient
         if let transform = lossTransform {
-            let m = transform.gradientMultiplier(globalMeanLoss: sums[0] / max(sums[2], 1))
+            let globalMean = sums[0] / max(sums[2], 1)
+            let perSampleMultipliers = transform.perSampleMultipliers(globalMeanLoss: globalMean, sampleIDs: ids)
+            if let perSample = perSampleMultipliers {
+                precondition(perSample.count == labels.count, "perSampleMultipliers: \(perSample.count) for \(labels.count) samples")
+                let k = logitsGradient.count / max(labels.count, 1)
+                logitsGradient.withUnsafeMutableBufferPointer { g in
+                    for i in 0..<labels.count { for j in 0..<k { g[i * k + j] *= perSample[i] } }
+                }
+            }
+            let m = perSampleMultipliers == nil ? transform.gradientMultiplier(globalMeanLoss: globalMean) : 1
             if m != 1 {
                 let f = Float(m)
                 logitsGradient.withUnsafeMutableBufferPointer { g in
