@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "Distributed", dependencies: ["CMPI"]),
         .target(name: "Datasets", dependencies: ["CZlib", "CJPEG", "CPNG"]),
         .target(name: "OODDetection"),
-        .target(name: "UnleashingMask", dependencies: ["NeuralNetwork", "Distributed", "Datasets"]),
+        .target(name: "UnleashingMask", dependencies: ["NeuralNetwork", "Distributed", "Datasets", "TensorCore"]),
         .target(name: "Training", dependencies: [
             "TensorCore", "NeuralNetwork", "Optimizers", "Distributed", "Datasets",
             "OODDetection", "UnleashingMask", "SafeTensors",
@@ -42,7 +42,7 @@ let package = Package(
         ]),
         .target(name: "UMTrainCLI", dependencies: [
             "COpenBLAS", "TensorCore", "Distributed", "Training", "OODDetection", "NeuralNetwork", "SafeTensors",
-            "Datasets", "Optimizers",
+            "Datasets", "Optimizers", "UnleashingMask",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "umtrain", dependencies: ["UMTrainCLI", "TensorCore"]),

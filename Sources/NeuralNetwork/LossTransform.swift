@@ -16,3 +16,23 @@ public protocol LossTransform {
 extension LossTransform {
     public func perSampleMultipliers(globalMeanLoss: Double, sampleIDs: [Int64]) -> [Float]? { nil }
 }
+
+/// Lets a method reshape what the trainer optimises without the trainer knowing the method
+/// (UMAP learns per-weight scores while the weights stay frozen).
+public protocol TrainingHooks: AnyObject {
+    /// Every parameter the optimizer updates, in a fixed order (the gradient arena is laid
+    /// out in this order and reduced in reversed buckets).
+    func optimizedParameters() -> [Parameter]
+    /// Called before each training forward (e.g. recompute masks and effective weights).
+    func beforeForward()
+    /// Called after each backward, before the gradient allreduce (e.g. route the gradient of
+    /// the effective weights into the scores).
+    func afterBackward()
+    /// Called before evaluation and checkpoints: recompute derived state and verify it is
+    /// identical on every rank (throws naming the difference).
+    func prepareForEvaluation() throws
+    /// Extra named tensors compared across ranks and saved in checkpoints.
+    func extraState() -> [(name: String, values: [Float])]
+    /// Restores `extraState()` from a checkpoint.
+    func restoreExtraState(_ state: [String: [Float]]) throws
+}

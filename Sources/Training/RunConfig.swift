@@ -12,11 +12,15 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
     public var model = ModelSection()
     public var data = DataSection()
     public var train = TrainSection()
+    public var estimate = EstimateSection()
+    public var finetune = FinetuneSection()
+    public var um = UMSection()
+    public var umap = UMAPSection()
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case name, seed, model, data, train
+        case name, seed, model, data, train, estimate, finetune, um, umap
         case outputDir = "output_dir"
     }
 
@@ -30,6 +34,8 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
         "weight_decay": "train.weight_decay",
         "momentum": "train.momentum",
         "droprate": "model.dropout",
+        "prune_rate": "umap.keep_ratio",
+        "freeze_weights": "umap.freeze_weights",
     ]
 
     /// Loads a config file (or the defaults) with CLI overrides and validates it.
@@ -91,6 +97,28 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
         if train.keepCheckpoints < 1 { throw bad("train.keep_checkpoints", "at least 1", train.keepCheckpoints, "the last K checkpoints are kept") }
         if train.checkpointEvery < 0 { throw bad("train.checkpoint_every", "epochs >= 0 (0 = only at the end)", train.checkpointEvery, "e.g. 1") }
         if train.consistencyEvery < 0 { throw bad("train.consistency_every", "steps >= 0 (0 = off)", train.consistencyEvery, "e.g. 100") }
+        for (i, r) in estimate.keepRatios.enumerated() where !(r > 0 && r <= 1) {
+            throw bad("estimate.keep_ratios[\(i)]", "a kept fraction in (0, 1]", r, "0.99 keeps 99% of each layer's weights")
+        }
+        if !(estimate.keepRatio > 0 && estimate.keepRatio <= 1) {
+            throw bad("estimate.keep_ratio", "a kept fraction in (0, 1]", estimate.keepRatio, "the paper uses 0.965; small models need 0.99")
+        }
+        if estimate.masks < 1 { throw bad("estimate.masks", "at least 1", estimate.masks, "5 masks give a stable median") }
+        if AtypicalRuleName(rawValue: estimate.rule) == nil {
+            throw bad("estimate.rule", "flip, quantile or increase", "'\(estimate.rule)'", "flip is the default")
+        }
+        if !(estimate.q >= 0 && estimate.q <= 1) { throw bad("estimate.q", "a fraction in [0, 1]", estimate.q, "e.g. 0.05") }
+        if finetune.epochs < 0 { throw bad("finetune.epochs", "a count >= 0", finetune.epochs, "UM uses 8-10 on small models") }
+        if !(finetune.lr >= 0) { throw bad("finetune.lr", "a number >= 0", finetune.lr, "e.g. 0.03") }
+        if um.xi < 0 { throw bad("um.xi", "a loss in nats >= 0 (0 = take it from estimate.json)", um.xi, "run estimate-loss first") }
+        if !(um.beta > 0) { throw bad("um.beta", "a positive multiplier of xi", um.beta, "1 is the method as published") }
+        if !(umap.keepRatio > 0 && umap.keepRatio <= 1) {
+            throw bad("umap.keep_ratio", "a kept fraction in (0, 1] (alias prune_rate, the fraction KEPT)", umap.keepRatio,
+                      "e.g. 0.8 keeps 80% of each layer's weights")
+        }
+        if !["layer", "model"].contains(umap.selection) {
+            throw bad("umap.selection", "layer or model", "'\(umap.selection)'", "layer-wise top-k is the default")
+        }
         if train.maxSteps < 0 { throw bad("train.max_steps", "steps >= 0 (0 = no limit)", train.maxSteps, "e.g. max_steps: 100") }
         if train.evalBatchSize < 1 { throw bad("train.eval_batch_size", "at least 1", train.evalBatchSize, "e.g. 500") }
         if !(train.bucketFirstMiB > 0) || !(train.bucketMiB > 0) {
@@ -211,5 +239,86 @@ public struct TrainSection: Codable, Equatable, Sendable {
              consistencyEvery = "consistency_every", bucketFirstMiB = "bucket_first_mib", bucketMiB = "bucket_mib",
              dropLast = "drop_last", maxSteps = "max_steps", evalBatchSize = "eval_batch_size",
              progressLines = "progress_lines"
+    }
+}
+
+/// Stage 1 of UM: the loss constraint xi and the atypical-sample mask.
+public struct EstimateSection: Codable, Equatable, Sendable {
+    /// Kept fractions to try (each with `masks` random masks).
+    public var keepRatios: [Double] = [0.99, 0.98, 0.965]
+    /// The kept fraction whose median xi is recommended (paper: 0.965; small CNNs: 0.99).
+    public var keepRatio = 0.99
+    /// Random masks per kept fraction (different seeds).
+    public var masks = 5
+    /// Base seed of the random masks (mask m of ratio r uses seed + m).
+    public var seed = 0
+    /// Atypical-sample rule: flip, quantile or increase.
+    public var rule = "flip"
+    /// Fraction for the quantile / increase rules.
+    public var q = 0.05
+    /// Use training augmentation while estimating (the reference does; default off).
+    public var augment = false
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case masks, seed, rule, q, augment
+        case keepRatios = "keep_ratios", keepRatio = "keep_ratio"
+    }
+}
+
+public enum AtypicalRuleName: String { case flip, quantile, increase }
+
+/// The fine-tuning schedule shared by UM, UMAP and the plain cross-entropy control. Batch
+/// size, momentum, weight decay and BN mode come from `train`.
+public struct FinetuneSection: Codable, Equatable, Sendable {
+    public var epochs = 10
+    public var lr = 0.03
+    public var schedule = "cosine"
+    public var warmupEpochs = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case epochs, lr, schedule
+        case warmupEpochs = "warmup_epochs"
+    }
+}
+
+/// UM fine-tuning (flooding at beta * xi on the global batch loss).
+public struct UMSection: Codable, Equatable, Sendable {
+    /// Loss constraint in nats; 0 = read it from the estimate stage's estimate.json.
+    public var xi = 0.0
+    /// Flood level multiplier (level = beta * xi).
+    public var beta = 1.0
+    /// Ablation: when forgetting, only the atypical samples ascend.
+    public var atypicalOnly = false
+    /// Use xi even when it is not strictly between the training and held-out losses.
+    public var force = false
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case xi, beta, force
+        case atypicalOnly = "atypical_only"
+    }
+}
+
+/// UMAP: learned weight masks (edge-popup) under the same flooding objective.
+public struct UMAPSection: Codable, Equatable, Sendable {
+    /// Fraction of each prunable layer's weights KEPT (the reference's `prune_rate`).
+    public var keepRatio = 0.8
+    /// `layer` (top-k per layer) or `model` (one global threshold).
+    public var selection = "layer"
+    /// Keep the weights frozen and learn only the scores (the CIFAR-10 setting); false trains both.
+    public var freezeWeights = true
+    /// Replace BatchNorm's affine parameters by the identity and freeze them.
+    public var nonAffineBN = false
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case selection
+        case keepRatio = "keep_ratio", freezeWeights = "freeze_weights", nonAffineBN = "non_affine_bn"
     }
 }

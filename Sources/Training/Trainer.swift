@@ -73,6 +73,8 @@ public final class Trainer {
     public let data: TrainingData
     public let folder: RunFolder?
     public var lossTransform: LossTransform?
+    /// Optional method hooks (UMAP).
+    public let hooks: TrainingHooks?
     /// Printer for rank 0 (progress, notes). Other ranks never print.
     public var log: (String) -> Void
 
@@ -96,14 +98,15 @@ public final class Trainer {
     public private(set) var preempted = false
 
     public init(config: RunConfig, comm: Communicator, model: Classifier, data: TrainingData, folder: RunFolder?,
-                log: @escaping (String) -> Void = { print($0) }) throws {
+                log: @escaping (String) -> Void = { print($0) }, hooks: TrainingHooks? = nil) throws {
+        self.hooks = hooks
         self.config = config
         self.comm = comm
         self.model = model
         self.data = data
         self.folder = folder
         self.log = log
-        let trainable = model.parameters.filter { $0.role == .trainable }
+        let trainable = hooks?.optimizedParameters() ?? model.parameters.filter { $0.role == .trainable }
         arena = ParameterArena(parameters: trainable)
         momentum = [Float](repeating: 0, count: config.train.momentum > 0 ? arena.count : 0)
         reducer = GradientReducer(buckets: planGradientBuckets(
@@ -273,6 +276,7 @@ public final class Trainer {
         let ids = zip(batch.ids, batch.isPadding).filter { !$0.1 }.map { Int64($0.0) }
         let (x, labels) = data.batch(data.trainSet, positions: real)
         arena.zeroGradients()
+        hooks?.beforeForward()
         let ctx = ForwardContext(mode: .train, seed: UInt64(config.seed), epoch: epoch, sampleIDs: ids,
                                  batchNormReducer: bnReducer)
         let logits = model.forward(x, context: ctx)
@@ -312,6 +316,7 @@ public final class Trainer {
             }
         }
         _ = model.backward(logitsGradient)
+        hooks?.afterBackward()
         var grads = arena.gradients
         try grads.withUnsafeMutableBufferPointer { try reducer.reduce($0, comm: comm) }
         var step = hp
@@ -338,38 +343,11 @@ public final class Trainer {
     /// to ranks; per-sample results are gathered by id, so the result is identical for any
     /// world size. Collective. Running statistics are synchronised first.
     public func evaluate(_ dataset: ImageDataset, ids: [Int]) throws -> EvaluationResult {
+        try hooks?.prepareForEvaluation()
         try synchronizeBuffers()
         try checkConsistency(includeBuffers: true)
-        let schedule = EvaluationSchedule(ids: ids, batchSize: config.train.evalBatchSize, worldSize: comm.worldSize)
-        var myIds: [Int64] = [], myLoss: [Double] = [], myPred: [Int64] = []
-        let positionOf = Dictionary(uniqueKeysWithValues: dataset.ids.enumerated().map { ($1, $0) })
-        for eb in schedule.batches(rank: comm.rank) where !eb.isEmpty {
-            let positions = eb.ids.map { positionOf[$0]! }
-            let (x, labels) = data.batch(dataset, positions: positions)
-            let logits = model.forward(x, context: .eval)
-            let ce = softmaxCrossEntropy(logits: logits, labels: labels)
-            myIds += eb.ids.map(Int64.init)
-            myLoss += ce.perSampleLoss.map(Double.init)
-            myPred += argmaxRows(logits).map(Int64.init)
-        }
-        let allIds = try myIds.withUnsafeBufferPointer { try comm.allgatherv($0) }.values
-        let allLoss = try myLoss.withUnsafeBufferPointer { try comm.allgatherv($0) }.values
-        let allPred = try myPred.withUnsafeBufferPointer { try comm.allgatherv($0) }.values
-        let order = allIds.indices.sorted { allIds[$0] < allIds[$1] }
-        var sortedIds: [Int64] = [], losses: [Double] = [], preds: [Int64] = []
-        var lossSum = 0.0
-        var correct = 0
-        let labelOf = Dictionary(uniqueKeysWithValues: zip(dataset.ids, dataset.labels))
-        for i in order {
-            sortedIds.append(allIds[i])
-            losses.append(allLoss[i])
-            preds.append(allPred[i])
-            lossSum += allLoss[i]
-            if Int(allPred[i]) == labelOf[Int(allIds[i])]! { correct += 1 }
-        }
-        let n = sortedIds.count
-        return EvaluationResult(loss: lossSum / Double(max(n, 1)), accuracy: Double(correct) / Double(max(n, 1)), count: n,
-                                ids: sortedIds, losses: losses, predictions: preds)
+        return try Evaluator.evaluate(model: model, comm: comm, data: data, dataset: dataset, ids: ids,
+                                      batchSize: config.train.evalBatchSize)
     }
 
     // MARK: - Consistency
@@ -416,6 +394,10 @@ public final class Trainer {
                 sums.append(RankConsistency.checksum([b.value]))
             }
         }
+        for (name, values) in hooks?.extraState() ?? [] {
+            names.append(name)
+            sums.append(values.withUnsafeBufferPointer { RankConsistency.checksum($0) })
+        }
         return (names, sums)
     }
 
@@ -427,6 +409,7 @@ public final class Trainer {
     /// Writes a checkpoint of the model and the training state (collective; rank 0 writes).
     public func checkpoint() throws {
         guard let folder else { return }
+        try hooks?.prepareForEvaluation()
         try synchronizeBuffers()
         try checkConsistency(includeBuffers: true)
         var files: [String: [UInt8]] = [:]
@@ -436,6 +419,10 @@ public final class Trainer {
             let opt = SafeTensorsFile(records: [SafeTensorsRecord(name: "momentum", shape: [momentum.count], floats: momentum)],
                                       metadata: ["momentum_initialized": momentumInitialized ? "true" : "false"])
             files["optimizer.safetensors"] = try opt.encode()
+            if let extra = hooks?.extraState(), !extra.isEmpty {
+                files["method_state.safetensors"] = try SafeTensorsFile(
+                    records: extra.map { SafeTensorsRecord(name: $0.name, shape: [$0.values.count], floats: $0.values) }).encode()
+            }
             let state: [String: Any] = [
                 "epoch": epoch, "step_in_epoch": stepInEpoch, "global_step": globalStep, "world_size": comm.worldSize,
                 "seed": config.seed, "momentum_initialized": momentumInitialized,
@@ -466,7 +453,7 @@ public final class Trainer {
         }
         chosen = try comm.broadcast(string: chosen, root: 0)
         guard !chosen.isEmpty else { return nil }
-        var modelBytes: [UInt8] = [], optBytes: [UInt8] = [], stateBytes: [UInt8] = []
+        var modelBytes: [UInt8] = [], optBytes: [UInt8] = [], stateBytes: [UInt8] = [], extraBytes: [UInt8] = []
         if comm.rank == 0 {
             guard let c = store.listed().first(where: { $0.path == chosen }) else {
                 throw TrainingError.resume("checkpoint \(chosen) vanished")
@@ -474,10 +461,18 @@ public final class Trainer {
             modelBytes = try c.read("model.safetensors")
             optBytes = try c.read("optimizer.safetensors")
             stateBytes = try c.read("state.json")
+            if hooks != nil { extraBytes = try c.read("method_state.safetensors") }
         }
         try comm.broadcastResizing(&modelBytes, root: 0)
         try comm.broadcastResizing(&optBytes, root: 0)
         try comm.broadcastResizing(&stateBytes, root: 0)
+        if let hooks {
+            try comm.broadcastResizing(&extraBytes, root: 0)
+            let f = try SafeTensorsFile.decode(extraBytes, source: chosen + "/method_state.safetensors")
+            var state: [String: [Float]] = [:]
+            for r in f.records { state[r.name] = try r.floats() }
+            try hooks.restoreExtraState(state)
+        }
         let modelFile = try SafeTensorsFile.decode(modelBytes, source: chosen + "/model.safetensors")
         try StateDict.load(modelFile, into: model, strict: true, source: chosen + "/model.safetensors")
         let optFile = try SafeTensorsFile.decode(optBytes, source: chosen + "/optimizer.safetensors")

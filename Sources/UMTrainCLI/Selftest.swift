@@ -3,8 +3,11 @@ import COpenBLAS
 import Distributed
 import Foundation
 import Datasets
+import NeuralNetwork
+import SafeTensors
 import TensorCore
 import Training
+import UnleashingMask
 
 /// `umtrain selftest`: the multi-rank checks, run on however many ranks were launched.
 struct Selftest: ParsableCommand {
@@ -90,6 +93,15 @@ struct MultiRankSuite {
             },
             Check(name: "training: N ranks (sync BN, global batch \(comm.worldSize == 3 ? 60 : 64)) equal 1 rank after 20 SGD steps (rel. error <= 1e-4 per tensor); replicas bitwise identical") {
                 try trainingEquivalence()
+            },
+            Check(name: "estimate-loss: xi bitwise identical to 1 rank, atypical mask identical (gathered by id, padding dropped)") {
+                try estimateEquivalence()
+            },
+            Check(name: "UM flooding steps (sign from the global batch) on N ranks equal 1 rank (rel. error <= 1e-4)") {
+                try umEquivalence()
+            },
+            Check(name: "UMAP masks after 10 steps bitwise identical on every rank, >= 99.9% equal to 1 rank") {
+                try umapEquivalence()
             },
             Check(name: "sgemm (kernel \(BLASKernel.coreName)) matches a naive Double loop on odd shapes and transposes") {
                 sgemmAgainstNaive()
@@ -478,6 +490,114 @@ struct MultiRankSuite {
             if largest <= 1e-4 { return "negative control failed: local BN also within 1e-4 (\(largest))" }
             runtime.log("        (negative control, local BN: largest relative difference \(String(format: "%.2e", largest)) > 1e-4)")
         }
+        return nil
+    }
+
+    /// A tiny model trained briefly on the synthetic data (identical on every rank).
+    func pretrained(_ config: RunConfig, _ data: TrainingData) throws -> Classifier {
+        var c = config
+        c.train.maxSteps = 12
+        let model = try ModelFactory.make(c.model, seed: 7)
+        let t = try Trainer(config: c, comm: LocalCommunicator(), model: model, data: data, folder: nil, log: { _ in })
+        try t.train(evaluateEachEpoch: false)
+        return model
+    }
+
+    static func copyModel(_ m: Classifier, _ config: RunConfig) throws -> Classifier {
+        let c = try ModelFactory.make(config.model, seed: 99)
+        let f = SafeTensorsFile(records: StateDict.records(of: m))
+        try StateDict.load(f, into: c, strict: true, source: "copy")
+        return c
+    }
+
+    static func relativeDifference(_ a: Classifier, _ b: Classifier) -> (String, Double) {
+        var worst = ("", 0.0)
+        for (x, y) in zip(a.parameters + a.buffers, b.parameters + b.buffers) {
+            let av = x.value.scalars, bv = y.value.scalars
+            var num = 0.0, den = 0.0
+            for i in 0..<av.count { let d = Double(av[i]) - Double(bv[i]); num += d * d; den += Double(bv[i]) * Double(bv[i]) }
+            let rel = den > 0 ? (num / den).squareRoot() : num.squareRoot()
+            if rel > worst.1 { worst = (x.name, rel) }
+        }
+        return worst
+    }
+
+    func estimateEquivalence() throws -> String? {
+        let data = Self.syntheticData(count: 241, seed: 11)
+        var config = Self.equivalenceConfig(worldSize: comm.worldSize)
+        config.train.batchSize = 64   // the same pretrained model whatever the world size
+        config.estimate.keepRatios = [0.9, 0.8]
+        config.estimate.keepRatio = 0.9
+        config.estimate.masks = 3
+        config.train.evalBatchSize = 37
+        let base = try pretrained(config, data)
+        let splitData = TrainingData(trainSet: data.trainSet, trainIds: Array(0..<200), validationIds: Array(200..<241),
+                                     testSet: data.testSet, normalizer: data.normalizer)
+        let (dist, _) = try EstimateStage.run(config: config, comm: comm, model: try Self.copyModel(base, config),
+                                              data: splitData, log: { _ in })
+        let (single, _) = try EstimateStage.run(config: config, comm: LocalCommunicator(), model: try Self.copyModel(base, config),
+                                                data: splitData, log: { _ in })
+        if dist.xi.bitPattern != single.xi.bitPattern { return "xi \(dist.xi) (N ranks) != \(single.xi) (1 rank)" }
+        if dist.maskChecksum != single.maskChecksum || dist.atypicalCount != single.atypicalCount {
+            return "atypical mask differs: \(dist.atypicalCount) vs \(single.atypicalCount)"
+        }
+        runtime.log("        (xi \(String(format: "%.9f", dist.xi)) on \(comm.worldSize) rank(s) and 1 rank; \(dist.atypicalCount) atypical)")
+        return nil
+    }
+
+    func umEquivalence() throws -> String? {
+        let data = Self.syntheticData(count: 241, seed: 11)
+        var config = Self.equivalenceConfig(worldSize: comm.worldSize)
+        let base = try pretrained(config, data)
+        config.train.maxSteps = 10
+        // A flood level between the batch losses so both signs occur.
+        let probe = try Evaluator.evaluate(model: base, comm: LocalCommunicator(), data: data, dataset: data.trainSet,
+                                           ids: data.trainIds, batchSize: 64)
+        let flooding = Flooding(xi: probe.loss * 1.02)
+        let a = try Trainer(config: config, comm: comm, model: try Self.copyModel(base, config), data: data, folder: nil, log: { _ in })
+        a.lossTransform = flooding
+        try a.train(evaluateEachEpoch: false)
+        let b = try Trainer(config: config, comm: LocalCommunicator(), model: try Self.copyModel(base, config), data: data,
+                            folder: nil, log: { _ in })
+        b.lossTransform = flooding
+        try b.train(evaluateEachEpoch: false)
+        let (name, rel) = Self.relativeDifference(a.model, b.model)
+        if rel > 1e-4 { return "\(name): relative difference \(rel) > 1e-4" }
+        runtime.log("        (largest relative difference \(String(format: "%.2e", rel)))")
+        return nil
+    }
+
+    func umapEquivalence() throws -> String? {
+        let data = Self.syntheticData(count: 241, seed: 11)
+        var config = Self.equivalenceConfig(worldSize: comm.worldSize)
+        let base = try pretrained(config, data)
+        config.train.maxSteps = 10
+        config.train.lr = 0.1
+        let probe = try Evaluator.evaluate(model: base, comm: LocalCommunicator(), data: data, dataset: data.trainSet,
+                                           ids: data.trainIds, batchSize: 64)
+        let options = UMAPOptions(keepRatio: 0.7)
+        let ma = try Self.copyModel(base, config)
+        let ua = try UMAPState(model: ma, options: options, seed: 5, comm: comm)
+        let a = try Trainer(config: config, comm: comm, model: ma, data: data, folder: nil, log: { _ in }, hooks: ua)
+        a.lossTransform = Flooding(xi: probe.loss * 0.5)
+        try a.train(evaluateEachEpoch: false)
+        try ua.prepareForEvaluation()   // recompute + checksum across ranks
+        let mb = try Self.copyModel(base, config)
+        let ub = try UMAPState(model: mb, options: options, seed: 5, comm: LocalCommunicator())
+        let b = try Trainer(config: config, comm: LocalCommunicator(), model: mb, data: data, folder: nil, log: { _ in }, hooks: ub)
+        b.lossTransform = Flooding(xi: probe.loss * 0.5)
+        try b.train(evaluateEachEpoch: false)
+        ub.recomputeMasks()
+        var total = 0, same = 0
+        for (x, y) in zip(ua.masks, ub.masks) { total += x.count; same += zip(x, y).filter { $0 == $1 }.count }
+        let agreement = Double(same) / Double(total)
+        if ua.keptCounts != ub.keptCounts { return "kept counts differ: \(ua.keptCounts) vs \(ub.keptCounts)" }
+        let initial = try UMAPState(model: try Self.copyModel(base, config), options: options, seed: 5, comm: LocalCommunicator())
+        var changed = 0
+        for (x, y) in zip(ua.masks, initial.masks) { changed += zip(x, y).filter { $0 != $1 }.count }
+        if changed == 0 { return "the masks did not change in 10 steps: the test would not see a divergence" }
+        if agreement < 0.999 { return "masks agree with 1 rank on \(agreement * 100)% < 99.9%" }
+        runtime.log("        (\(changed) mask entries changed in 10 steps; agreement with 1 rank \(String(format: "%.4f", agreement * 100))%)")
         return nil
     }
 

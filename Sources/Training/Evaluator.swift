@@ -1,0 +1,54 @@
+import Datasets
+import Distributed
+import Foundation
+import NeuralNetwork
+import TensorCore
+
+/// Exact distributed evaluation: fixed batches of consecutive sample ids (the same batches
+/// whatever the world size) dealt round-robin to ranks, per-sample results gathered by id and
+/// reduced in ascending id order in Double. Results are identical for any number of ranks.
+public enum Evaluator {
+    /// Evaluates `model` (inference mode) on `ids` of `dataset`. Collective.
+    ///
+    /// - Parameters:
+    ///   - batchSize: the fixed evaluation batch (not per rank).
+    ///   - featureSink: optional; receives each batch's ids and the model's penultimate
+    ///     features `[n, D]` on the rank that computed them (for detectors).
+    /// - Returns: per-sample losses (nats) and predictions in ascending id order.
+    public static func evaluate(model: Classifier, comm: Communicator, data: TrainingData, dataset: ImageDataset,
+                                ids: [Int], batchSize: Int,
+                                onBatch: ((_ ids: [Int], _ logits: Tensor) -> Void)? = nil) throws -> EvaluationResult {
+        let schedule = EvaluationSchedule(ids: ids, batchSize: batchSize, worldSize: comm.worldSize)
+        var myIds: [Int64] = [], myLoss: [Double] = [], myPred: [Int64] = []
+        let positionOf = Dictionary(uniqueKeysWithValues: dataset.ids.enumerated().map { ($1, $0) })
+        for eb in schedule.batches(rank: comm.rank) where !eb.isEmpty {
+            let positions = eb.ids.map { positionOf[$0]! }
+            let (x, labels) = data.batch(dataset, positions: positions)
+            let logits = model.forward(x, context: .eval)
+            onBatch?(eb.ids, logits)
+            let ce = softmaxCrossEntropy(logits: logits, labels: labels)
+            myIds += eb.ids.map(Int64.init)
+            myLoss += ce.perSampleLoss.map(Double.init)
+            myPred += argmaxRows(logits).map(Int64.init)
+        }
+        let allIds = try myIds.withUnsafeBufferPointer { try comm.allgatherv($0) }.values
+        let allLoss = try myLoss.withUnsafeBufferPointer { try comm.allgatherv($0) }.values
+        let allPred = try myPred.withUnsafeBufferPointer { try comm.allgatherv($0) }.values
+        let order = allIds.indices.sorted { allIds[$0] < allIds[$1] }
+        var sortedIds: [Int64] = [], losses: [Double] = [], preds: [Int64] = []
+        sortedIds.reserveCapacity(order.count)
+        var lossSum = 0.0
+        var correct = 0
+        let labelOf = Dictionary(uniqueKeysWithValues: zip(dataset.ids, dataset.labels))
+        for i in order {
+            sortedIds.append(allIds[i])
+            losses.append(allLoss[i])
+            preds.append(allPred[i])
+            lossSum += allLoss[i]
+            if Int(allPred[i]) == labelOf[Int(allIds[i])]! { correct += 1 }
+        }
+        let n = sortedIds.count
+        return EvaluationResult(loss: lossSum / Double(max(n, 1)), accuracy: Double(correct) / Double(max(n, 1)), count: n,
+                                ids: sortedIds, losses: losses, predictions: preds)
+    }
+}
