@@ -105,6 +105,18 @@ final class LayerGradientTests: XCTestCase {
         checkGradients(shortcut, input: randomTensor([2, 2, 5, 4], seed: 23))
     }
 
+    func testWideBasicBlockGradients() {
+        var rng = RandomStream(seed: 24)
+        // Projection shortcut (channels change, stride 2) and identity shortcut. Two ReLUs
+        // inside: with eps 1e-2 one of 64 units crossed a kink, so eps 1e-3 (Float32 rounding
+        // of L then ~1e-7 * |L| / eps ~ 5e-4, within the 2e-3 absolute tolerance).
+        let projected = WideBasicBlock(inChannels: 2, outChannels: 3, stride: 2, dropRate: 0, dropoutLayerIndex: 0, rng: &rng)
+        checkGradients(projected, input: randomTensor([2, 2, 4, 4], seed: 25), epsilon: 1e-3)
+        let identity = WideBasicBlock(inChannels: 2, outChannels: 2, stride: 1, dropRate: 0.2, dropoutLayerIndex: 1, rng: &rng)
+        checkGradients(identity, input: randomTensor([2, 2, 3, 3], seed: 26),
+                       context: ForwardContext(mode: .train, sampleIDs: [3, 4]), epsilon: 1e-3)
+    }
+
     func testResidualAndConcatGradients() {
         var rng = RandomStream(seed: 18)
         let body = Sequential(named: [
