@@ -115,7 +115,7 @@ public final class Conv2d: Layer {
         let chunk = chunkSize(batch: n, plane: p, rows: rows)
         let pointwise = isPointwise
         let effectiveWeight = WeightMasking.effective(weight.value, weightMask)
-        usedWeight = effectiveWeight
+        usedWeight = weightMask == nil ? nil : effectiveWeight  // no extra reference to weight.value (would force copy-on-write on the next optimizer step)
         x.withUnsafeBufferPointer { xb in
             effectiveWeight.withUnsafeBufferPointer { wb in
                 y.withUnsafeMutableBufferPointer { yb in
@@ -303,7 +303,7 @@ public final class Linear: Layer {
         let n = x.shape[0], o = outFeatures, k = inFeatures
         var y = Tensor(uninitialized: [n, o])  // bias copy or beta-0 GEMM writes all
         let w = WeightMasking.effective(weight.value, weightMask)
-        usedWeight = w
+        usedWeight = weightMask == nil ? nil : w
         if n == 0 { return y }
         x.withUnsafeBufferPointer { xb in
             w.withUnsafeBufferPointer { wb in
