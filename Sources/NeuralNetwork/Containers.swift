@@ -98,7 +98,7 @@ public final class DenseConcat: Layer {
     public var children: [(name: String, layer: any Layer)] { body.children }
 
     public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
-        let (n, c, h, w) = expectRank4(x, "DenseConcat")
+        let (n, _, h, w) = expectRank4(x, "DenseConcat")
         let out = body.forward(x, context: context)
         precondition(out.rank == 4 && out.shape[0] == n && out.shape[2] == h && out.shape[3] == w,
                      "DenseConcat: body output \(out.shape) does not match input \(x.shape) in N, H, W")
