@@ -73,12 +73,24 @@ public final class BatchNorm2d: Layer {
         var mean = [Double](repeating: 0, count: c)
         var variance = [Double](repeating: 0, count: c)
         if wasTraining {
+            // Without a reducer, sums are shifted by the first value of each channel in the batch,
+            // so var = E[(x-K)^2] - E[x-K]^2 does not cancel when |mean| >> std, and can be
+            // accumulated fast in blocked Float SIMD. With a reducer, replicas' sums must share
+            // one shift, so they are unshifted and accumulated per element in Double.
+            var shift = [Double](repeating: 0, count: c)
+            if reducer == nil && n > 0 {
+                x.withUnsafeBufferPointer { xb in for ch in 0..<c { shift[ch] = Double(xb[ch * p]) } }
+            }
+            let shifted = reducer == nil
             var stats = [Double](repeating: 0, count: 2 * c + 1)
             stats.withUnsafeMutableBufferPointer { s in
                 if n > 0 {
                     x.withUnsafeBufferPointer { xb in
-                        Kernels.channelSumAndSumOfSquares(xb.baseAddress!, batch: n, channels: c, plane: p,
-                                                          sum: s.baseAddress!, sumOfSquares: s.baseAddress! + c)
+                        shift.withUnsafeBufferPointer { kb in
+                            Kernels.channelSumAndSumOfSquares(xb.baseAddress!, batch: n, channels: c, plane: p,
+                                                              shift: shifted ? kb.baseAddress! : nil, sum: s.baseAddress!,
+                                                              sumOfSquares: s.baseAddress! + c)
+                        }
                     }
                 }
                 s[2 * c] = Double(n * p)
@@ -92,8 +104,9 @@ public final class BatchNorm2d: Layer {
                 return Tensor(zeros: x.shape)
             }
             for i in 0..<c {
-                mean[i] = stats[i] / m
-                variance[i] = Swift.max(stats[c + i] / m - mean[i] * mean[i], 0)
+                let shiftedMean = stats[i] / m
+                mean[i] = shift[i] + shiftedMean
+                variance[i] = Swift.max(stats[c + i] / m - shiftedMean * shiftedMean, 0)
             }
             // Running statistics (unbiased variance; PyTorch uses M / (M - 1)).
             let unbiasing = m > 1 ? m / (m - 1) : 1
@@ -155,12 +168,7 @@ public final class BatchNorm2d: Layer {
                     for s in 0..<n {
                         for ch in 0..<c {
                             let base = (s * c + ch) * p
-                            var sdy = 0.0, sdyx = 0.0
-                            for i in 0..<p {
-                                let g = Double(gb[base + i])
-                                sdy += g
-                                sdyx += g * Double(xb[base + i])
-                            }
+                            let (sdy, sdyx) = Kernels.sumAndDot(gb.baseAddress! + base, xb.baseAddress! + base, count: p)
                             sums[ch] += sdy
                             sums[c + ch] += sdyx
                         }

@@ -98,7 +98,7 @@ public final class DenseConcat: Layer {
     public var children: [(name: String, layer: any Layer)] { body.children }
 
     public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
-        let (n, c, h, w) = expectRank4(x, "DenseConcat")
+        let (n, _, h, w) = expectRank4(x, "DenseConcat")
         let out = body.forward(x, context: context)
         precondition(out.rank == 4 && out.shape[0] == n && out.shape[2] == h && out.shape[3] == w,
                      "DenseConcat: body output \(out.shape) does not match input \(x.shape) in N, H, W")
@@ -175,5 +175,65 @@ extension Tensor {
             }
         }
         return (a, b)
+    }
+}
+
+/// Pre-activation wide residual block (Zagoruyko & Komodakis 2016, as in the OOD reference
+/// `WideResNet` code): `a = relu1(bn1(x))`,
+/// `y = conv2(dropout(relu2(bn2(conv1(a))))) + (inChannels == outChannels ? x : convShortcut(a))`.
+/// `x [N, Cin, H, W] => [N, Cout, H/stride, W/stride]`. Children: `bn1`, `relu1`, `conv1`,
+/// `bn2`, `relu2`, [`dropout`], `conv2`, [`convShortcut` (1x1, stride, no bias)].
+public final class WideBasicBlock: Layer {
+    public let bn1: BatchNorm2d
+    public let relu1 = ReLU()
+    public let conv1: Conv2d
+    public let bn2: BatchNorm2d
+    public let relu2 = ReLU()
+    public let dropout: Dropout?
+    public let conv2: Conv2d
+    public let convShortcut: Conv2d?
+
+    /// `rng` draws the conv initialisation (PyTorch default; models may re-initialise).
+    public init(inChannels: Int, outChannels: Int, stride: Int, dropRate: Float, dropoutLayerIndex: UInt64,
+                affineBatchNorm: Bool = true, rng: inout RandomStream) {
+        bn1 = BatchNorm2d(numFeatures: inChannels, affine: affineBatchNorm)
+        conv1 = Conv2d(inChannels: inChannels, outChannels: outChannels, kernelSize: 3, stride: stride, padding: 1,
+                       bias: false, rng: &rng)
+        bn2 = BatchNorm2d(numFeatures: outChannels, affine: affineBatchNorm)
+        dropout = dropRate > 0 ? Dropout(p: dropRate, layerIndex: dropoutLayerIndex) : nil
+        conv2 = Conv2d(inChannels: outChannels, outChannels: outChannels, kernelSize: 3, padding: 1, bias: false, rng: &rng)
+        convShortcut = inChannels == outChannels ? nil
+            : Conv2d(inChannels: inChannels, outChannels: outChannels, kernelSize: 1, stride: stride, bias: false, rng: &rng)
+        precondition(inChannels != outChannels || stride == 1,
+                     "WideBasicBlock: identity shortcut needs stride 1 (got \(inChannels) -> \(outChannels), stride \(stride))")
+    }
+
+    public var children: [(name: String, layer: any Layer)] {
+        var out: [(name: String, layer: any Layer)] = [("bn1", bn1), ("relu1", relu1), ("conv1", conv1), ("bn2", bn2),
+                                                       ("relu2", relu2)]
+        if let dropout { out.append(("dropout", dropout)) }
+        out.append(("conv2", conv2))
+        if let convShortcut { out.append(("convShortcut", convShortcut)) }
+        return out
+    }
+
+    public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
+        let a = relu1.forward(bn1.forward(x, context: context), context: context)
+        var h = relu2.forward(bn2.forward(conv1.forward(a, context: context), context: context), context: context)
+        if let dropout { h = dropout.forward(h, context: context) }
+        let main = conv2.forward(h, context: context)
+        let side = convShortcut?.forward(a, context: context) ?? x
+        precondition(main.shape == side.shape, "WideBasicBlock: main \(main.shape) != shortcut \(side.shape)")
+        return main + side
+    }
+
+    public func backward(_ gradOutput: Tensor) -> Tensor {
+        var g = conv2.backward(gradOutput)
+        if let dropout { g = dropout.backward(g) }
+        var ga = conv1.backward(bn2.backward(relu2.backward(g)))
+        if let convShortcut { ga.addScaled(convShortcut.backward(gradOutput)) }
+        var gx = bn1.backward(relu1.backward(ga))
+        if convShortcut == nil { gx.addScaled(gradOutput) }
+        return gx
     }
 }

@@ -50,7 +50,14 @@ public final class Conv2d: Layer {
     /// Upper bound on the column buffer, in floats (default 4 Mi floats = 16 MiB).
     public var maxColumnFloats = 4 << 20
 
+    /// Optional elementwise mask `[Cout, Cin, KH, KW]`: the layer computes with `weight * mask`
+    /// (see `WeightMasking`; UMAP score-masked layers).
+    public var weightMask: Tensor?
+    /// When set (with `weightMask`), backward ACCUMULATES `dL/d(weight * mask) * weight` here.
+    public var weightMaskGradient: Tensor?
+
     private var input: Tensor?
+    private var usedWeight: Tensor?
     private var accumulate = true
     private let columns = Scratch()
     private let product = Scratch()
@@ -103,11 +110,14 @@ public final class Conv2d: Layer {
         let g = geometry(h, w)
         let p = g.outputPlane, rows = g.columnRows, o = outChannels
         var y = Tensor(uninitialized: [n, o, g.outputHeight, g.outputWidth])  // every element written below
+        usedWeight = nil
         if n == 0 { return y }
         let chunk = chunkSize(batch: n, plane: p, rows: rows)
         let pointwise = isPointwise
+        let effectiveWeight = WeightMasking.effective(weight.value, weightMask)
+        usedWeight = weightMask == nil ? nil : effectiveWeight  // no extra reference to weight.value (would force copy-on-write on the next optimizer step)
         x.withUnsafeBufferPointer { xb in
-            weight.value.withUnsafeBufferPointer { wb in
+            effectiveWeight.withUnsafeBufferPointer { wb in
                 y.withUnsafeMutableBufferPointer { yb in
                     let xp = xb.baseAddress!, wp = wb.baseAddress!, yp = yb.baseAddress!
                     var start = 0
@@ -168,7 +178,11 @@ public final class Conv2d: Layer {
                      "Conv2d.backward: gradOutput \(gradOutput.shape) != output [\(n), \(o), \(g.outputHeight), \(g.outputWidth)]")
         var gradInput = Tensor(zeros: x.shape)
         if n == 0 { return gradInput }
-        let wantWeight = accumulate && weight.role == .trainable
+        let effectiveWeight = usedWeight ?? WeightMasking.effective(weight.value, weightMask)
+        let masked = weightMask != nil
+        let wantWeight = accumulate && (weight.role == .trainable || (masked && weightMaskGradient != nil))
+        // With a mask, dL/d(weight * mask) is formed here first and distributed after the loop.
+        var rawWeightGrad: Tensor? = masked && wantWeight ? Tensor(zeros: weight.shape) : nil
         let wantBias = accumulate && (bias?.role == .trainable)
         let chunk = chunkSize(batch: n, plane: p, rows: rows)
         let pointwise = isPointwise
@@ -182,7 +196,7 @@ public final class Conv2d: Layer {
             bias.grad.withUnsafeMutableBufferPointer { for i in 0..<o { $0[i] += Float(sums[i]) } }
         }
         x.withUnsafeBufferPointer { xb in
-            weight.value.withUnsafeBufferPointer { wb in
+            effectiveWeight.withUnsafeBufferPointer { wb in
                 gradOutput.withUnsafeBufferPointer { gb in
                     gradInput.withUnsafeMutableBufferPointer { gib in
                         let xp = xb.baseAddress!, wp = wb.baseAddress!, gp = gb.baseAddress!, gip = gib.baseAddress!
@@ -214,10 +228,15 @@ public final class Conv2d: Layer {
                                     }
                                     cols = UnsafePointer(buf)
                                 }
-                                weight.grad.withUnsafeMutableBufferPointer { dwb in
+                                let accumulateInto = { (dwb: UnsafeMutableBufferPointer<Float>) in
                                     Kernels.sgemm(transposeA: false, transposeB: true, m: o, n: rows, k: b * p, alpha: 1,
                                                   a: dy, lda: b * p, b: cols, ldb: b * p, beta: 1,
                                                   c: dwb.baseAddress!, ldc: rows)
+                                }
+                                if rawWeightGrad != nil {
+                                    rawWeightGrad!.withUnsafeMutableBufferPointer(accumulateInto)
+                                } else {
+                                    weight.grad.withUnsafeMutableBufferPointer(accumulateInto)
                                 }
                             }
                             let gin = gip + start * c * h * w
@@ -242,6 +261,9 @@ public final class Conv2d: Layer {
                 }
             }
         }
+        if let raw = rawWeightGrad, let mask = weightMask {
+            WeightMasking.distribute(raw, weight: weight, mask: mask, maskGradient: &weightMaskGradient)
+        }
         return gradInput
     }
 }
@@ -253,7 +275,13 @@ public final class Linear: Layer {
     public let outFeatures: Int
     public let weight: Parameter
     public let bias: Parameter?
+    /// Optional elementwise mask `[out, in]`: the layer computes with `weight * mask`
+    /// (see `WeightMasking`; UMAP score-masked layers).
+    public var weightMask: Tensor?
+    /// When set (with `weightMask`), backward ACCUMULATES `dL/d(weight * mask) * weight` here.
+    public var weightMaskGradient: Tensor?
     private var input: Tensor?
+    private var usedWeight: Tensor?
     private var accumulate = true
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true, rng: inout RandomStream) {
@@ -274,9 +302,11 @@ public final class Linear: Layer {
         accumulate = context.computeParameterGradients
         let n = x.shape[0], o = outFeatures, k = inFeatures
         var y = Tensor(uninitialized: [n, o])  // bias copy or beta-0 GEMM writes all
+        let w = WeightMasking.effective(weight.value, weightMask)
+        usedWeight = weightMask == nil ? nil : w
         if n == 0 { return y }
         x.withUnsafeBufferPointer { xb in
-            weight.value.withUnsafeBufferPointer { wb in
+            w.withUnsafeBufferPointer { wb in
                 y.withUnsafeMutableBufferPointer { yb in
                     if let bias {
                         bias.value.withUnsafeBufferPointer { bb in
@@ -299,13 +329,22 @@ public final class Linear: Layer {
         precondition(gradOutput.shape == [n, o], "Linear.backward: gradOutput \(gradOutput.shape) != [\(n), \(o)]")
         var gx = Tensor(uninitialized: [n, k])  // beta-0 GEMM writes all
         if n == 0 { return gx }
+        let w = usedWeight ?? WeightMasking.effective(weight.value, weightMask)
+        let masked = weightMask != nil
+        let wantWeight = accumulate && (weight.role == .trainable || (masked && weightMaskGradient != nil))
+        var rawWeightGrad: Tensor? = masked && wantWeight ? Tensor(zeros: weight.shape) : nil
         gradOutput.withUnsafeBufferPointer { gb in
             let gp = gb.baseAddress!
-            if accumulate && weight.role == .trainable {
+            if wantWeight {
                 x.withUnsafeBufferPointer { xb in
-                    weight.grad.withUnsafeMutableBufferPointer { dwb in
+                    let accumulateInto = { (dwb: UnsafeMutableBufferPointer<Float>) in
                         Kernels.sgemm(transposeA: true, transposeB: false, m: o, n: k, k: n, alpha: 1, a: gp, lda: o,
                                       b: xb.baseAddress!, ldb: k, beta: 1, c: dwb.baseAddress!, ldc: k)
+                    }
+                    if rawWeightGrad != nil {
+                        rawWeightGrad!.withUnsafeMutableBufferPointer(accumulateInto)
+                    } else {
+                        weight.grad.withUnsafeMutableBufferPointer(accumulateInto)
                     }
                 }
             }
@@ -318,13 +357,55 @@ public final class Linear: Layer {
                     }
                 }
             }
-            weight.value.withUnsafeBufferPointer { wb in
+            w.withUnsafeBufferPointer { wb in
                 gx.withUnsafeMutableBufferPointer { gxb in
                     Kernels.sgemm(transposeA: false, transposeB: false, m: n, n: k, k: o, alpha: 1, a: gp, lda: o,
                                   b: wb.baseAddress!, ldb: k, beta: 0, c: gxb.baseAddress!, ldc: k)
                 }
             }
         }
+        if let raw = rawWeightGrad, let mask = weightMask {
+            WeightMasking.distribute(raw, weight: weight, mask: mask, maskGradient: &weightMaskGradient)
+        }
         return gx
+    }
+}
+
+/// Elementwise weight masks for Conv2d and Linear (UMAP / edge-popup, Ramanujan et al. 2020):
+/// the layer computes with `weight * mask`; backward forms `G = dL/d(weight * mask)` and
+/// ACCUMULATES `G * mask` into `weight.grad` (if trainable) and `G * weight` into
+/// `weightMaskGradient` (if set): the straight-through gradient for the scores that chose the
+/// mask, and the exact gradient with respect to a continuous mask.
+enum WeightMasking {
+    /// `weight * mask` (or `weight` without a mask). Precondition: equal shapes.
+    static func effective(_ weight: Tensor, _ mask: Tensor?) -> Tensor {
+        guard let mask else { return weight }
+        precondition(mask.shape == weight.shape, "weightMask \(mask.shape) must match weight \(weight.shape)")
+        var out = Tensor(uninitialized: weight.shape)
+        let n = weight.count
+        weight.withUnsafeBufferPointer { w in
+            mask.withUnsafeBufferPointer { m in
+                out.withUnsafeMutableBufferPointer { o in for i in 0..<n { o[i] = w[i] * m[i] } }
+            }
+        }
+        return out
+    }
+
+    /// Distributes `raw = dL/d(weight * mask)` as described above.
+    static func distribute(_ raw: Tensor, weight: Parameter, mask: Tensor, maskGradient: inout Tensor?) {
+        let n = raw.count
+        raw.withUnsafeBufferPointer { r in
+            if weight.role == .trainable {
+                mask.withUnsafeBufferPointer { m in
+                    weight.grad.withUnsafeMutableBufferPointer { g in for i in 0..<n { g[i] += r[i] * m[i] } }
+                }
+            }
+            if maskGradient != nil {
+                precondition(maskGradient!.count == n, "weightMaskGradient \(maskGradient!.shape) must match weight \(weight.shape)")
+                weight.value.withUnsafeBufferPointer { w in
+                    maskGradient!.withUnsafeMutableBufferPointer { g in for i in 0..<n { g[i] += r[i] * w[i] } }
+                }
+            }
+        }
     }
 }

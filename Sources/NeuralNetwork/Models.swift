@@ -198,4 +198,46 @@ public enum Models {
         fc.bias?.value.zero()
         return Classifier(features: features, classifier: fc, featuresName: nil, classifierName: "fc")
     }
+
+    /// WRN-40-2 and other WideResNets (Zagoruyko & Komodakis 2016) as in the OOD reference code
+    /// (`WideResNet(depth, num_classes, widen_factor, dropRate)`): conv3x3(3 -> 16), three
+    /// groups of `(depth - 4) / 6` pre-activation `WideBasicBlock`s with widths 16k, 32k, 64k
+    /// (stride 1, 2, 2), then BN - ReLU - global average pooling - `fc`. For depth 40, k = 2,
+    /// 10 classes: 2,243,546 parameters. `x [N, 3, 32, 32] => [N, numClasses]`; penultimate
+    /// `[N, 64k]`. Names: `conv1`, `block1.layer.0.bn1`, ..., `block3.layer.5.conv2`, `bn1`,
+    /// `fc`. Init as the reference: conv N(0, sqrt(2 / (k*k*outChannels))), fc bias 0.
+    /// Dropout layers are numbered 0, 1, ... in block order for their random keys.
+    public static func wideResNet(depth: Int = 40, widenFactor: Int = 2, inChannels: Int = 3, numClasses: Int = 10,
+                                  dropRate: Float = 0.3, seed: UInt64 = 0) -> Classifier {
+        precondition((depth - 4) % 6 == 0, "wideResNet: depth \(depth) must be 6n + 4")
+        var rng = RandomStream(seed: seed, stream: [0x494E_4954])
+        func reinit(_ c: Conv2d) {
+            Initializers.normal(c.weight, std: Float((2 / Double(c.kernelSize.height * c.kernelSize.width * c.outChannels)).squareRoot()),
+                                rng: &rng)
+        }
+        let conv1 = Conv2d(inChannels: inChannels, outChannels: 16, kernelSize: 3, padding: 1, bias: false, rng: &rng)
+        reinit(conv1)
+        var named: [(String, any Layer)] = [("conv1", conv1)]
+        let n = (depth - 4) / 6
+        var cin = 16
+        var dropoutIndex: UInt64 = 0
+        for (g, width) in [16 * widenFactor, 32 * widenFactor, 64 * widenFactor].enumerated() {
+            var blocks: [any Layer] = []
+            for b in 0..<n {
+                let block = WideBasicBlock(inChannels: b == 0 ? cin : width, outChannels: width, stride: b == 0 && g > 0 ? 2 : 1,
+                                           dropRate: dropRate, dropoutLayerIndex: dropoutIndex, rng: &rng)
+                dropoutIndex += 1
+                for c in [block.conv1, block.conv2] + (block.convShortcut.map { [$0] } ?? []) { reinit(c) }
+                blocks.append(block)
+            }
+            cin = width
+            named.append(("block\(g + 1)", Sequential(named: [("layer", Sequential(blocks))])))
+        }
+        named += [("bn1", BatchNorm2d(numFeatures: cin)), ("relu", ReLU()), ("avgpool", GlobalAvgPool2d())]
+        let features = Sequential(named: named)
+        features.recordedIndices = [1, 2, 5]
+        let fc = Linear(inFeatures: cin, outFeatures: numClasses, rng: &rng)
+        fc.bias?.value.zero()
+        return Classifier(features: features, classifier: fc, featuresName: nil, classifierName: "fc")
+    }
 }

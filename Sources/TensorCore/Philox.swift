@@ -34,7 +34,7 @@ public enum Philox4x32 {
 public struct RandomStream {
     public let key: (UInt32, UInt32)
     /// Index of the next Philox block (internal).
-    @usableFromInline internal(set) var blockIndex: UInt64 = 0
+    @usableFromInline var blockIndex: UInt64 = 0
     @usableFromInline var buffer: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
     @usableFromInline var used = 4
     /// A cached second Box-Muller normal.

@@ -38,6 +38,23 @@ final class BatchNormTests: XCTestCase {
         XCTAssertEqual(bn.numBatchesTracked.value, 1, "eval does not count")
     }
 
+    /// A large offset must not cancel the variance: [1001, 1002, 1003, 1010] has the same
+    /// biased variance 12.5 and normalised values as [1, 2, 3, 10].
+    func testLargeOffsetKeepsVarianceAccurate() {
+        let values: [Float] = (0..<64).map { [1, 2, 3, 10][$0 % 4] + 1000 }
+        let bn = BatchNorm2d(numFeatures: 1)
+        let y = bn.forward(Tensor(shape: [2, 1, 4, 8], values: values), context: ForwardContext(mode: .train))
+        let s: Double = (12.5 + 1e-5).squareRoot()
+        let expected: [Float] = (0..<64).map { Float(([-3, -2, -1, 6] as [Double])[$0 % 4] / s) }
+        assertClose(y.scalars, expected, absolute: 2e-4)
+        assertClose(bn.runningVar.value.scalars, [Float(0.9 + 0.1 * 12.5 * 64 / 63)], absolute: 1e-4)
+        // Synchronised path (unshifted, Double per element) is accurate too.
+        let synced = BatchNorm2d(numFeatures: 1)
+        let ys = synced.forward(Tensor(shape: [2, 1, 4, 8], values: values),
+                                context: ForwardContext(mode: .train, batchNormReducer: AddingReducer([[0, 0, 0]])))
+        assertClose(ys.scalars, expected, absolute: 2e-4)
+    }
+
     func testNonAffineHasNoParametersButBuffers() {
         let bn = BatchNorm2d(numFeatures: 4, affine: false)
         XCTAssertTrue(bn.parameters.isEmpty)

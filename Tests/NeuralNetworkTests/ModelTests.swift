@@ -170,4 +170,15 @@ final class ModelTests: XCTestCase {
         XCTAssertEqual(model.features.recordedOutputs[1]?.shape, [2, 216, 32, 32])
         XCTAssertEqual(model.backward(Tensor(shape: [2, 10], filledWith: 0.1)).shape, x.shape)
     }
+
+    func testWideResNet40x2ParameterCountAndNames() {
+        let model = Models.wideResNet()
+        XCTAssertEqual(model.trainableParameterCount, 2_243_546)
+        let names = model.parameters.map(\.name)
+        XCTAssertEqual(Array(names.prefix(4)), ["conv1.weight", "block1.layer.0.bn1.weight", "block1.layer.0.bn1.bias",
+                                                "block1.layer.0.conv1.weight"])
+        XCTAssertTrue(names.contains("block2.layer.0.convShortcut.weight"))
+        XCTAssertFalse(names.contains("block2.layer.1.convShortcut.weight"))
+        XCTAssertEqual(Array(names.suffix(4)), ["bn1.weight", "bn1.bias", "fc.weight", "fc.bias"])
+    }
 }

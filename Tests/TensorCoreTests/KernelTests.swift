@@ -243,3 +243,27 @@ final class StreamFillTests: XCTestCase {
         XCTAssertEqual(gi, (0..<n).map { out[$0] > 0 ? g[$0] : 0 })
     }
 }
+
+final class BlockedSumTests: XCTestCase {
+    /// Blocked SIMD sums against Double loops, on a length that is not a multiple of 8 and
+    /// spans several 512-element blocks; the shift removes a large offset exactly.
+    func testShiftedPlaneSumsAndSumAndDot() {
+        let n = 1237
+        let a = randomTensor([n], seed: 5).scalars.map { $0 + 1000 }   // mean 1000, std 0.58
+        let b = randomTensor([n], seed: 6).scalars
+        var s = 0.0, q = 0.0, d = 0.0, sa = 0.0
+        for i in 0..<n {
+            let v = Double(a[i]) - 1000
+            s += v; q += v * v
+            sa += Double(a[i]); d += Double(a[i]) * Double(b[i])
+        }
+        let (ks, kq) = a.withUnsafeBufferPointer { Kernels.shiftedPlaneSums($0.baseAddress!, count: n, shift: 1000) }
+        assertClose(ks, s, absolute: 1e-3, relative: 1e-5)
+        assertClose(kq, q, absolute: 1e-3, relative: 1e-5)
+        let variance = kq / Double(n) - (ks / Double(n)) * (ks / Double(n))
+        assertClose(variance, q / Double(n) - (s / Double(n)) * (s / Double(n)), absolute: 1e-6, relative: 1e-5)
+        let (ts, td) = a.withUnsafeBufferPointer { ab in b.withUnsafeBufferPointer { Kernels.sumAndDot(ab.baseAddress!, $0.baseAddress!, count: n) } }
+        assertClose(ts, sa, absolute: 1e-2, relative: 1e-6)
+        assertClose(td, d, absolute: 1e-2, relative: 1e-5)
+    }
+}
