@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# Multi-node test suite: umtrain across 3 "hosts" that are network namespaces on this machine
+# (launch/cluster.sh), launched by launch/multinode.sh over TCP, with real failures injected:
+#   1. selftest on 3 hosts x 1 rank passes; --display-map shows one rank per host and the
+#      verbose BTL log shows TCP between every pair of hosts (and no shared memory);
+#      selftest on 2 hosts x 2 ranks passes with shared memory (vader) inside a host and TCP
+#      only between hosts;
+#   2. kill -9 of the rank on host 3 mid-run ends the job non-zero within 15 s, and mpirun
+#      names the lost rank, its PID and its host;
+#   3. cutting host 3's link (veth deleted) mid-run ends the job non-zero within 30 s (ORTE
+#      out-of-band keepalive); the cut-off host's daemon and rank exit by themselves; the host
+#      is re-plugged ('cluster.sh up') and used again by the next test;
+#   4. a stall across hosts: the rank on host 2 sleeps, the others report the stalled
+#      collective within the deadline plus a few seconds;
+#   and the teardown leaves no namespace, veth, bridge, session dir or process behind.
+# Every mpirun runs under `timeout -k`. Exit times are measured and printed.
+# Skips (exit 0) when this machine does not allow network namespaces.
+# Last line: "multinode: N passed, N failed[, N skipped]". Exit 0 iff nothing failed.
+#
+# Environment: UMN_TEST_PREFIX (host names, default umt), UMN_TEST_SUBNET (default
+# 10.77.1.0/24): distinct from cluster.sh's defaults (umn, 10.77.0.0/24) so the suite never
+# touches a cluster someone brought up by hand. TEST_LOG_DIR as in launch/test.sh.
+#
+# Adding tests (e.g. training once `umtrain train` exists): write a test_* function that uses
+# start_job/finish_job (or run_job), record() and the cluster helpers below, and call it in
+# the list at the bottom. Two planned ones:
+#   - equal parameters: train a few steps on 3 hosts x 1 rank and on 1 host x 3 ranks
+#     (launch/mpirun.sh) with the same seed; the saved parameters must be bitwise equal;
+#   - kill + resume: kill -9 the rank on host 3 after the first checkpoint (rank_pid + wait for
+#     the checkpoint file), then rerun with --resume; the final parameters must equal an
+#     uninterrupted run's. Data and checkpoints live in one shared /tmp here, so also run with
+#     a per-host data path to catch "written on host A, read on host B" bugs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+export UMN_PREFIX="${UMN_TEST_PREFIX:-umt}"
+export UMN_SUBNET="${UMN_TEST_SUBNET:-10.77.1.0/24}"
+export UMN_STATE_DIR="/tmp/umtrain-cluster-$UMN_PREFIX"
+unset SLOTS UMN_IF UMN_KEEPALIVE
+LOG_DIR="${TEST_LOG_DIR:-$ROOT/.build/test-logs}/multinode"
+UMTRAIN="${UMTRAIN:-$ROOT/.build/release/umtrain}"
+CLUSTER="bash $ROOT/launch/cluster.sh"
+HOSTFILE="$UMN_STATE_DIR/hostfile"
+H1="${UMN_PREFIX}1"; H2="${UMN_PREFIX}2"; H3="${UMN_PREFIX}3"
+
+passed=0; failed=0; skipped=0
+say() { printf '[multinode] %s\n' "$*"; }
+record() {  # record NAME STATUS(pass|fail|skip) [detail]
+  case "$2" in
+    pass) passed=$((passed + 1)); say "ok    $1" ;;
+    fail) failed=$((failed + 1)); say "FAIL  $1${3:+: $3}" ;;
+    skip) skipped=$((skipped + 1)); say "skip  $1${3:+: $3}" ;;
+  esac
+}
+summary() {
+  if [ "$skipped" -gt 0 ]; then echo "multinode: $passed passed, $failed failed, $skipped skipped"
+  else echo "multinode: $passed passed, $failed failed"; fi
+}
+secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", b - a}'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a <= b)}'; }
+
+# ---- preconditions: skip when namespaces are not allowed --------------------------------
+if ! reason=$($CLUSTER check 2>&1); then
+  say "skip: $(tr '\n' ' ' <<<"$reason")"
+  skipped=1; summary; exit 0
+fi
+mkdir -p "$LOG_DIR"
+if [ ! -x "$UMTRAIN" ]; then
+  say "no $UMTRAIN: running launch/setup.sh"
+  bash launch/setup.sh >"$LOG_DIR/setup.log" 2>&1 || { record "setup (build umtrain)" fail "see $LOG_DIR/setup.log"; summary; exit 1; }
+fi
+UMTRAIN_REAL=$(readlink -f "$UMTRAIN")
+export UMTRAIN
+
+cleanup() { $CLUSTER down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- helpers ----------------------------------------------------------------------------
+# start_job LOG CAP multinode-args... : starts launch/multinode.sh under timeout -k in the
+# background; sets JOB_PID, JOB_T0, JOB_CAP, JOB_LOG.
+start_job() {
+  JOB_LOG=$1; JOB_CAP=$2; shift 2
+  JOB_T0=$(date +%s.%N)
+  timeout -k 10 "$JOB_CAP" bash "$ROOT/launch/multinode.sh" "$@" >"$JOB_LOG" 2>&1 &
+  JOB_PID=$!
+}
+# finish_job: waits; sets JOB_RC, JOB_T1, JOB_HUNG (1 if the timeout had to end it).
+finish_job() {
+  wait "$JOB_PID"; JOB_RC=$?
+  JOB_T1=$(date +%s.%N)
+  JOB_HUNG=0
+  if [ "$JOB_RC" = 124 ] || ! le "$(secs "$JOB_T0" "$JOB_T1")" "$((JOB_CAP - 1))"; then JOB_HUNG=1; fi
+}
+run_job() { start_job "$@"; finish_job; }
+# rank_pid HOST: PIDs of umtrain ranks running on HOST.
+rank_pid() {
+  local p
+  for p in $(ip netns pids "$1" 2>/dev/null); do
+    [ "$(readlink -f "/proc/$p/exe" 2>/dev/null)" = "$UMTRAIN_REAL" ] && echo "$p"
+  done
+}
+# wait_ranks HOST... : wait (up to 30 s) until every HOST runs a rank, then 2 s more so the
+# job is inside its collective loop. Returns 1 if the job ended or never got there.
+wait_ranks() {
+  local t h ok
+  for t in $(seq 1 60); do
+    kill -0 "$JOB_PID" 2>/dev/null || return 1
+    ok=1; for h in "$@"; do [ -n "$(rank_pid "$h")" ] || ok=0; done
+    if [ "$ok" = 1 ]; then sleep 2; kill -0 "$JOB_PID" 2>/dev/null; return; fi
+    sleep 0.5
+  done
+  return 1
+}
+# hosts_idle MAX HOST... : wait up to MAX s until no process runs on the HOSTs; prints the seconds.
+hosts_idle() {
+  local max=$1; shift
+  local s h busy; s=$(date +%s.%N)
+  while :; do
+    busy=""; for h in "$@"; do [ -n "$(ip netns pids "$h" 2>/dev/null)" ] && busy="$busy $h"; done
+    [ -z "$busy" ] && { secs "$s" "$(date +%s.%N)"; return 0; }
+    le "$(secs "$s" "$(date +%s.%N)")" "$max" || { echo "still busy:$busy"; return 1; }
+    sleep 0.25
+  done
+}
+# selftest_summary LOG: "N M" from the "N passed, M failed" line, or nothing.
+selftest_summary() { grep -aE '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -1 | sed -E 's/^([0-9]+) passed, ([0-9]+) failed.*/\1 \2/'; }
+# job_map LOG: "rank host" lines from --display-map output.
+job_map() {
+  awk '/Data for node:/ {sub(/.*Data for node: */, ""); split($0, a, /[ \t]/); host = a[1]}
+       /Process rank:/ {r = $0; sub(/.*Process rank: */, "", r); split(r, b, /[ \t]/); print b[1], host}' "$1"
+}
+# check_map NAME LOG EXPECTED ("host:count ..."): the job map puts that many ranks on each host,
+# and umtrain's own header (from MPI_Get_processor_name on every rank) agrees.
+check_map() {
+  local name=$1 log=$2 want=$3 got header want_header
+  got=$(job_map "$log" | awk '{n[$2]++} END {for (h in n) print h ":" n[h]}' | sort | tr '\n' ' ')
+  want=$(tr ' ' '\n' <<<"$want" | grep . | sort | tr '\n' ' ')
+  want_header=$(tr ' ' '\n' <<<"$want" | grep . | sed 's/:/ x/' | paste -sd, | sed 's/,/, /g')
+  header=$(grep -aoE 'ranks: [0-9]+ on [0-9]+ host\(s\): .*' "$log" | head -1)
+  if [ "$got" != "$want" ]; then record "$name" fail "--display-map gives '$got', expected '$want'; see $log"
+  elif [[ "$header" != *": $want_header" ]]; then record "$name" fail "umtrain header '$header' does not end in '$want_header'; see $log"
+  else record "$name (map: ${got% }; header: ${header#ranks: })" pass
+  fi
+}
+# check_transport NAME LOG VADER(success|failure) NP: from btl_base_verbose 30 output: every
+# TCP connection joins ranks on different hosts, to the peer host's cluster address; every
+# pair of hosts is connected; vader's init returned VADER in all NP ranks.
+check_transport() {
+  local name=$1 log=$2 vader=$3 np=$4 base verdict nv
+  base=$(sed -n 's/^UMN_CLUSTER_BASE=//p' "$UMN_STATE_DIR/cluster.env")
+  nv=$(grep -ac "select: init of component vader returned $vader" "$log")
+  verdict=$(job_map "$log" | awk -v base="$base" -v prefix="$UMN_PREFIX" '
+    FILENAME == "-" { host[$1] = $2; hosts[$2] = 1; next }
+    /btl:tcp: now connected to/ {
+      src = $1; sub(/^\[/, "", src); sub(/:.*/, "", src)
+      ip = $0; sub(/.*now connected to /, "", ip); sub(/,.*/, "", ip)
+      r = $0; sub(/.*\],/, "", r); sub(/\].*/, "", r)
+      dst = host[r]; n++
+      if (dst == "") { bad = bad " rank " r " not in map;"; next }
+      if (dst == src) { bad = bad " TCP inside host " src " (rank " r ");"; next }
+      want = base "." substr(dst, length(prefix) + 1)
+      if (ip != want) { bad = bad " " src "->rank " r " via " ip " (expected " want ");"; next }
+      pair[src < dst ? src " " dst : dst " " src] = 1
+    }
+    END {
+      for (a in hosts) for (b in hosts) if (a < b && !((a " " b) in pair)) bad = bad " no TCP between " a " and " b ";"
+      if (n == 0) bad = " no TCP connection logged;"
+      if (bad != "") print "bad:" bad; else print "ok " n " TCP connections"
+    }' - "$log")
+  if [[ "$verdict" != ok* ]]; then record "$name" fail "${verdict#bad:}; see $log"
+  elif [ "$nv" != "$np" ]; then record "$name" fail "vader init returned '$vader' in $nv of $np ranks; see $log"
+  else record "$name ($verdict, all between hosts on the cluster subnet; vader init $vader in $np/$np ranks)" pass
+  fi
+}
+
+# ---- the tests --------------------------------------------------------------------------
+KILL_SECS="-"; CUT_SECS="-"; STALL_SECS="-"
+
+test_selftest_3x1() {
+  local log="$LOG_DIR/selftest-3x1.log" s
+  run_job "$log" 180 --hostfile "$HOSTFILE" -np 3 --display-map --mca btl_base_verbose 30 \
+    umtrain selftest --stall-timeout 60
+  s=$(selftest_summary "$log")
+  if [ "$JOB_RC" = 0 ] && [ -n "$s" ] && [ "${s#* }" = 0 ] && [ "${s% *}" -gt 0 ]; then
+    record "selftest on 3 hosts x 1 rank over TCP: ${s% *} checks passed ($(secs "$JOB_T0" "$JOB_T1") s)" pass
+  else
+    record "selftest on 3 hosts x 1 rank" fail "exit $JOB_RC, summary '${s:-none}'; see $log"
+  fi
+  check_map "3 hosts x 1 rank: one rank per host" "$log" "$H1:1 $H2:1 $H3:1"
+  check_transport "3 hosts x 1 rank: TCP between hosts, no shared memory" "$log" failure 3
+}
+
+test_selftest_2x2() {
+  local log="$LOG_DIR/selftest-2x2.log" hf="$LOG_DIR/hostfile-2x2" s
+  { head -1 "$HOSTFILE"; echo "$H1 slots=2"; echo "$H2 slots=2"; } >"$hf"
+  run_job "$log" 180 --hostfile "$hf" -np 4 --display-map --mca btl_base_verbose 30 \
+    umtrain selftest --stall-timeout 60
+  s=$(selftest_summary "$log")
+  if [ "$JOB_RC" = 0 ] && [ -n "$s" ] && [ "${s#* }" = 0 ] && [ "${s% *}" -gt 0 ]; then
+    record "selftest on 2 hosts x 2 ranks: ${s% *} checks passed ($(secs "$JOB_T0" "$JOB_T1") s)" pass
+  else
+    record "selftest on 2 hosts x 2 ranks" fail "exit $JOB_RC, summary '${s:-none}'; see $log"
+  fi
+  check_map "2 hosts x 2 ranks: two ranks per host" "$log" "$H1:2 $H2:2"
+  check_transport "2 hosts x 2 ranks: vader inside a host, TCP only between hosts" "$log" success 4
+}
+
+# Victim workload: every rank loops over allreduces (1 ms apart) for ~20 min; rank 99 does not
+# exist, so nothing fails by itself. The stall deadline (120 s) is far beyond the fault
+# timings, so what ends the job is Open MPI's failure detection, not umtrain's watchdog.
+VICTIM=(umtrain debug fail --rank 99 --after 0 --stall-timeout 120)
+
+test_kill() {
+  local log="$LOG_DIR/kill.log" victim tf t
+  start_job "$log" 90 --hostfile "$HOSTFILE" -np 3 "${VICTIM[@]}"
+  if ! wait_ranks "$H1" "$H2" "$H3"; then
+    finish_job; record "kill -9 of a rank" fail "victim job did not get running on all hosts (exit $JOB_RC); see $log"; return
+  fi
+  victim=$(rank_pid "$H3" | head -1)
+  tf=$(date +%s.%N)
+  kill -9 "$victim"
+  finish_job
+  t=$(secs "$tf" "$JOB_T1"); KILL_SECS=$t
+  say "kill -9 rank 2 (PID $victim on $H3): mpirun exited $JOB_RC after $t s"
+  if [ "$JOB_HUNG" = 1 ]; then record "kill -9 of the rank on $H3" fail "job hung until the ${JOB_CAP} s timeout; see $log"
+  elif [ "$JOB_RC" = 0 ]; then record "kill -9 of the rank on $H3" fail "job exited 0; see $log"
+  elif ! grep -aqE "process rank 2 with PID $victim on node $H3 exited on signal 9" "$log"; then
+    record "kill -9 of the rank on $H3" fail "no 'process rank 2 with PID $victim on node $H3 exited on signal 9' in $log"
+  elif ! le "$t" 15; then record "kill -9 of the rank on $H3" fail "job ended ${t} s after the kill (limit 15 s)"
+  else record "kill -9 of the rank on $H3 ends the job (exit $JOB_RC) ${t} s later, naming rank 2, PID and host" pass
+  fi
+  if t=$(hosts_idle 10 "$H1" "$H2" "$H3"); then record "no process left on any host after the kill (${t} s)" pass
+  else record "no process left on any host after the kill" fail "$t after 10 s"; $CLUSTER reap >/dev/null; fi
+}
+
+test_cut() {
+  local log="$LOG_DIR/cut-link.log" tf t
+  start_job "$log" 90 --hostfile "$HOSTFILE" -np 3 "${VICTIM[@]}"
+  if ! wait_ranks "$H1" "$H2" "$H3"; then
+    finish_job; record "cut link" fail "victim job did not get running on all hosts (exit $JOB_RC); see $log"; return
+  fi
+  tf=$(date +%s.%N)
+  $CLUSTER cut "$H3" >/dev/null
+  finish_job
+  t=$(secs "$tf" "$JOB_T1"); CUT_SECS=$t
+  say "cut $H3's link: mpirun exited $JOB_RC after $t s"
+  if [ "$JOB_HUNG" = 1 ]; then record "cut link of $H3" fail "job hung until the ${JOB_CAP} s timeout (OOB keepalive not in effect?); see $log"
+  elif [ "$JOB_RC" = 0 ]; then record "cut link of $H3" fail "job exited 0; see $log"
+  elif ! grep -aq "ORTE has lost communication with a remote daemon" "$log" ||
+       ! grep -aqE "Remote daemon: .* on node $H3" "$log"; then
+    record "cut link of $H3" fail "no 'ORTE has lost communication ... on node $H3' in $log"
+  elif ! le "$t" 30; then record "cut link of $H3" fail "job ended ${t} s after the cut (limit 30 s)"
+  else record "cut link of $H3 ends the job (exit $JOB_RC) ${t} s later: 'lost communication with a remote daemon ... on node $H3'" pass
+  fi
+  # The daemon and rank behind the cut cannot be reached by mpirun; they must exit by
+  # themselves (their own OOB keepalive), not spin forever as orphans.
+  if t=$(hosts_idle 20 "$H1" "$H2" "$H3"); then record "cut-off host's daemon and rank exit by themselves (${t} s after the job)" pass
+  else record "cut-off host's daemon and rank exit by themselves" fail "$t 20 s after the job; reaping"; $CLUSTER reap >/dev/null; fi
+  if $CLUSTER up 3 >"$LOG_DIR/replug.log" 2>&1 && $CLUSTER status >>"$LOG_DIR/replug.log" 2>&1; then
+    record "re-plug $H3 (cluster.sh up 3 is idempotent and repairs the cut)" pass
+  else
+    record "re-plug $H3" fail "see $LOG_DIR/replug.log"
+  fi
+}
+
+test_stall() {
+  local log="$LOG_DIR/stall.log" deadline=5 t limit
+  run_job "$log" 60 --hostfile "$HOSTFILE" -np 3 umtrain debug stall --rank 1 --sleep 60 --at 2 --stall-timeout "$deadline"
+  t=$(secs "$JOB_T0" "$JOB_T1"); STALL_SECS=$t; limit=$((deadline + 8))
+  say "stall (rank 1 on $H2 sleeps 60 s, deadline $deadline s): job exited $JOB_RC after $t s in total"
+  if [ "$JOB_HUNG" = 1 ]; then record "stall across hosts" fail "job hung until the ${JOB_CAP} s timeout; see $log"
+  elif [ "$JOB_RC" = 0 ]; then record "stall across hosts" fail "job exited 0; see $log"
+  elif ! grep -aqE '^\[rank [02]\] error: collective allreduce.* stalled during debug stall step 2' "$log"; then
+    record "stall across hosts" fail "no '[rank 0|2] error: collective ... stalled during debug stall step 2' in $log"
+  elif ! le "$t" "$limit"; then record "stall across hosts" fail "job took ${t} s (limit: deadline $deadline s + 8 s start-up and abort)"
+  else record "stall across hosts (rank 1 on $H2 sleeps): '$(grep -aoE '^\[rank [02]\] error: collective [^:]*' "$log" | head -1)' after ${t} s (deadline $deadline s)" pass
+  fi
+  if t=$(hosts_idle 10 "$H1" "$H2" "$H3"); then :; else record "no process left after the stall" fail "$t"; $CLUSTER reap >/dev/null; fi
+}
+
+test_teardown() {
+  local left=""
+  $CLUSTER down >"$LOG_DIR/down.log" 2>&1 || left="down failed (see $LOG_DIR/down.log);"
+  $CLUSTER down >>"$LOG_DIR/down.log" 2>&1 || left="$left second down failed;"
+  ip netns list | awk '{print $1}' | grep -qE "^${UMN_PREFIX}[0-9]+$" && left="$left namespaces;"
+  ip -br link | awk '{print $1}' | grep -qE "^(v-${UMN_PREFIX}[0-9]+|${UMN_PREFIX}br0)(@|$)" && left="$left links;"
+  compgen -G "/tmp/ompi.${UMN_PREFIX}[0-9]*.*" >/dev/null && left="$left session dirs;"
+  [ -e "$UMN_STATE_DIR" ] && left="$left state dir;"
+  if [ -z "$left" ]; then record "teardown (twice) leaves no namespace, veth, bridge, session dir or state" pass
+  else record "teardown" fail "left behind:$left"; fi
+}
+
+# ---- run --------------------------------------------------------------------------------
+t0=$(date +%s)
+$CLUSTER down >/dev/null 2>&1 || true      # a previous run that was killed hard
+if ! $CLUSTER up 3 >"$LOG_DIR/up.log" 2>&1; then
+  record "cluster.sh up 3" fail "see $LOG_DIR/up.log"; summary; exit 1
+fi
+say "$(tail -1 "$LOG_DIR/up.log" | sed 's/^\[cluster\] //')"
+
+test_selftest_3x1
+test_selftest_2x2
+test_kill
+test_cut
+test_stall
+test_teardown
+
+say "exit times: kill -9 -> ${KILL_SECS} s, cut link -> ${CUT_SECS} s, stall job (deadline 5 s) -> ${STALL_SECS} s in total; $(( $(date +%s) - t0 )) s for the suite; logs in $LOG_DIR"
+summary
+[ "$failed" = 0 ]
