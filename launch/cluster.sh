@@ -32,7 +32,7 @@ STATE="${UMN_STATE_DIR:-/tmp/umtrain-cluster-$PREFIX}"
 say() { printf '[cluster] %s\n' "$*"; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit "${2:-1}"; }
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; }
 
 # ---- rights and tools -------------------------------------------------------------------
 
@@ -300,6 +300,8 @@ do_status() {
   [ "$healthy" = 1 ] || { echo "status: DEGRADED. Hint: launch/cluster.sh up $N repairs it."; return 4; }
 }
 
+env_hint() { [ "$PREFIX" = umn ] || printf 'UMN_PREFIX=%s ' "$PREFIX"; }
+
 need_host() {  # need_host HOST: the host must belong to the cluster that is up
   load_state || die "no cluster in $STATE. Hint: launch/cluster.sh up 3"
   case " $(hosts_list)" in *" $1 "*) ;; *) die "'$1' is not a host of this cluster ($(hosts_list)). Hint: launch/cluster.sh status" ;; esac
@@ -322,7 +324,7 @@ case "$cmd" in
   cut)
     [ $# -eq 1 ] || die "usage: launch/cluster.sh cut HOST"; need_host "$1"
     v="v-$1"; link_exists "$v" || die "$1 is already cut off ($v does not exist). Hint: launch/cluster.sh up $N re-plugs it."
-    ip link del "$v"; say "cut: deleted $v; $1 is unreachable until 'launch/cluster.sh up $N'" ;;
+    ip link del "$v"; say "cut: deleted $v; $1 is unreachable until '$(env_hint)launch/cluster.sh up $N'" ;;
   reap) load_state || die "no cluster in $STATE"; say "reap: killed $(reap_hosts) process(es)" ;;
   -h|--help|help) usage ;;
   *) usage >&2; die "unknown command '$cmd'. Hint: up N | down | status | check | exec | pids | cut | reap" ;;

@@ -4,7 +4,8 @@
 #
 #   launch/multinode.sh --hostfile FILE [options] [mpirun options...] umtrain SUBCOMMAND [args...]
 #
-#   --hostfile FILE   Open MPI hostfile ("host slots=K" lines). A hostfile written by
+#   --hostfile FILE   Open MPI hostfile ("host slots=K" lines; or -H h1:K,h2:K; or none inside a
+#                     Slurm/PBS allocation, where mpirun reads the nodes). A hostfile written by
 #                     launch/cluster.sh (first line "# umtrain-cluster state=DIR") selects the
 #                     namespace hosts automatically.
 #   --netns DIR       namespace hosts of the cluster whose state dir is DIR (default hostfile:
@@ -38,7 +39,7 @@ UMTRAIN="${UMTRAIN:-$root/.build/release/umtrain}"
 
 die() { printf '[multinode] error: %s\n' "$*" >&2; exit 1; }
 
-hostfile=""; mode=""; state=""; nets="${UMN_IF:-}"; keepalive="${UMN_KEEPALIVE:-5,1,3}"; dry=0
+hostfile=""; hosts_given=0; mode=""; state=""; nets="${UMN_IF:-}"; keepalive="${UMN_KEEPALIVE:-5,1,3}"; dry=0
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -49,7 +50,8 @@ while [ $# -gt 0 ]; do
     --if) [ $# -ge 2 ] || die "--if needs networks or interfaces"; nets="$2"; shift 2 ;;
     --keepalive) [ $# -ge 2 ] || die "--keepalive needs T,I,P or off"; keepalive="$2"; shift 2 ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
+    -H|--host|-host) [ $# -ge 2 ] || die "$1 needs hosts"; hosts_given=1; args+=("$1" "$2"); shift 2 ;;
     umtrain) shift; break ;;
     *) args+=("$1"); shift ;;
   esac
@@ -64,7 +66,9 @@ if [ -z "$mode" ] && [ -n "$hostfile" ] && [ -f "$hostfile" ]; then
   fi
 fi
 mode="${mode:-ssh}"
-[ -n "$hostfile" ] || [ "$mode" = netns ] || die "no --hostfile. Hint: launch/multinode.sh --hostfile FILE -np N umtrain ...; for one machine use launch/mpirun.sh."
+# Hosts come from --hostfile, -H, or a resource manager's allocation (Slurm, PBS: mpirun reads it).
+[ -n "$hostfile" ] || [ "$mode" = netns ] || [ "$hosts_given" = 1 ] || [ -n "${SLURM_JOB_ID:-}${PBS_JOBID:-}" ] ||
+  die "no hosts: give --hostfile FILE or -H h1,h2, or run inside a Slurm/PBS allocation. Hint: for one machine use launch/mpirun.sh."
 [ -z "$hostfile" ] || [ -f "$hostfile" ] || die "hostfile '$hostfile' not found. Hint: launch/cluster.sh up 3 writes one into its state dir."
 
 extra=()
@@ -87,7 +91,8 @@ if [ "$(id -u)" = 0 ]; then
 fi
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 
-extra+=(--hostfile "$hostfile" --mca btl self,vader,tcp)
+[ -z "$hostfile" ] || extra+=(--hostfile "$hostfile")
+extra+=(--mca btl self,vader,tcp)
 if [ -n "$nets" ]; then
   extra+=(--mca btl_tcp_if_include "$nets" --mca oob_tcp_if_include "$nets")
 fi
