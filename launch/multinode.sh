@@ -5,7 +5,7 @@
 #   launch/multinode.sh --hostfile FILE [options] [mpirun options...] umtrain SUBCOMMAND [args...]
 #
 #   --hostfile FILE   Open MPI hostfile ("host slots=K" lines; or -H h1:K,h2:K; or none inside a
-#                     Slurm/PBS allocation, where mpirun reads the nodes). A hostfile written by
+#                     Slurm allocation, where mpirun reads the nodes). A hostfile written by
 #                     launch/cluster.sh (first line "# umtrain-cluster state=DIR") selects the
 #                     namespace hosts automatically.
 #   --netns DIR       namespace hosts of the cluster whose state dir is DIR (default hostfile:
@@ -66,9 +66,9 @@ if [ -z "$mode" ] && [ -n "$hostfile" ] && [ -f "$hostfile" ]; then
   fi
 fi
 mode="${mode:-ssh}"
-# Hosts come from --hostfile, -H, or a resource manager's allocation (Slurm, PBS: mpirun reads it).
-[ -n "$hostfile" ] || [ "$mode" = netns ] || [ "$hosts_given" = 1 ] || [ -n "${SLURM_JOB_ID:-}${PBS_JOBID:-}" ] ||
-  die "no hosts: give --hostfile FILE or -H h1,h2, or run inside a Slurm/PBS allocation. Hint: for one machine use launch/mpirun.sh."
+# Hosts come from --hostfile, -H, or a Slurm allocation (mpirun reads it; Debian builds lack PBS/tm).
+[ -n "$hostfile" ] || [ "$mode" = netns ] || [ "$hosts_given" = 1 ] || [ -n "${SLURM_JOB_ID:-}" ] ||
+  die "no hosts: give --hostfile FILE or -H h1,h2, or run inside a Slurm allocation (salloc/sbatch). Hint: for one machine use launch/mpirun.sh."
 [ -z "$hostfile" ] || [ -f "$hostfile" ] || die "hostfile '$hostfile' not found. Hint: launch/cluster.sh up 3 writes one into its state dir."
 
 extra=()
