@@ -12,6 +12,11 @@
 #      is re-plugged ('cluster.sh up') and used again by the next test;
 #   4. a stall across hosts: the rank on host 2 sleeps, the others report the stalled
 #      collective within the deadline plus a few seconds;
+#   5. training (when umtrain has 'train' and Fashion-MNIST is installed, else skipped): 3 hosts
+#      x 1 rank gives bitwise the model of 1 host x 3 ranks; kill -9 of the rank on host 3 after
+#      a checkpoint, then --resume on the 3 hosts, ends bitwise like an uninterrupted run; so
+#      does a graceful stop (SIGUSR1 to mpirun: every rank checkpoints and exits 75) + resume;
+#   6. the command multinode.sh builds for real machines (ssh);
 #   and the teardown leaves no namespace, veth, bridge, session dir or process behind.
 # Every mpirun runs under `timeout -k`. Exit times are measured and printed.
 # Skips (exit 0) when this machine does not allow network namespaces.
@@ -21,15 +26,10 @@
 # 10.77.1.0/24): distinct from cluster.sh's defaults (umn, 10.77.0.0/24) so the suite never
 # touches a cluster someone brought up by hand. TEST_LOG_DIR as in launch/test.sh.
 #
-# Adding tests (e.g. training once `umtrain train` exists): write a test_* function that uses
-# start_job/finish_job (or run_job), record() and the cluster helpers below, and call it in
-# the list at the bottom. Two planned ones:
-#   - equal parameters: train a few steps on 3 hosts x 1 rank and on 1 host x 3 ranks
-#     (launch/mpirun.sh) with the same seed; the saved parameters must be bitwise equal;
-#   - kill + resume: kill -9 the rank on host 3 after the first checkpoint (rank_pid + wait for
-#     the checkpoint file), then rerun with --resume; the final parameters must equal an
-#     uninterrupted run's. Data and checkpoints live in one shared /tmp here, so also run with
-#     a per-host data path to catch "written on host A, read on host B" bugs.
+# Adding tests: write a test_* function that uses start_job/finish_job (or run_job), record(),
+# rank_pid/hosts_idle and the cluster helpers below, and call it in the list at the bottom.
+# Not covered: all hosts share one filesystem here, so "written on host A, read on host B"
+# bugs (per-node data or checkpoint paths) cannot show.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -72,7 +72,16 @@ fi
 UMTRAIN_REAL=$(readlink -f "$UMTRAIN")
 export UMTRAIN
 
-cleanup() { $CLUSTER down >/dev/null 2>&1 || true; }
+# One suite at a time per prefix (another checkout's run would otherwise tear our hosts down).
+exec 9>"/tmp/umtrain-cluster-$UMN_PREFIX.lock"
+if ! flock -w 600 9; then
+  record "lock /tmp/umtrain-cluster-$UMN_PREFIX.lock" fail "another multinode suite held it for 10 min"; summary; exit 1
+fi
+
+cleanup() {
+  $CLUSTER down >/dev/null 2>&1 || true
+  [ -z "${TRAIN_OUT:-}" ] || rm -rf "$TRAIN_OUT"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -302,6 +311,146 @@ test_stall() {
   if t=$(hosts_idle 10 "$H1" "$H2" "$H3"); then :; else record "no process left after the stall" fail "$t"; $CLUSTER reap >/dev/null; fi
 }
 
+# ---- training across hosts (enabled when umtrain has 'train' and Fashion-MNIST is installed) --
+FMNIST=/usr/share/datasets/fashion-mnist
+TRAIN_OUT=""; TRAIN_WHY=""; TRAIN_CK22=""; cmd=()
+train_ready() {  # sets TRAIN_OUT and cmd; or TRAIN_WHY and returns 1 when the tests cannot run
+  if ! "$UMTRAIN" train --help >/dev/null 2>&1; then TRAIN_WHY="this umtrain has no 'train' subcommand"; return 1; fi
+  if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then TRAIN_WHY="no Fashion-MNIST in $FMNIST (apt-get install dataset-fashion-mnist; launch/setup.sh does it)"; return 1; fi
+  TRAIN_OUT=$(mktemp -d /tmp/umtrain-multinode-XXXXXX)
+  cmd=(umtrain train --config "$TRAIN_OUT/tiny.yaml" --stall-timeout 60)
+  # Small real-data run: 640 training images, 3 ranks -> 11 steps per epoch, a checkpoint per epoch.
+  cat >"$TRAIN_OUT/tiny.yaml" <<YAML
+name: tiny
+output_dir: $TRAIN_OUT
+seed: 3
+model:
+  arch: cnn5
+  width: 8
+data:
+  train_images: $FMNIST/train-images-idx3-ubyte.gz
+  train_labels: $FMNIST/train-labels-idx1-ubyte.gz
+  test_images: $FMNIST/t10k-images-idx3-ubyte.gz
+  test_labels: $FMNIST/t10k-labels-idx1-ubyte.gz
+  validation_size: 1000
+  train_subset: 640
+train:
+  epochs: 200
+  batch_size: 64
+  lr: 0.05
+  momentum: 0.9
+  nesterov: true
+  weight_decay: 5.0e-4
+  schedule: cosine
+  per_step_schedule: true
+  checkpoint_every: 1
+  keep_checkpoints: 3
+  consistency_every: 5
+  eval_batch_size: 1000
+YAML
+}
+checksum() { grep -ao 'state checksum: [0-9a-f]*' "$1" | tail -1 | awk '{print $3}'; }
+# wait_checkpoint NAME: until the run NAME has a complete checkpoint (up to 60 s) while the job runs.
+wait_checkpoint() {
+  local t
+  for t in $(seq 1 600); do
+    compgen -G "$TRAIN_OUT/$1/train/checkpoints/step-*/COMPLETE" >/dev/null && return 0
+    kill -0 "$JOB_PID" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# 3 hosts x 1 rank must give bitwise the same model as 1 host x 3 ranks (same world size,
+# same reduction order; only the transport differs).
+test_train_equal() {
+  local lh="$LOG_DIR/train-3hosts.log" l1="$LOG_DIR/train-1host.log" a b rc1
+  run_job "$lh" 300 --hostfile "$HOSTFILE" -np 3 "${cmd[@]}" --name hosts --set train.max_steps=22
+  timeout -k 5 300 bash "$ROOT/launch/mpirun.sh" -np 3 "${cmd[@]}" --name onehost --set train.max_steps=22 >"$l1" 2>&1; rc1=$?
+  a=$(checksum "$lh"); b=$(checksum "$l1")
+  if [ "$JOB_RC" = 0 ] && [ "$rc1" = 0 ] && [ -n "$a" ] && [ "$a" = "$b" ] && grep -aq "ranks: 3 on 3 host(s)" "$lh"; then
+    record "training 22 steps on 3 hosts x 1 rank = 1 host x 3 ranks bitwise (state checksum $a)" pass
+    TRAIN_CK22=$a
+  else
+    record "training on 3 hosts = on 1 host" fail "exits $JOB_RC/$rc1, checksums '$a' (3 hosts) vs '$b' (1 host); see $lh, $l1"
+  fi
+}
+
+# A rank killed mid-training on host 3 ends the job; --resume on the 3 hosts continues from the
+# newest complete checkpoint and ends bitwise where an uninterrupted run ends. The same for a
+# graceful stop: SIGUSR1 to mpirun reaches every rank on every host, each finishes its step,
+# a checkpoint is written, every rank exits 75.
+test_train_kill_resume() {
+  local lref="$LOG_DIR/train-ref.log" lk="$LOG_DIR/train-kill.log" lr="$LOG_DIR/train-kill-resume.log"
+  local lp="$LOG_DIR/train-usr1.log" lpr="$LOG_DIR/train-usr1-resume.log" ref victim tf t mp got p
+  run_job "$lref" 300 --hostfile "$HOSTFILE" -np 3 "${cmd[@]}" --name ref --set train.max_steps=44
+  ref=$(checksum "$lref")
+  if [ "$JOB_RC" != 0 ] || [ -z "$ref" ]; then record "training reference run (44 steps)" fail "exit $JOB_RC; see $lref"; return; fi
+  # The checksum must depend on the training, or the equalities below could not fail.
+  if [ -n "${TRAIN_CK22:-}" ] && [ "$TRAIN_CK22" = "$ref" ]; then
+    record "training checksums differ between 22 and 44 steps" fail "both $ref: the checksum does not reflect the weights"
+  fi
+
+  start_job "$lk" 120 --hostfile "$HOSTFILE" -np 3 "${cmd[@]}" --name killed
+  if ! wait_checkpoint killed; then finish_job; record "training: kill -9 after a checkpoint" fail "no checkpoint (exit $JOB_RC); see $lk"; return; fi
+  victim=$(rank_pid "$H3" | head -1); tf=$(date +%s.%N)
+  kill -9 "$victim"; finish_job; t=$(secs "$tf" "$JOB_T1")
+  if [ "$JOB_HUNG" = 0 ] && [ "$JOB_RC" != 0 ] && le "$t" 15 && grep -aq "process rank 2 with PID $victim on node $H3 exited on signal 9" "$lk"; then
+    record "training: kill -9 of the rank on $H3 after a checkpoint ends the job (exit $JOB_RC) ${t} s later" pass
+  else
+    record "training: kill -9 of the rank on $H3" fail "exit $JOB_RC after ${t} s; see $lk"
+  fi
+  run_job "$lr" 300 --hostfile "$HOSTFILE" -np 3 "${cmd[@]}" --name killed --resume --set train.max_steps=44
+  got=$(checksum "$lr")
+  if [ "$JOB_RC" = 0 ] && grep -aq "resumed from" "$lr" && [ "$got" = "$ref" ]; then
+    record "training: --resume on 3 hosts after the kill ends bitwise like the uninterrupted run ($(grep -ao 'resumed from [^ ]*' "$lr" | sed 's|.*/||'), checksum $got)" pass
+  else
+    record "training: resume after the kill" fail "exit $JOB_RC, checksum '$got' vs uninterrupted '$ref'; see $lr"
+  fi
+
+  start_job "$lp" 120 --hostfile "$HOSTFILE" -np 3 "${cmd[@]}" --name usr1
+  if ! wait_checkpoint usr1; then finish_job; record "training: SIGUSR1 stop" fail "no checkpoint (exit $JOB_RC); see $lp"; return; fi
+  mp=""; for p in $(ip netns pids "$H1"); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = mpirun ] && mp=$p; done
+  tf=$(date +%s.%N); kill -USR1 "$mp"; finish_job; t=$(secs "$tf" "$JOB_T1")
+  if [ "$JOB_HUNG" = 0 ] && [ "$JOB_RC" = 75 ] && grep -aq "stopped on request after step" "$lp"; then
+    record "training: SIGUSR1 to mpirun stops every host's rank with a checkpoint (exit 75, ${t} s; $(grep -ao 'stopped on request after step [0-9]*' "$lp"))" pass
+  else
+    record "training: SIGUSR1 stop" fail "exit $JOB_RC after ${t} s (expected 75); see $lp"
+  fi
+  run_job "$lpr" 300 --hostfile "$HOSTFILE" -np 3 "${cmd[@]}" --name usr1 --resume --set train.max_steps=44
+  got=$(checksum "$lpr")
+  if [ "$JOB_RC" = 0 ] && grep -aq "resumed from" "$lpr" && [ "$got" = "$ref" ]; then
+    record "training: --resume after SIGUSR1 ends bitwise like the uninterrupted run (checksum $got)" pass
+  else
+    record "training: resume after SIGUSR1" fail "exit $JOB_RC, checksum '$got' vs uninterrupted '$ref'; see $lpr"
+  fi
+}
+
+test_training() {
+  if ! train_ready; then record "training across hosts" skip "$TRAIN_WHY"; return; fi
+  test_train_equal
+  test_train_kill_resume
+}
+
+# launch/multinode.sh for real machines (ssh) cannot be run here (no sshd, no second machine);
+# check the command it builds: Open MPI's own launcher (no agent, no namespace), both interface
+# filters, the keepalive, and the environment every node needs.
+test_ssh_command() {
+  local hf="$LOG_DIR/hostfile-ssh" cmd want missing=""
+  printf 'node01 slots=4\nnode02 slots=4\n' >"$hf"
+  cmd=$(OPENBLAS_NUM_THREADS=1 UMTRAIN_TEST_MARK=1 bash "$ROOT/launch/multinode.sh" --hostfile "$hf" --if 10.1.0.0/16 \
+        --dry-run -np 8 umtrain selftest 2>&1 | tr -d '\\')   # printf %q escapes commas
+  [[ "$cmd" == "mpirun "* ]] || missing=" (does not start with mpirun)"
+  for want in "--hostfile $hf" "--mca btl self,vader,tcp" "--mca btl_tcp_if_include 10.1.0.0/16" \
+              "--mca oob_tcp_if_include 10.1.0.0/16" "--mca oob_tcp_keepalive_time 5" "--mca oob_tcp_keepalive_intvl 1" \
+              "--mca oob_tcp_keepalive_probes 3" "-x OPENBLAS_NUM_THREADS" "-x UMTRAIN_TEST_MARK" "-np 8 $UMTRAIN selftest"; do
+    grep -qF -- "$want" <<<"$cmd" || missing="$missing '$want'"
+  done
+  grep -qE "plm_rsh_agent|ip netns|bind-to" <<<"$cmd" && missing="$missing (has namespace-only options)"
+  if [ -z "$missing" ]; then record "multinode.sh for real machines builds the ssh command (filters, keepalive, -x)" pass
+  else record "multinode.sh ssh command" fail "missing:$missing in: $cmd"; fi
+}
+
 test_teardown() {
   local left=""
   $CLUSTER down >"$LOG_DIR/down.log" 2>&1 || left="down failed (see $LOG_DIR/down.log);"
@@ -327,6 +476,8 @@ test_selftest_2x2
 test_kill
 test_cut
 test_stall
+test_training
+test_ssh_command
 test_teardown
 
 say "exit times: kill -9 -> ${KILL_SECS} s, cut link -> ${CUT_SECS} s, stall (deadline 5 s) -> ${STALL_SECS} s after the ranks started; $(( $(date +%s) - t0 )) s for the suite; logs in $LOG_DIR"
