@@ -315,7 +315,10 @@ test_stall() {
 FMNIST=/usr/share/datasets/fashion-mnist
 TRAIN_OUT=""; TRAIN_WHY=""; TRAIN_CK22=""; cmd=()
 train_ready() {  # sets TRAIN_OUT and cmd; or TRAIN_WHY and returns 1 when the tests cannot run
-  if ! "$UMTRAIN" train --help >/dev/null 2>&1; then TRAIN_WHY="this umtrain has no 'train' subcommand"; return 1; fi
+  # (an unknown subcommand with --help prints the top-level help and exits 0: look at the list)
+  if ! "$UMTRAIN" --help 2>/dev/null | grep -qE '^[[:space:]]+train[[:space:]]'; then
+    TRAIN_WHY="this umtrain has no 'train' subcommand"; return 1
+  fi
   if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then TRAIN_WHY="no Fashion-MNIST in $FMNIST (apt-get install dataset-fashion-mnist; launch/setup.sh does it)"; return 1; fi
   TRAIN_OUT=$(mktemp -d /tmp/umtrain-multinode-XXXXXX)
   cmd=(umtrain train --config "$TRAIN_OUT/tiny.yaml" --stall-timeout 60)
