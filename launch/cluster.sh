@@ -158,7 +158,6 @@ do_up() {
       die "a cluster with $N host(s) on $SUBNET_BASE.0/24 is already up in $STATE; asked for $want_n on $base.0/24. Hint: launch/cluster.sh down first."
   fi
   N=$want_n; SUBNET_BASE=$base; SLOTS_STATE=$slots; BRIDGE="${PREFIX}br0"
-  mkdir -p "$STATE"; touch "$STATE/created"
   # Refuse to adopt objects someone else made (anything with our names not in 'created').
   local i h v
   if ! recorded bridge "$BRIDGE" && link_exists "$BRIDGE"; then
@@ -173,6 +172,7 @@ do_up() {
       die "interface $v exists but was not created by this script. Hint: choose another UMN_PREFIX."
     fi
   done
+  mkdir -p "$STATE"; touch "$STATE/created"
   cat > "$STATE/cluster.env" <<EOF
 UMN_CLUSTER_PREFIX=$PREFIX
 UMN_CLUSTER_N=$N
@@ -224,8 +224,7 @@ EOF
 kill_pids() {  # kill_pids PID... : TERM, wait up to 3 s, then KILL
   [ $# -gt 0 ] || return 0
   kill -TERM "$@" 2>/dev/null || true
-  local t
-  for t in 1 2 3 4 5 6; do
+  for _ in 1 2 3 4 5 6; do
     local alive=0 p
     for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
     [ "$alive" = 0 ] && return 0
@@ -255,7 +254,7 @@ do_down() {
     return 0
   fi
   local killed; killed=$(reap_hosts)
-  local kind name n_links=0 n_ns=0
+  local kind name n_links=0 n_ns=0 n_br=0
   # veths first: a namespace still referenced by sockets of an aborted job is freed late,
   # and its veth would stay behind in the root namespace.
   while read -r kind name; do
@@ -271,10 +270,10 @@ do_down() {
   done < "$STATE/created"
   while read -r kind name; do
     [ "$kind" = bridge ] || continue
-    if link_exists "$name"; then ip link del "$name"; fi
+    if link_exists "$name"; then ip link del "$name" && n_br=$((n_br + 1)); fi
   done < "$STATE/created"
   rm -rf "$STATE"
-  say "down: killed $killed process(es), removed $n_links veth(s), $n_ns namespace(s) and the bridge"
+  say "down: killed $killed process(es), removed $n_links veth(s), $n_ns namespace(s) and $n_br bridge(s)"
 }
 
 # ---- status / helpers -------------------------------------------------------------------

@@ -92,7 +92,7 @@ fi
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 
 [ -z "$hostfile" ] || extra+=(--hostfile "$hostfile")
-extra+=(--mca btl self,vader,tcp)
+extra+=(--mca btl "self,vader,tcp")
 if [ -n "$nets" ]; then
   extra+=(--mca btl_tcp_if_include "$nets" --mca oob_tcp_if_include "$nets")
 fi

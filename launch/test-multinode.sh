@@ -31,7 +31,7 @@
 # Not covered: all hosts share one filesystem here, so "written on host A, read on host B"
 # bugs (per-node data or checkpoint paths) cannot show.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT="$PWD"
 export UMN_PREFIX="${UMN_TEST_PREFIX:-umt}"
 export UMN_SUBNET="${UMN_TEST_SUBNET:-10.77.1.0/24}"
