@@ -303,7 +303,7 @@ env_hint() { [ "$PREFIX" = umn ] || printf 'UMN_PREFIX=%s ' "$PREFIX"; }
 
 need_host() {  # need_host HOST: the host must belong to the cluster that is up
   load_state || die "no cluster in $STATE. Hint: launch/cluster.sh up 3"
-  case " $(hosts_list)" in *" $1 "*) ;; *) die "'$1' is not a host of this cluster ($(hosts_list)). Hint: launch/cluster.sh status" ;; esac
+  case " $(hosts_list)" in *" $1 "*) ;; *) local hl; hl=$(hosts_list); die "'$1' is not a host of this cluster (${hl% }). Hint: launch/cluster.sh status" ;; esac
 }
 
 cmd="${1:-}"; [ $# -gt 0 ] && shift
