@@ -121,6 +121,22 @@ else
   record "training tests" fail "no summary line; see $log"
 fi
 
+# 5. Multi-node suite on namespace hosts (skips itself where namespaces are not allowed).
+log="$LOG_DIR/multinode.log"
+set +e
+TEST_LOG_DIR="$LOG_DIR" bash launch/test-multinode.sh 2>&1 | tee "$log" | grep -aE '^\[multinode\] (ok|FAIL|skip|exit times)'
+set -e
+line=$(grep -aE '^multinode: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1 || true)
+if [ -n "$line" ]; then
+  p=$(sed -E 's/^multinode: ([0-9]+) passed.*/\1/' <<<"$line")
+  f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+  s=0; grep -qE '[0-9]+ skipped' <<<"$line" && s=$(sed -E 's/.* ([0-9]+) skipped.*/\1/' <<<"$line")
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+  say "$line"
+else
+  record "multinode suite" fail "no summary line; see $log"
+fi
+
 say "total time $(( $(date +%s) - t0 )) s; logs in $LOG_DIR"
 if [ "$skipped" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"
