@@ -101,3 +101,10 @@ public enum StateDict {
         return match.report
     }
 }
+
+/// Writes a model's weights with our metadata.
+public enum SafeTensorsFileWriter {
+    public static func model(_ model: any Layer, config: RunConfig) -> SafeTensorsFile {
+        SafeTensorsFile(records: StateDict.records(of: model), metadata: ModelFactory.metadata(config.model))
+    }
+}

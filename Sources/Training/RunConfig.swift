@@ -16,11 +16,12 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
     public var finetune = FinetuneSection()
     public var um = UMSection()
     public var umap = UMAPSection()
+    public var evaluate = EvaluateSection()
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case name, seed, model, data, train, estimate, finetune, um, umap
+        case name, seed, model, data, train, estimate, finetune, um, umap, evaluate
         case outputDir = "output_dir"
     }
 
@@ -119,6 +120,19 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
         if !["layer", "model"].contains(umap.selection) {
             throw bad("umap.selection", "layer or model", "'\(umap.selection)'", "layer-wise top-k is the default")
         }
+        for sc in evaluate.scores where !EvaluateSection.knownScores.contains(sc) {
+            throw bad("evaluate.scores", "a list drawn from \(EvaluateSection.knownScores.joined(separator: ", "))", "'\(sc)'",
+                      "e.g. scores: [msp, energy, odin]")
+        }
+        if !["strict", "reference", "openood"].contains(evaluate.fprMode) {
+            throw bad("evaluate.fpr_mode", "strict, reference or openood", "'\(evaluate.fprMode)'", "strict is the default (ID positive)")
+        }
+        if evaluate.knnK < 1 { throw bad("evaluate.knn_k", "at least 1", evaluate.knnK, "50 is the KNN paper's CIFAR setting") }
+        if !(evaluate.reactPercentile > 0 && evaluate.reactPercentile <= 100) {
+            throw bad("evaluate.react_percentile", "a percentile in (0, 100]", evaluate.reactPercentile, "90 is ReAct's default")
+        }
+        if !(evaluate.odinTemperature > 0) { throw bad("evaluate.odin_temperature", "positive", evaluate.odinTemperature, "1000 in ODIN") }
+        if !(evaluate.odinEpsilon >= 0) { throw bad("evaluate.odin_epsilon", "a step >= 0 in [0,1] pixel units", evaluate.odinEpsilon, "0.0014 in ODIN") }
         if train.maxSteps < 0 { throw bad("train.max_steps", "steps >= 0 (0 = no limit)", train.maxSteps, "e.g. max_steps: 100") }
         if train.evalBatchSize < 1 { throw bad("train.eval_batch_size", "at least 1", train.evalBatchSize, "e.g. 500") }
         if !(train.bucketFirstMiB > 0) || !(train.bucketMiB > 0) {
@@ -321,4 +335,60 @@ public struct UMAPSection: Codable, Equatable, Sendable {
         case selection
         case keepRatio = "keep_ratio", freezeWeights = "freeze_weights", nonAffineBN = "non_affine_bn"
     }
+}
+
+/// One OOD test set.
+public struct OODSetConfig: Codable, Equatable, Sendable {
+    public var name = ""
+    /// IDX image file (gzip or raw).
+    public var images = ""
+    /// Synthetic sets (noise) are reported apart and never averaged with real sets.
+    public var synthetic = false
+
+    public init() {}
+    public init(name: String, images: String, synthetic: Bool) {
+        self.name = name
+        self.images = images
+        self.synthetic = synthetic
+    }
+}
+
+/// OOD evaluation: scores, metrics and their conventions.
+public struct EvaluateSection: Codable, Equatable, Sendable {
+    public static let knownScores = ["msp", "maxlogit", "energy", "odin", "mahalanobis", "knn", "react"]
+    /// Scores to compute (higher = more in-distribution for all of them).
+    public var scores = ["msp", "maxlogit", "energy", "odin", "mahalanobis", "knn", "react"]
+    /// The offline benchmark manifest (launch/prepare-data.sh); every set with role ood is used.
+    public var oodManifest = "data/manifest.json"
+    /// Extra (or, with an empty manifest path, the only) OOD sets.
+    public var oodSets: [OODSetConfig] = [OODSetConfig()]
+    /// FPR95 convention: strict (ID positive, first threshold with ID recall >= 95%),
+    /// reference (closest recall, the UM/energy-OOD code), openood (OOD positive).
+    public var fprMode = "strict"
+    /// Drop non-finite scores (their count is reported) instead of failing.
+    public var excludeNonFinite = false
+    public var batchSize = 500
+    public var energyTemperature = 1.0
+    /// ODIN (Liang et al., ICLR 2018): temperature and input step in [0, 1] pixel units.
+    public var odinTemperature = 1000.0
+    public var odinEpsilon = 0.0014
+    /// KNN (Sun et al., ICML 2022): k-th nearest normalised training feature.
+    public var knnK = 50
+    /// ReAct (Sun et al., NeurIPS 2021): clip at this percentile of ID training activations.
+    public var reactPercentile = 90.0
+    /// Ridge added to the Mahalanobis covariance diagonal (0 = none).
+    public var mahalanobisRidge = 1e-6
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case scores
+        case oodManifest = "ood_manifest", oodSets = "ood_sets", fprMode = "fpr_mode", excludeNonFinite = "exclude_non_finite",
+             batchSize = "batch_size", energyTemperature = "energy_temperature", odinTemperature = "odin_temperature",
+             odinEpsilon = "odin_epsilon", knnK = "knn_k", reactPercentile = "react_percentile",
+             mahalanobisRidge = "mahalanobis_ridge"
+    }
+
+    /// The configured OOD sets without the schema placeholder.
+    public var explicitSets: [OODSetConfig] { oodSets.filter { !$0.name.isEmpty } }
 }

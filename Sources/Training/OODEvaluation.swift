@@ -1,0 +1,364 @@
+import Datasets
+import Distributed
+import Foundation
+import NeuralNetwork
+import OODDetection
+import TensorCore
+
+/// An OOD test set loaded for scoring.
+public struct OODSet: Sendable {
+    public let name: String
+    public let synthetic: Bool
+    public let dataset: ImageDataset
+}
+
+/// Per-sample scores of one set for every score kind, in ascending sample-id order.
+public struct SetScores: Sendable {
+    public var ids: [Int64]
+    public var scores: [String: [Double]]
+}
+
+/// One row of the OOD report.
+public struct OODRow: Sendable {
+    public var score: String
+    public var set: String
+    public var synthetic: Bool
+    public var metrics: OODMetrics
+}
+
+/// The OOD evaluation of one model.
+public struct OODReport: Sendable {
+    public var idAccuracy: Double
+    public var idLoss: Double
+    public var rows: [OODRow]
+    public var fprMode: FPRMode
+    /// Unweighted mean over the REAL OOD sets, per score.
+    public var averages: [String: OODMetrics]
+    public var scoreOrder: [String]
+    public var idScores: SetScores
+    public var oodScores: [String: SetScores]
+}
+
+public enum OODEvaluationError: Error, CustomStringConvertible {
+    case missingSet(name: String, path: String, key: String)
+    case noSets(String)
+    public var description: String {
+        switch self {
+        case let .missingSet(name, path, key):
+            return "OOD set '\(name)': \(path) does not exist (from \(key)). Hint: run launch/prepare-data.sh, or fix the path."
+        case let .noSets(m):
+            return "no OOD sets to evaluate: \(m). Hint: set evaluate.ood_manifest to data/manifest.json or list evaluate.ood_sets."
+        }
+    }
+}
+
+/// Post-hoc OOD detection over MPI: every score is oriented so that higher = more
+/// in-distribution; each rank scores its share of fixed batches of consecutive sample ids
+/// (the same batches whatever the world size), results are gathered by id, and the
+/// detectors' statistics (Mahalanobis class means and covariance, the KNN bank, the ReAct
+/// threshold) are fitted from training features gathered by id and summed in id order, so
+/// per-sample scores and metrics are bitwise identical for any number of ranks.
+public enum OODEvaluation {
+    /// Loads the OOD sets named by the manifest and/or the explicit list.
+    public static func loadSets(_ e: EvaluateSection, imageSize: Int, channels: Int) throws -> [OODSet] {
+        var specs: [OODSetConfig] = []
+        if !e.oodManifest.isEmpty {
+            guard let data = FileManager.default.contents(atPath: e.oodManifest) else {
+                throw OODEvaluationError.missingSet(name: "manifest", path: e.oodManifest, key: "evaluate.ood_manifest")
+            }
+            guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let sets = json["sets"] as? [[String: Any]] else {
+                throw ConfigError.invalidValue(file: e.oodManifest, key: "sets", expected: "a list of sets (launch/prepare-data.sh format)",
+                                               actual: "missing", hint: "re-run launch/prepare-data.sh")
+            }
+            let base = (e.oodManifest as NSString).deletingLastPathComponent
+            for s in sets where (s["role"] as? String) == "ood" {
+                guard let name = s["name"] as? String, let files = s["files"] as? [[String: Any]],
+                      let img = files.compactMap({ $0["path"] as? String }).first(where: { $0.contains("images") }) else { continue }
+                specs.append(OODSetConfig(name: name, images: base + "/" + img, synthetic: (s["synthetic"] as? Bool) ?? false))
+            }
+        }
+        specs += e.explicitSets
+        guard !specs.isEmpty else { throw OODEvaluationError.noSets("the manifest has no ood sets and evaluate.ood_sets is empty") }
+        var out: [OODSet] = []
+        for s in specs {
+            guard FileManager.default.fileExists(atPath: s.images) else {
+                throw OODEvaluationError.missingSet(name: s.name, path: s.images, key: e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest)
+            }
+            let images = try IDX.readImages(path: s.images)
+            guard images.rows == imageSize && images.cols == imageSize && channels == 1 else {
+                throw ConfigError.invalidValue(file: s.images, key: "OOD set '\(s.name)'", expected: "\(channels)x\(imageSize)x\(imageSize) images",
+                                               actual: "1x\(images.rows)x\(images.cols)", hint: "OOD images must match the model input")
+            }
+            let ds = ImageDataset(images: images.pixels, labels: [Int](repeating: 0, count: images.count), channels: 1,
+                                  height: images.rows, width: images.cols, classCount: 1, classNames: [])
+            out.append(OODSet(name: s.name, synthetic: s.synthetic, dataset: ds))
+        }
+        return out
+    }
+
+    struct Fitted {
+        var mahalanobis: MahalanobisDetector?
+        var knn: KNNDetector?
+        var reactThreshold: Double?
+    }
+
+    /// Scores `ids` of `dataset` on this rank's batches, then gathers by id. Collective.
+    static func score(model: Classifier, comm: Communicator, data: TrainingData, dataset: ImageDataset, ids: [Int],
+                      e: EvaluateSection, fitted: Fitted, kinds: [String]) throws -> SetScores {
+        let schedule = EvaluationSchedule(ids: ids, batchSize: e.batchSize, worldSize: comm.worldSize)
+        let positionOf = Dictionary(uniqueKeysWithValues: dataset.ids.enumerated().map { ($1, $0) })
+        var myIds: [Int64] = []
+        var mine: [String: [Double]] = [:]
+        for k in kinds { mine[k] = [] }
+        let k = model.classifier.outFeatures
+        for eb in schedule.batches(rank: comm.rank) where !eb.isEmpty {
+            let positions = eb.ids.map { positionOf[$0]! }
+            let (x, _) = data.batch(dataset, positions: positions)
+            let logits = model.forward(x, context: .eval)
+            let z = logits.scalars
+            let features = model.penultimateFeatures!.scalars
+            myIds += eb.ids.map(Int64.init)
+            for kind in kinds {
+                switch kind {
+                case "msp": mine[kind]! += LogitScore.maxSoftmax(logits: z, numClasses: k)
+                case "maxlogit": mine[kind]! += LogitScore.maxLogit(logits: z, numClasses: k)
+                case "energy": mine[kind]! += LogitScore.energy(logits: z, numClasses: k, temperature: e.energyTemperature)
+                case "mahalanobis": mine[kind]! += fitted.mahalanobis!.scores(features: features)
+                case "knn": mine[kind]! += fitted.knn!.scores(features: features)
+                case "react":
+                    var clipped = features
+                    ReAct.clip(&clipped, threshold: fitted.reactThreshold!)
+                    let d = clipped.count / max(eb.ids.count, 1)
+                    let head = model.classifier.forward(Tensor(shape: [eb.ids.count, d], values: clipped), context: .eval)
+                    mine[kind]! += LogitScore.energy(logits: head.scalars, numClasses: k, temperature: e.energyTemperature)
+                case "odin":
+                    mine[kind]! += try odin(model: model, x: x, e: e, data: data)
+                default: break
+                }
+            }
+        }
+        let allIds = try myIds.withUnsafeBufferPointer { try comm.allgatherv($0) }.values
+        let order = allIds.indices.sorted { allIds[$0] < allIds[$1] }
+        var result = SetScores(ids: order.map { allIds[$0] }, scores: [:])
+        for kind in kinds {
+            let all = try mine[kind]!.withUnsafeBufferPointer { try comm.allgatherv($0) }.values
+            result.scores[kind] = order.map { all[$0] }
+        }
+        return result
+    }
+
+    /// ODIN: temperature-scaled MSP after a gradient-sign input step that increases the max
+    /// softmax: x' = x - (eps / std_c) * sign(dL/dx), L = -log S_yhat(x; T) (Liang et al. 2018,
+    /// Eq. 2). The input gradient is computed in inference mode without touching or reducing
+    /// parameter gradients.
+    static func odin(model: Classifier, x: Tensor, e: EvaluateSection, data: TrainingData) throws -> [Double] {
+        let n = x.shape[0]
+        let ctx = ForwardContext(mode: .eval, computeParameterGradients: false)
+        let logits = model.forward(x, context: ctx)
+        let k = logits.shape[1]
+        let t = e.odinTemperature
+        var grad = Tensor(zeros: [n, k])
+        logits.withUnsafeBufferPointer { z in
+            grad.withUnsafeMutableBufferPointer { g in
+                for i in 0..<n {
+                    var m = -Double.infinity, arg = 0
+                    for j in 0..<k where Double(z[i * k + j]) > m { m = Double(z[i * k + j]); arg = j }
+                    var s = 0.0
+                    for j in 0..<k { s += exp((Double(z[i * k + j]) - m) / t) }
+                    for j in 0..<k {
+                        let p = exp((Double(z[i * k + j]) - m) / t) / s
+                        g[i * k + j] = Float((p - (j == arg ? 1 : 0)) / t)
+                    }
+                }
+            }
+        }
+        let dx = model.backward(grad)
+        var perturbed = x.scalars
+        ODIN.perturb(&perturbed, lossGradient: dx.scalars, epsilon: e.odinEpsilon, channels: x.shape[1],
+                     planeSize: x.shape[2] * x.shape[3], channelStd: data.normalizer.std)
+        let after = model.forward(Tensor(shape: x.shape, values: perturbed), context: .eval)
+        return LogitScore.maxSoftmax(logits: after.scalars, numClasses: k, temperature: t)
+    }
+
+    /// Fits the feature-based detectors from the training ids' penultimate features
+    /// (gathered by id; every rank fits the same detector).
+    static func fit(model: Classifier, comm: Communicator, data: TrainingData, e: EvaluateSection, kinds: [String],
+                    numClasses: Int) throws -> Fitted {
+        var fitted = Fitted()
+        guard kinds.contains(where: { ["mahalanobis", "knn", "react"].contains($0) }) else { return fitted }
+        let ids = data.trainIds
+        let schedule = EvaluationSchedule(ids: ids, batchSize: e.batchSize, worldSize: comm.worldSize)
+        let positionOf = Dictionary(uniqueKeysWithValues: data.trainSet.ids.enumerated().map { ($1, $0) })
+        var myIds: [Int64] = [], myFeatures: [Float] = []
+        var dim = 0
+        for eb in schedule.batches(rank: comm.rank) where !eb.isEmpty {
+            let (x, _) = data.batch(data.trainSet, positions: eb.ids.map { positionOf[$0]! })
+            _ = model.forward(x, context: .eval)
+            let f = model.penultimateFeatures!
+            dim = f.shape[1]
+            myIds += eb.ids.map(Int64.init)
+            myFeatures += f.scalars
+        }
+        dim = Int(try comm.allreduce(Int64(dim), op: .max))
+        let allIds = try myIds.withUnsafeBufferPointer { try comm.allgatherv($0) }.values
+        let allF = try myFeatures.withUnsafeBufferPointer { try comm.allgatherv($0) }.values
+        let order = allIds.indices.sorted { allIds[$0] < allIds[$1] }
+        var features = [Float](repeating: 0, count: order.count * dim)
+        for (row, i) in order.enumerated() {
+            for d in 0..<dim { features[row * dim + d] = allF[i * dim + d] }
+        }
+        let labelOf = Dictionary(uniqueKeysWithValues: zip(data.trainSet.ids, data.trainSet.labels))
+        let labels = order.map { labelOf[Int(allIds[$0])]! }
+        if kinds.contains("mahalanobis") {
+            var sums = ClassFeatureSums(numClasses: numClasses, featureDim: dim)
+            sums.accumulate(features: features, labels: labels)
+            var scatter = CentredScatter(featureDim: dim)
+            scatter.accumulate(features: features, labels: labels, classMeans: try sums.means())
+            fitted.mahalanobis = try MahalanobisDetector(classSums: sums, scatter: scatter, ridge: e.mahalanobisRidge)
+        }
+        if kinds.contains("knn") {
+            fitted.knn = KNNDetector(trainingFeatures: features, featureDim: dim, k: min(e.knnK, order.count))
+        }
+        if kinds.contains("react") {
+            fitted.reactThreshold = ReAct.percentileThreshold(activations: features, percentile: e.reactPercentile)
+        }
+        return fitted
+    }
+
+    /// Evaluates `model` on the ID test set and every OOD set. Collective.
+    public static func run(model: Classifier, comm: Communicator, config: RunConfig, data: TrainingData, sets: [OODSet],
+                           log: (String) -> Void) throws -> OODReport {
+        let e = config.evaluate
+        let kinds = e.scores
+        guard let mode = FPRMode(rawValue: e.fprMode) else {
+            throw ConfigError.invalidValue(file: "config", key: "evaluate.fpr_mode", expected: "strict, reference or openood",
+                                           actual: e.fprMode, hint: "strict is the default")
+        }
+        let started = Date()
+        let fitted = try fit(model: model, comm: comm, data: data, e: e, kinds: kinds, numClasses: config.model.numClasses)
+        let idEval = try Evaluator.evaluate(model: model, comm: comm, data: data, dataset: data.testSet, ids: data.testSet.ids,
+                                            batchSize: e.batchSize)
+        let idScores = try score(model: model, comm: comm, data: data, dataset: data.testSet, ids: data.testSet.ids, e: e,
+                                 fitted: fitted, kinds: kinds)
+        var rows: [OODRow] = []
+        var oodScores: [String: SetScores] = [:]
+        for s in sets {
+            comm.phase = "evaluate \(s.name)"
+            let sc = try score(model: model, comm: comm, data: data, dataset: s.dataset, ids: s.dataset.ids, e: e, fitted: fitted,
+                               kinds: kinds)
+            oodScores[s.name] = sc
+            for kind in kinds {
+                let m = try OODMetrics.compute(idScores: idScores.scores[kind]!, oodScores: sc.scores[kind]!, fprMode: mode,
+                                               nonFinite: e.excludeNonFinite ? .exclude : .error)
+                rows.append(OODRow(score: kind, set: s.name, synthetic: s.synthetic, metrics: m))
+            }
+        }
+        var averages: [String: OODMetrics] = [:]
+        for kind in kinds {
+            let real = rows.filter { $0.score == kind && !$0.synthetic }.map(\.metrics)
+            if !real.isEmpty { averages[kind] = OODMetrics.average(real) }
+        }
+        log("OOD evaluation: \(sets.count) sets x \(kinds.count) scores in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+        return OODReport(idAccuracy: idEval.accuracy, idLoss: idEval.loss, rows: rows, fprMode: mode, averages: averages,
+                         scoreOrder: kinds, idScores: idScores, oodScores: oodScores)
+    }
+
+    // MARK: - Reports
+
+    static func p2(_ x: Double) -> String { x.isFinite ? String(format: "%.2f", 100 * x) : "n/a" }
+
+    /// The Markdown report (conventions first, then per-set rows, then averages).
+    public static func markdown(_ r: OODReport, title: String) -> String {
+        var s = "# \(title)\n\n"
+        s += "ID accuracy \(p2(r.idAccuracy))% (test loss \(String(format: "%.4f", r.idLoss)) nats, \(r.idScores.ids.count) images).\n\n"
+        s += "Conventions: every score is oriented higher = more in-distribution. AUROC and AUPR-In take ID as the positive "
+            + "class; AUPR-Out takes OOD as positive with negated scores (average precision, not the trapezoid). "
+            + "FPR95: \(r.fprMode.label). All values in percent.\n\n"
+        s += "## Average over real OOD sets (unweighted; synthetic sets excluded)\n\n"
+        s += "| score | AUROC | AUPR-In | AUPR-Out | FPR95 |\n|---|---|---|---|---|\n"
+        for k in r.scoreOrder {
+            if let m = r.averages[k] { s += "| \(k) | \(p2(m.auroc)) | \(p2(m.auprIn)) | \(p2(m.auprOut)) | \(p2(m.fpr95)) |\n" }
+        }
+        s += "\n## Per set\n\n| score | OOD set | synthetic | AUROC | AUPR-In | AUPR-Out | FPR95 | n_id | n_ood |\n|---|---|---|---|---|---|---|---|---|\n"
+        for row in r.rows {
+            let m = row.metrics
+            s += "| \(row.score) | \(row.set) | \(row.synthetic ? "yes" : "no") | \(p2(m.auroc)) | \(p2(m.auprIn)) | \(p2(m.auprOut)) | \(p2(m.fpr95)) | \(m.nID) | \(m.nOOD) |\n"
+        }
+        return s
+    }
+
+    /// Writes ood.md, ood.csv, ood.json, per-sample scores and SVG plots into `dir` (rank 0).
+    public static func write(_ r: OODReport, to dir: String, title: String) throws {
+        try FileManager.default.createDirectory(atPath: dir + "/scores", withIntermediateDirectories: true)
+        try AtomicFile.write(markdown(r, title: title), to: dir + "/ood.md")
+        var csv = "score,ood_set,synthetic,auroc,aupr_in,aupr_out,fpr95,n_id,n_ood,fpr_mode\n"
+        func num(_ x: Double) -> String { x.isFinite ? String(x) : "" }
+        for row in r.rows {
+            let m = row.metrics
+            csv += "\(row.score),\(row.set),\(row.synthetic),\(num(m.auroc)),\(num(m.auprIn)),\(num(m.auprOut)),\(num(m.fpr95)),\(m.nID),\(m.nOOD),\(r.fprMode.rawValue)\n"
+        }
+        for k in r.scoreOrder {
+            if let m = r.averages[k] {
+                csv += "\(k),average_real,false,\(num(m.auroc)),\(num(m.auprIn)),\(num(m.auprOut)),\(num(m.fpr95)),\(m.nID),\(m.nOOD),\(r.fprMode.rawValue)\n"
+            }
+        }
+        try AtomicFile.write(csv, to: dir + "/ood.csv")
+        func jnum(_ x: Double) -> Any { x.isFinite ? x : NSNull() }
+        func jm(_ m: OODMetrics) -> [String: Any] {
+            ["auroc": jnum(m.auroc), "aupr_in": jnum(m.auprIn), "aupr_out": jnum(m.auprOut), "fpr95": jnum(m.fpr95),
+             "n_id": m.nID, "n_ood": m.nOOD, "excluded_id": m.excludedID, "excluded_ood": m.excludedOOD]
+        }
+        let json: [String: Any] = [
+            "id_accuracy": jnum(r.idAccuracy), "id_loss": jnum(r.idLoss), "fpr_mode": r.fprMode.rawValue,
+            "fpr_mode_label": r.fprMode.label, "positive_class": "ID (AUROC, AUPR-In); OOD for AUPR-Out",
+            "rows": r.rows.map { ["score": $0.score, "ood_set": $0.set, "synthetic": $0.synthetic].merging(jm($0.metrics)) { a, _ in a } },
+            "average_real": Dictionary(uniqueKeysWithValues: r.averages.map { ($0.key, jm($0.value)) }),
+        ]
+        try AtomicFile.write([UInt8](try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])),
+                             to: dir + "/ood.json")
+        // Per-sample scores: one CSV per set (id + one column per score).
+        func scoreCSV(_ s: SetScores) -> String {
+            var t = "id," + r.scoreOrder.joined(separator: ",") + "\n"
+            for (i, id) in s.ids.enumerated() {
+                t += "\(id)," + r.scoreOrder.map { String(s.scores[$0]![i]) }.joined(separator: ",") + "\n"
+            }
+            return t
+        }
+        try AtomicFile.write(scoreCSV(r.idScores), to: dir + "/scores/id_test.csv")
+        for (name, s) in r.oodScores { try AtomicFile.write(scoreCSV(s), to: dir + "/scores/\(name).csv") }
+        // Plots: per score, ROC curves for every set and score histograms.
+        let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+        for k in r.scoreOrder {
+            let idv = r.idScores.scores[k]!
+            var curves: [(name: String, color: String, points: [(Double, Double)])] = []
+            var series: [SVGPlot.Series] = [.init(name: "ID test", color: "#000000", values: idv)]
+            for (i, name) in r.oodScores.keys.sorted().enumerated() {
+                let oodv = r.oodScores[name]!.scores[k]!
+                curves.append((name, palette[i % palette.count], rocPoints(id: idv, ood: oodv)))
+                series.append(.init(name: name, color: palette[i % palette.count], values: oodv))
+            }
+            try AtomicFile.write(SVGPlot.curves(title: "ROC, score \(k) (ID positive)", xLabel: "FPR (OOD accepted)",
+                                                yLabel: "TPR (ID accepted)", curves: curves), to: dir + "/roc_\(k).svg")
+            let finite = series.flatMap(\.values).filter(\.isFinite).sorted()
+            let lo = finite.isEmpty ? 0 : finite[finite.count / 200], hi = finite.isEmpty ? 1 : finite[finite.count - 1 - finite.count / 200]
+            try AtomicFile.write(SVGPlot.histogram(title: "score \(k) (higher = ID)", xLabel: k, series: series, bins: 60,
+                                                   range: lo...max(hi, lo + 1e-9)), to: dir + "/hist_\(k).svg")
+        }
+    }
+
+    /// ROC points (FPR, TPR) with ID positive, at up to ~200 thresholds.
+    static func rocPoints(id: [Double], ood: [Double]) -> [(Double, Double)] {
+        let all = (id.map { ($0, true) } + ood.map { ($0, false) }).filter { $0.0.isFinite }.sorted { $0.0 > $1.0 }
+        let nPos = Double(all.filter { $0.1 }.count), nNeg = Double(all.count) - nPos
+        var tp = 0.0, fp = 0.0
+        var pts: [(Double, Double)] = [(0, 0)]
+        let stride = max(1, all.count / 200)
+        for (i, s) in all.enumerated() {
+            if s.1 { tp += 1 } else { fp += 1 }
+            let lastOfTie = i + 1 == all.count || all[i + 1].0 != s.0
+            if lastOfTie && (i % stride == 0 || i + 1 == all.count) { pts.append((fp / max(nNeg, 1), tp / max(nPos, 1))) }
+        }
+        return pts
+    }
+}

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import OODDetection
+import Training
+
+/// `umtrain evaluate`: OOD scores and metrics for one model.
+struct EvaluateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "evaluate",
+        abstract: "Score the ID test set and every OOD set (MSP, MaxLogit, Energy, ODIN, Mahalanobis, KNN, ReAct) and report AUROC, AUPR-In/Out and FPR95.",
+        discussion: """
+        Conventions (docs/metrics.md): every score is higher = more in-distribution; ID is the \
+        positive class for AUROC and AUPR-In; AUPR-Out uses OOD as positive with negated scores; \
+        FPR95 mode from evaluate.fpr_mode (strict | reference | openood) is printed with every table. \
+        OOD sets come from evaluate.ood_manifest (launch/prepare-data.sh) and evaluate.ood_sets; sets \
+        marked synthetic are listed apart and never averaged in. Detectors are fitted on the training \
+        ids (never the test sets). Writes runs/<name>/<stage>/reports/: ood.md, ood.csv, ood.json, \
+        scores/*.csv (per-sample scores), roc_<score>.svg and hist_<score>.svg. Results are identical \
+        for any number of ranks.
+        """
+    )
+
+    @OptionGroup var runtime: RuntimeOptions
+    @OptionGroup var configOptions: ConfigOptions
+
+    @Option(help: ArgumentHelp("Weights to evaluate (.safetensors).", valueName: "file"))
+    var checkpoint: String
+
+    @Option(help: ArgumentHelp("Stage folder name under runs/<name>/.", valueName: "stage"))
+    var stage = "evaluate"
+
+    func run() throws {
+        runOnRanks(runtime) { rt in
+            let (config, notes) = try configOptions.load()
+            rt.log(try rt.header(command: "evaluate"))
+            for n in notes { rt.log("note: \(n)") }
+            let report = try runEvaluation(config: config, checkpoint: checkpoint, stage: stage, label: stage, rt: rt)
+            rt.log(OODEvaluation.markdown(report, title: "OOD evaluation (\(checkpoint))"))
+        }
+    }
+}
+
+func runEvaluation(config: RunConfig, checkpoint: String, stage: String, label: String, rt: Runtime,
+                   data preloaded: TrainingData? = nil, sets preloadedSets: [OODSet]? = nil) throws -> OODReport {
+    let folder = RunFolder(config: config, stage: stage)
+    if rt.isRoot { try folder.create() }
+    let data = try preloaded ?? TrainingData.load(config, file: "config")
+    let sets = try preloadedSets ?? OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize,
+                                                            channels: config.model.inChannels)
+    let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
+    rt.comm.phase = "evaluate \(label)"
+    let report = try OODEvaluation.run(model: model, comm: rt.comm, config: config, data: data, sets: sets, log: rt.log)
+    if rt.isRoot {
+        try OODEvaluation.write(report, to: folder.reports, title: "OOD evaluation: \(label)")
+        try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
+    }
+    rt.log("\(label): ID accuracy \(pct(report.idAccuracy)); reports in \(folder.reports)/")
+    return report
+}

@@ -1,0 +1,179 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import OODDetection
+import Training
+
+/// `umtrain pipeline`: the whole method in one MPI job.
+struct PipelineCommand: ParsableCommand {
+    enum Stage: String, ExpressibleByArgument, CaseIterable, Comparable {
+        case train, estimate, um, umap, ce, evaluate
+        var order: Int { Self.allCases.firstIndex(of: self)! }
+        static func < (a: Stage, b: Stage) -> Bool { a.order < b.order }
+    }
+
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline",
+        abstract: "Train, estimate xi and the atypical mask, fine-tune with UM and UMAP (and the plain CE control), evaluate every OOD score on every OOD set, and write summary.md.",
+        discussion: """
+        Everything goes under runs/<name>/: train/, estimate/, um/, umap/, ce_finetune/, \
+        evaluate/<baseline|um|umap|ce_finetune>/ and summary.md. --from STAGE reuses the outputs of \
+        earlier stages (e.g. --from estimate uses runs/<name>/train/model.safetensors, or \
+        --checkpoint FILE). If the estimate stage finds xi uncalibrated (not strictly between the \
+        training and held-out losses) and um.force is false, UM and UMAP are skipped and summary.md \
+        says why.
+        """
+    )
+
+    @OptionGroup var runtime: RuntimeOptions
+    @OptionGroup var configOptions: ConfigOptions
+
+    @Option(help: ArgumentHelp("First stage to run: train, estimate, um, umap, ce or evaluate.", valueName: "stage"))
+    var from: Stage = .train
+
+    @Option(help: ArgumentHelp("Trained weights to start from instead of runs/<name>/train/model.safetensors.", valueName: "file"))
+    var checkpoint: String?
+
+    @Flag(help: "Skip the UMAP stage.")
+    var skipUmap = false
+
+    func run() throws {
+        runOnRanks(runtime) { rt in
+            let (config, notes) = try configOptions.load()
+            rt.log(try rt.header(command: "pipeline"))
+            for n in notes { rt.log("note: \(n)") }
+            let root = config.outputDir + "/" + config.name
+            var timings: [(String, Double)] = []
+            func timed<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+                let t0 = Date()
+                rt.log("\n=== \(name) ===")
+                let r = try body()
+                timings.append((name, Date().timeIntervalSince(t0)))
+                return r
+            }
+            if rt.isRoot {
+                try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+                try AtomicFile.write(try config.yaml(), to: root + "/config.yaml")
+            }
+            // 1. Train.
+            var baseWeights = checkpoint ?? root + "/train/model.safetensors"
+            if from <= .train && checkpoint == nil {
+                try timed("train") { try trainStage(config: config, rt: rt) }
+                baseWeights = root + "/train/model.safetensors"
+            }
+            // 2. Estimate.
+            var estimate: EstimateReport?
+            if from <= .estimate {
+                estimate = try timed("estimate-loss") { try runEstimate(config: config, checkpoint: baseWeights, rt: rt) }
+            } else if let e = try? EstimateReport.read(root + "/estimate/estimate.json") {
+                estimate = e
+            }
+            let calibrated = estimate?.calibrated ?? false
+            let umAllowed = calibrated || config.um.force || config.um.xi > 0
+            var skipReason: String?
+            if !umAllowed {
+                skipReason = estimate.map { "xi uncalibrated: \($0.calibrationNote)" } ?? "no estimate.json"
+                rt.log("skipping UM and UMAP: \(skipReason!)")
+            }
+            // 3-5. Fine-tuning.
+            var models: [(label: String, weights: String)] = [("baseline", baseWeights)]
+            if umAllowed && from <= .um {
+                let o = try timed("UM fine-tuning") { try runFinetune(config: config, method: .um, checkpoint: baseWeights, estimatePath: nil, rt: rt) }
+                models.append(("um", o.weights))
+            } else if umAllowed, FileManager.default.fileExists(atPath: root + "/um/model.safetensors") {
+                models.append(("um", root + "/um/model.safetensors"))
+            }
+            if umAllowed && !skipUmap && from <= .umap {
+                let o = try timed("UMAP") { try runFinetune(config: config, method: .umap, checkpoint: baseWeights, estimatePath: nil, rt: rt) }
+                models.append(("umap", o.weights))
+            } else if umAllowed && !skipUmap, FileManager.default.fileExists(atPath: root + "/umap/model.safetensors") {
+                models.append(("umap", root + "/umap/model.safetensors"))
+            }
+            if from <= .ce {
+                let o = try timed("CE control") { try runFinetune(config: config, method: .ce, checkpoint: baseWeights, estimatePath: nil, rt: rt) }
+                models.append(("ce_finetune", o.weights))
+            } else if FileManager.default.fileExists(atPath: root + "/ce_finetune/model.safetensors") {
+                models.append(("ce_finetune", root + "/ce_finetune/model.safetensors"))
+            }
+            // 6. Evaluate.
+            let data = try TrainingData.load(config, file: configOptions.config ?? "<defaults>")
+            let sets = try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels)
+            var reports: [(String, OODReport)] = []
+            for m in models {
+                let r = try timed("evaluate \(m.label)") {
+                    try runEvaluation(config: config, checkpoint: m.weights, stage: "evaluate/\(m.label)", label: m.label, rt: rt,
+                                      data: data, sets: sets)
+                }
+                reports.append((m.label, r))
+            }
+            // 7. Summary.
+            let summary = Summary.markdown(config: config, reports: reports, estimate: estimate, skipReason: skipReason,
+                                           timings: timings, worldSize: rt.worldSize)
+            if rt.isRoot { try AtomicFile.write(summary, to: root + "/summary.md") }
+            rt.log("\n" + summary)
+            rt.log("wrote \(root)/summary.md")
+        }
+    }
+}
+
+/// Shared by `train` and `pipeline`.
+func trainStage(config: RunConfig, rt: Runtime) throws {
+    let folder = RunFolder(config: config, stage: "train")
+    if rt.isRoot {
+        try folder.create()
+        try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
+    }
+    let prov = try Provenance.record(config: config, comm: rt.comm, command: CommandLine.arguments.joined(separator: " "),
+                                     blasThreads: rt.blasThreads)
+    if rt.isRoot { try Provenance.write(prov, to: folder) }
+    let data = try TrainingData.load(config, file: "config")
+    let model = try ModelFactory.make(config.model, seed: UInt64(config.seed))
+    let trainer = try Trainer(config: config, comm: rt.comm, model: model, data: data, folder: folder, log: rt.log)
+    try trainer.train()
+    if rt.isRoot {
+        let file = SafeTensorsFileWriter.model(model, config: config)
+        try AtomicFile.write(try file.encode(), to: folder.root + "/model.safetensors")
+    }
+}
+
+/// summary.md: baseline vs UM vs UMAP vs the plain fine-tuning control.
+enum Summary {
+    static func markdown(config: RunConfig, reports: [(String, OODReport)], estimate: EstimateReport?, skipReason: String?,
+                         timings: [(String, Double)], worldSize: Int) -> String {
+        func p2(_ x: Double) -> String { x.isFinite ? String(format: "%.2f", 100 * x) : "n/a" }
+        var s = "# Summary: \(config.name)\n\n"
+        s += "Model \(config.model.arch) on Fashion-MNIST-style ID data; \(worldSize) MPI rank(s). "
+        if let e = estimate {
+            s += "Loss constraint xi = \(String(format: "%.4f", e.xi)) nats (median of \(e.ratios.first { $0.keepRatio == e.keepRatio }?.xiPerMask.count ?? 0) masks at keep \(e.keepRatio)); "
+                + "training loss \(String(format: "%.4f", e.trainLoss)), held-out loss \(String(format: "%.4f", e.heldoutLoss)); "
+                + "\(e.atypicalCount) atypical samples (\(e.rule)).\n\n"
+        }
+        if let r = skipReason { s += "**UM and UMAP were skipped:** \(r)\n\n" }
+        let mode = reports.first?.1.fprMode ?? .strict
+        s += "Metrics in percent, averaged (unweighted) over the real OOD sets; ID is the positive class for AUROC and AUPR-In; "
+            + "FPR95: \(mode.label). Synthetic noise sets are shown apart.\n\n"
+        let kinds = reports.first?.1.scoreOrder ?? []
+        s += "| score | model | ID acc | AUROC | AUPR-In | FPR95 |\n|---|---|---|---|---|---|\n"
+        for k in kinds {
+            for (label, r) in reports {
+                guard let m = r.averages[k] else { continue }
+                s += "| \(k) | \(label) | \(p2(r.idAccuracy)) | \(p2(m.auroc)) | \(p2(m.auprIn)) | \(p2(m.fpr95)) |\n"
+            }
+        }
+        let synthetic = Set(reports.first?.1.rows.filter(\.synthetic).map(\.set) ?? [])
+        if !synthetic.isEmpty {
+            s += "\nSynthetic sets (\(synthetic.sorted().joined(separator: ", "))), AUROC / FPR95 per model, Energy score:\n\n"
+            s += "| model | " + synthetic.sorted().joined(separator: " | ") + " |\n|---|" + synthetic.map { _ in "---|" }.joined() + "\n"
+            for (label, r) in reports {
+                let cells = synthetic.sorted().map { name -> String in
+                    guard let row = r.rows.first(where: { $0.set == name && $0.score == "energy" }) else { return "n/a" }
+                    return "\(p2(row.metrics.auroc)) / \(p2(row.metrics.fpr95))"
+                }
+                s += "| \(label) | " + cells.joined(separator: " | ") + " |\n"
+            }
+        }
+        s += "\nStage wall times: " + timings.map { "\($0.0) \(String(format: "%.0f", $0.1)) s" }.joined(separator: ", ") + ".\n"
+        s += "\nPer-set tables, per-sample scores and plots: evaluate/<model>/reports/.\n"
+        return s
+    }
+}
