@@ -4,10 +4,12 @@ import XCTest
 
 /// Helpers shared by the image tests: a fresh temporary directory and image writers.
 enum ImageFixtures {
-    static func temporaryDirectory(_ name: String = #function) throws -> String {
+    /// A new directory, removed when `test` ends.
+    static func temporaryDirectory(_ test: XCTestCase, _ name: String = #function) throws -> String {
         let base = NSTemporaryDirectory() + "umtrain-image-tests-\(getpid())-\(UUID().uuidString.prefix(8))-"
             + name.filter { $0.isLetter || $0.isNumber }
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        test.addTeardownBlock { try? FileManager.default.removeItem(atPath: base) }
         return base
     }
 
@@ -39,7 +41,7 @@ enum ImageFixtures {
 
 final class ImageCodecTests: XCTestCase {
     func testPNGRoundTripIsExactForGrayAndRGB() throws {
-        let dir = try ImageFixtures.temporaryDirectory()
+        let dir = try ImageFixtures.temporaryDirectory(self)
         for channels in [1, 3] {
             let image = ImageFixtures.pattern(channels: channels, height: 7, width: 11)
             let path = dir + "/p\(channels).png"
@@ -50,7 +52,7 @@ final class ImageCodecTests: XCTestCase {
     }
 
     func testJPEGRoundTripIsCloseAndKeepsColourType() throws {
-        let dir = try ImageFixtures.temporaryDirectory()
+        let dir = try ImageFixtures.temporaryDirectory(self)
         for channels in [1, 3] {
             var smooth = [UInt8](repeating: 0, count: channels * 32 * 48)
             for c in 0..<channels { for y in 0..<32 { for x in 0..<48 { smooth[(c * 32 + y) * 48 + x] = UInt8(x * 3 + y * 2 + c * 20) } } }
@@ -109,7 +111,7 @@ final class ImageCodecTests: XCTestCase {
     }
 
     func testFormatIsDetectedFromBytesNotExtension() throws {
-        let dir = try ImageFixtures.temporaryDirectory()
+        let dir = try ImageFixtures.temporaryDirectory(self)
         let image = ImageFixtures.pattern(channels: 3, height: 5, width: 6)
         let path = dir + "/actually-a-png.jpg"
         try ImageFixtures.writePNG(image, to: path)
@@ -117,7 +119,7 @@ final class ImageCodecTests: XCTestCase {
     }
 
     func testTextFileNamedJPGIsNotAnImage() throws {
-        let dir = try ImageFixtures.temporaryDirectory()
+        let dir = try ImageFixtures.temporaryDirectory(self)
         let path = dir + "/notes.jpg"
         try "hello world\n".write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try ImageDecoder.decodeFile(path)) { error in
@@ -132,7 +134,7 @@ final class ImageCodecTests: XCTestCase {
     }
 
     func testTruncatedPNGAndJPEGThrowCorruptImage() throws {
-        let dir = try ImageFixtures.temporaryDirectory()
+        let dir = try ImageFixtures.temporaryDirectory(self)
         let image = ImageFixtures.pattern(channels: 3, height: 40, width: 40)
         for (format, bytes) in [("PNG", try ImageEncoder.png(image)), ("JPEG", try ImageEncoder.jpeg(image))] {
             let path = dir + "/truncated." + format.lowercased()
