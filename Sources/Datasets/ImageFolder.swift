@@ -42,6 +42,13 @@ public struct ImageFolderIndex: Sendable, Equatable {
     public var classCount: Int { layout == .flat ? 1 : classNames.count }
     public var count: Int { paths.count }
 
+    /// The first `count` files (ids unchanged), e.g. for a quick benchmark or a smoke test.
+    public func prefix(_ count: Int) -> ImageFolderIndex {
+        precondition(count >= 1 && count <= paths.count, "ImageFolderIndex.prefix: count \(count) not in 1...\(paths.count)")
+        return ImageFolderIndex(root: root, layout: layout, paths: Array(paths.prefix(count)),
+                                labels: Array(labels.prefix(count)), classNames: classNames)
+    }
+
     /// File extensions the reader accepts (compared lower-cased).
     public static let extensions: Set<String> = ["jpg", "jpeg", "png"]
 
