@@ -28,3 +28,34 @@ final class PILCrossCheckTests: XCTestCase {
         XCTAssertEqual(gray.pixels, bytes(hex: PILReference.pngL))
     }
 }
+
+/// `Bilinear` agrees with PyTorch's `F.interpolate(bilinear, align_corners=False,
+/// antialias=False)` (fixtures in TorchBilinearReference.swift): every byte is torch's Float
+/// value rounded half up (ties within 1e-3 of .5 may round either way).
+final class TorchBilinearCrossCheckTests: XCTestCase {
+    func testResampleEqualsTorchInterpolateRounded() {
+        let input = TorchBilinearReference.input
+        XCTAssertEqual(input.count, 2 * 7 * 9)
+        for (h, w, values) in TorchBilinearReference.outputs {
+            var out = [UInt8](repeating: 0, count: 2 * h * w)
+            input.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { dst in
+                    Bilinear.resample(src, channels: 2, height: 7, width: 9, cropTop: 0, cropLeft: 0, cropHeight: 7, cropWidth: 9,
+                                      resizedHeight: h, resizedWidth: w, outHeight: h, outWidth: w, into: dst)
+                }
+            }
+            XCTAssertEqual(values.count, out.count)
+            var exact = 0
+            for (ours, reference) in zip(out, values) {
+                let fraction = reference - reference.rounded(.down)
+                if abs(fraction - 0.5) < 1e-3 {
+                    XCTAssertLessThanOrEqual(abs(Float(ours) - reference), 0.5 + 1e-3)
+                } else {
+                    XCTAssertEqual(ours, UInt8((reference + 0.5).rounded(.down)), "\(h)x\(w): torch \(reference)")
+                    exact += 1
+                }
+            }
+            XCTAssertGreaterThan(exact, out.count * 3 / 4, "\(h)x\(w): too few non-tie values to be a real check")
+        }
+    }
+}
