@@ -80,14 +80,28 @@ public enum ImageDecoder {
             case .png?:
                 return try decodePNG(raw, path: path, channels: channels)
             case nil:
-                let head = raw.prefix(8).map { b -> String in
-                    let s = String(b, radix: 16, uppercase: true)
-                    return s.count == 1 ? "0" + s : s
-                }
-                let shown = head.isEmpty ? "an empty file" : "bytes " + head.joined(separator: " ")
-                throw ImageFileError.notAnImage(path: path, found: shown)
+                throw ImageFileError.notAnImage(path: path, found: describeHead(ArraySlice(raw.prefix(8))))
             }
         }
+    }
+
+    /// Reads the first 8 bytes of `path` and checks for the JPEG or PNG signature.
+    /// - Throws: `DatasetError.cannotRead`, `ImageFileError.notAnImage`.
+    public static func checkSignature(_ path: String) throws {
+        let file = try InputFile(path: path)
+        defer { file.close() }
+        var head = [UInt8](repeating: 0, count: 8)
+        let got = try head.withUnsafeMutableBytes { try file.read(into: $0) }
+        let format = head.withUnsafeBytes { ImageFormat.detect(UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
+        if format == nil { throw ImageFileError.notAnImage(path: path, found: describeHead(head[0..<got])) }
+    }
+
+    static func describeHead(_ head: ArraySlice<UInt8>) -> String {
+        let hex = head.prefix(8).map { b -> String in
+            let s = String(b, radix: 16, uppercase: true)
+            return s.count == 1 ? "0" + s : s
+        }
+        return hex.isEmpty ? "an empty file" : "bytes " + hex.joined(separator: " ")
     }
 
     /// The whole file as bytes (no gzip inflation: an image file is taken as is).

@@ -27,7 +27,8 @@ public struct SkippedFile: Sendable, Equatable, CustomStringConvertible {
 /// `make_dataset`: classes in sorted order; within a class (or the flat root), directories in
 /// sorted path order (`sorted(os.walk(...))`) and files sorted by name within each directory.
 /// Sorting is by Unicode code point (UTF-8 byte order), locale-independent. The 0-based index in
-/// this order is the file's stable global sample id.
+/// this order is the file's stable global sample id (`ids`; a `verified` index that dropped bad
+/// files keeps the ids of the files it kept).
 public struct ImageFolderIndex: Sendable, Equatable {
     public let root: String
     public let layout: FolderLayout
@@ -37,6 +38,17 @@ public struct ImageFolderIndex: Sendable, Equatable {
     public let labels: [Int]
     /// Class names (sorted sub-folder names) for class folders; empty for flat.
     public let classNames: [String]
+    /// Stable global sample id per file: its index in the full scan.
+    public let ids: [Int]
+
+    init(root: String, layout: FolderLayout, paths: [String], labels: [Int], classNames: [String], ids: [Int]? = nil) {
+        self.root = root
+        self.layout = layout
+        self.paths = paths
+        self.labels = labels
+        self.classNames = classNames
+        self.ids = ids ?? Array(0..<paths.count)
+    }
 
     /// Number of classes (1 for a flat folder).
     public var classCount: Int { layout == .flat ? 1 : classNames.count }
@@ -46,7 +58,39 @@ public struct ImageFolderIndex: Sendable, Equatable {
     public func prefix(_ count: Int) -> ImageFolderIndex {
         precondition(count >= 1 && count <= paths.count, "ImageFolderIndex.prefix: count \(count) not in 1...\(paths.count)")
         return ImageFolderIndex(root: root, layout: layout, paths: Array(paths.prefix(count)),
-                                labels: Array(labels.prefix(count)), classNames: classNames)
+                                labels: Array(labels.prefix(count)), classNames: classNames, ids: Array(ids.prefix(count)))
+    }
+
+    /// Checks every file before a lazy run, so a bad file fails (or is skipped) up front rather
+    /// than mid-epoch. `fullDecode: false` reads only each file's first 8 bytes (the signature:
+    /// catches text/HTML files and empty files, not truncated images); `true` decodes every file
+    /// (catches everything the decoder would, at decoding cost: ImageNet-1k takes minutes).
+    /// - Returns: the index of the good files (their ids unchanged) and the skipped files.
+    /// - Throws: without `skipBadFiles`, the first bad file's error (`DatasetError.cannotRead`,
+    ///   `ImageFileError.notAnImage`, `.corruptImage`, `.unsupportedImage`); with it,
+    ///   `ImageFileError.emptyFolder` if no file is good.
+    public func verified(skipBadFiles: Bool, fullDecode: Bool) throws -> (index: ImageFolderIndex, skipped: [SkippedFile]) {
+        var keep: [Int] = []
+        var skipped: [SkippedFile] = []
+        for (k, path) in paths.enumerated() {
+            do {
+                if fullDecode {
+                    _ = try ImageDecoder.decodeFile(path)
+                } else {
+                    try ImageDecoder.checkSignature(path)
+                }
+                keep.append(k)
+            } catch {
+                guard skipBadFiles else { throw error }
+                skipped.append(SkippedFile(path: path, reason: "\(error)"))
+            }
+        }
+        guard !keep.isEmpty else {
+            throw ImageFileError.emptyFolder(path: root, detail: "all \(count) image files were skipped as unreadable; first: \(skipped.first?.reason ?? "-")")
+        }
+        let index = ImageFolderIndex(root: root, layout: layout, paths: keep.map { paths[$0] }, labels: keep.map { labels[$0] },
+                                     classNames: classNames, ids: keep.map { ids[$0] })
+        return (index, skipped)
     }
 
     /// File extensions the reader accepts (compared lower-cased).
@@ -181,7 +225,8 @@ public enum ImageFolder {
         var labels: [Int] = [], ids: [Int] = []
         var skipped: [SkippedFile] = []
         var scratch = [UInt8](repeating: 0, count: sampleBytes)
-        for (id, path) in index.paths.enumerated() {
+        for (k, path) in index.paths.enumerated() {
+            let id = index.ids[k]
             do {
                 let image = try ImageDecoder.decodeFile(path, channels: channels)
                 scratch.withUnsafeMutableBufferPointer { transform.apply(image, into: $0) }
@@ -191,7 +236,7 @@ public enum ImageFolder {
                 continue
             }
             images.append(contentsOf: scratch)
-            labels.append(index.labels[id])
+            labels.append(index.labels[k])
             ids.append(id)
         }
         guard !labels.isEmpty else {
@@ -260,7 +305,9 @@ public struct InMemorySource: BatchSource {
 ///
 /// Evaluation (`training == nil`): decode, convert channels, `evaluation` (resize shorter side +
 /// centre crop). Training: decode, convert channels, `training` (random-resized-crop + flip keyed
-/// by (seed, epoch, id)). Ids are indices into `index.paths`.
+/// by (seed, epoch, id)). Positions index `index.paths`; ids are `index.ids` (the files' indices
+/// in the full scan). Bad files throw when their batch is assembled; run
+/// `ImageFolderIndex.verified(skipBadFiles:fullDecode:)` first to fail or skip them up front.
 public struct LazyImageFolder: BatchSource {
     public let index: ImageFolderIndex
     public let channels: Int
@@ -292,7 +339,7 @@ public struct LazyImageFolder: BatchSource {
     public var height: Int { evaluation.cropHeight }
     public var width: Int { evaluation.cropWidth }
     public func label(at position: Int) -> Int { index.labels[position] }
-    public func id(at position: Int) -> Int { position }
+    public func id(at position: Int) -> Int { index.ids[position] }
 
     /// The decoded, channel-converted image at `position`, before any resizing.
     public func decode(at position: Int) throws -> DecodedImage {
@@ -305,7 +352,7 @@ public struct LazyImageFolder: BatchSource {
                      "LazyImageFolder.sample: destination has \(destination.count) bytes, expected [\(channels), \(height), \(width)]")
         let image = try decode(at: position)
         if let training {
-            training.apply(image, id: position, epoch: epoch, into: destination)
+            training.apply(image, id: index.ids[position], epoch: epoch, into: destination)
         } else {
             evaluation.apply(image, into: destination)
         }

@@ -128,4 +128,59 @@ final class ImageFolderTests: XCTestCase {
         try sample.withUnsafeMutableBufferPointer { try training.sample(at: 3, epoch: 4, into: $0) }
         XCTAssertEqual(sample, rrc.apply(try lazy.decode(at: 3), id: 3, epoch: 4))
     }
+
+    func testVerifiedIndexSkipsBadFilesUpFrontAndKeepsIds() throws {
+        let root = try ImageFixtures.temporaryDirectory(self)
+        for i in 0..<3 {
+            try ImageFixtures.writePNG(ImageFixtures.pattern(channels: 3, height: 6, width: 6, salt: i), to: root + "/img\(i).png")
+        }
+        try "<html>404</html>".write(toFile: root + "/img0b.jpg", atomically: true, encoding: .utf8)
+        let good = try ImageEncoder.jpeg(ImageFixtures.pattern(channels: 3, height: 30, width: 30))
+        try ImageFixtures.write(Array(good.prefix(good.count / 2)), to: root + "/img1b.jpg")
+        // Sorted: img0 (0), img0b (1, text), img1 (2), img1b (3, truncated), img2 (4).
+        let index = try ImageFolderIndex.scan(root: root, layout: .flat)
+        XCTAssertEqual(index.ids, [0, 1, 2, 3, 4])
+
+        XCTAssertThrowsError(try index.verified(skipBadFiles: false, fullDecode: false)) { error in
+            XCTAssertEqual(error as? ImageFileError, .notAnImage(path: root + "/img0b.jpg", found: "bytes 3C 68 74 6D 6C 3E 34 30"))
+        }
+        // Signature only: the text file goes, the truncated JPEG (valid signature) stays.
+        let quick = try index.verified(skipBadFiles: true, fullDecode: false)
+        XCTAssertEqual(quick.index.ids, [0, 2, 3, 4])
+        XCTAssertEqual(quick.skipped.map(\.path), [root + "/img0b.jpg"])
+        // Full decode: both go.
+        let full = try index.verified(skipBadFiles: true, fullDecode: true)
+        XCTAssertEqual(full.index.ids, [0, 2, 4])
+        XCTAssertEqual(full.skipped.count, 2)
+        XCTAssertTrue(full.skipped[1].reason.contains("corrupt JPEG"), full.skipped[1].reason)
+
+        // A lazy folder over the verified index reports the original ids and keys the
+        // augmentation by them; the eager reader with skipping agrees on ids.
+        let evaluation = ResizeCenterCrop(resizeShorterSide: 6, cropSize: 6)
+        let rrc = RandomResizedCrop(size: 6, seed: 4)
+        let lazy = LazyImageFolder(index: full.index, channels: 3, evaluation: evaluation, training: rrc)
+        XCTAssertEqual((0..<lazy.count).map { lazy.id(at: $0) }, [0, 2, 4])
+        var sample = [UInt8](repeating: 0, count: 108)
+        try sample.withUnsafeMutableBufferPointer { try lazy.sample(at: 2, epoch: 1, into: $0) }
+        XCTAssertEqual(sample, rrc.apply(ImageFixtures.pattern(channels: 3, height: 6, width: 6, salt: 2), id: 4, epoch: 1))
+        let eager = try ImageFolder.load(root: root, layout: .flat, channels: 3, transform: evaluation, skipBadFiles: true)
+        XCTAssertEqual(eager.dataset.ids, [0, 2, 4])
+        // Loading from the verified index's prefix keeps ids too.
+        XCTAssertEqual(full.index.prefix(2).ids, [0, 2])
+    }
+
+    func testLazyLoaderPropagatesADecodeErrorNamingTheFile() throws {
+        let root = try ImageFixtures.temporaryDirectory(self)
+        for i in 0..<4 {
+            try ImageFixtures.writePNG(ImageFixtures.pattern(channels: 1, height: 5, width: 5, salt: i), to: root + "/\(i).png")
+        }
+        try "oops".write(toFile: root + "/2.png", atomically: true, encoding: .utf8)
+        let lazy = try LazyImageFolder(root: root, layout: .flat, channels: 1, evaluation: ResizeCenterCrop(resizeShorterSide: 5, cropSize: 5))
+        let plans = [BatchPlan(epoch: 0, step: 0, positions: [0, 1]), BatchPlan(epoch: 0, step: 1, positions: [2, 3])]
+        let loader = BatchLoader(source: lazy, plans: plans, normalizer: ChannelNormalizer(mean: [0], std: [1]))
+        XCTAssertEqual(try loader.next()?.ids, [0, 1])
+        XCTAssertThrowsError(try loader.next()) { error in
+            XCTAssertEqual(error as? ImageFileError, .notAnImage(path: root + "/2.png", found: "bytes 6F 6F 70 73"))
+        }
+    }
 }
