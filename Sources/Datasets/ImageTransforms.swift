@@ -63,6 +63,12 @@ public enum Bilinear {
                 wx[x] = xs.lambda[rx]
             }
         }
+        // Output columns with a source are one contiguous run [xBegin, xEnd) (padding only at
+        // the ends), so the inner loop has no per-pixel branch.
+        var xBegin = 0
+        while xBegin < outWidth && col0[xBegin] < 0 { xBegin += 1 }
+        var xEnd = xBegin
+        while xEnd < outWidth && col0[xEnd] >= 0 { xEnd += 1 }
         let plane = height * width, outPlane = outHeight * outWidth
         col0.withUnsafeBufferPointer { c0 in
             col1.withUnsafeBufferPointer { c1 in
@@ -70,25 +76,25 @@ public enum Bilinear {
                     for y in 0..<outHeight {
                         let ry = y + offsetY
                         let inside = ry >= 0 && ry < resizedHeight
-                        let r0 = inside ? (cropTop + ys.i0[ry]) * width : 0
-                        let r1 = inside ? (cropTop + ys.i1[ry]) * width : 0
-                        let ly: Float = inside ? ys.lambda[ry] : 0
                         for c in 0..<channels {
-                            let src = c * plane
                             let dst = c * outPlane + y * outWidth
                             if !inside {
                                 for x in 0..<outWidth { destination[dst + x] = 0 }
                                 continue
                             }
-                            for x in 0..<outWidth {
-                                let a = c0[x]
-                                if a < 0 { destination[dst + x] = 0; continue }
-                                let b = c1[x]
-                                let w = lx[x]
-                                let p00 = Float(source[src + r0 + a]), p01 = Float(source[src + r0 + b])
-                                let p10 = Float(source[src + r1 + a]), p11 = Float(source[src + r1 + b])
-                                let v = (1 - ly) * ((1 - w) * p00 + w * p01) + ly * ((1 - w) * p10 + w * p11)
-                                destination[dst + x] = UInt8(min(max(v + 0.5, 0), 255))
+                            for x in 0..<xBegin { destination[dst + x] = 0 }
+                            for x in xEnd..<outWidth { destination[dst + x] = 0 }
+                            let row0 = source.baseAddress! + c * plane + (cropTop + ys.i0[ry]) * width
+                            let row1 = source.baseAddress! + c * plane + (cropTop + ys.i1[ry]) * width
+                            let ly = ys.lambda[ry], ky = 1 - ly
+                            let out = destination.baseAddress! + dst
+                            for x in xBegin..<xEnd {
+                                let a = c0[x], b = c1[x]
+                                let w = lx[x], kw = 1 - w
+                                let top = kw * Float(row0[a]) + w * Float(row0[b])
+                                let bottom = kw * Float(row1[a]) + w * Float(row1[b])
+                                let v = ky * top + ly * bottom + 0.5
+                                out[x] = UInt8(min(max(v, 0), 255))
                             }
                         }
                     }
