@@ -53,6 +53,9 @@ public enum ImageFormat: String, Sendable {
 ///   `(19595 R + 38470 G + 7471 B + 32768) >> 16`, i.e. rounded to nearest).
 /// - `3`: grayscale sources are replicated into R = G = B (PIL's `convert("RGB")`).
 /// Alpha is dropped without compositing (as PIL's `convert("RGB")` / `convert("L")` from RGBA).
+/// 16-bit PNGs keep the high byte of each sample (PIL does so for 16-bit RGB; for 16-bit gray,
+/// PIL's "I;16" -> "L" clips at 255 instead, which is not followed). libpng linearises 16-bit
+/// files that carry gAMA/sRGB/iCCP chunks before that (rare in datasets).
 /// JPEGs are decoded with libjpeg's defaults (ISLOW IDCT, fancy upsampling), as PIL does, to RGB
 /// before any luma conversion (so a colour JPEG read as grayscale equals PIL's
 /// `Image.open(f).convert("L")`, not libjpeg's raw Y plane).
@@ -162,11 +165,43 @@ public enum ImageDecoder {
             throw ImageFileError.unsupportedImage(path: path, format: "PNG",
                                                   reason: "size \(width)x\(height) is outside 1...65536 per side")
         }
+        // Bit depth from the IHDR chunk (signature 8 + length 4 + type 4 + width 4 + height 4 bytes).
+        let sixteenBit = raw.count > 24 && raw[24] == 16
         var buffer = [UInt8](repeating: 0, count: width * height * sourceChannels)
-        let ok = buffer.withUnsafeMutableBytes { out in
-            png_image_finish_read(&image, nil, out.baseAddress, Int32(width * sourceChannels), nil)
+        if sixteenBit {
+            // 16-bit file: read the 16-bit samples (libpng's linear format, which for a file
+            // without gAMA/sRGB/iCCP chunks is the stored values; alpha comes premultiplied and is
+            // divided out here) and keep the high byte, as PIL does for 16-bit RGB. Without this,
+            // libpng's 8-bit output would apply an sRGB encoding curve to the values.
+            image.format |= UInt32(PNG_FORMAT_FLAG_LINEAR)
+            var wide = [UInt16](repeating: 0, count: width * height * sourceChannels)
+            let ok = wide.withUnsafeMutableBytes { out in
+                png_image_finish_read(&image, nil, out.baseAddress, Int32(width * sourceChannels), nil)
+            }
+            guard ok != 0 else { throw failure(&image) }
+            wide.withUnsafeBufferPointer { src in
+                buffer.withUnsafeMutableBufferPointer { dst in
+                    let colors = hasAlpha ? sourceChannels - 1 : sourceChannels
+                    for px in 0..<(width * height) {
+                        let base = px * sourceChannels
+                        let alpha = hasAlpha ? UInt32(src[base + colors]) : 65535
+                        for k in 0..<colors {
+                            var v = UInt32(src[base + k])
+                            if hasAlpha {
+                                v = alpha == 0 ? 0 : min(65535, (v * 65535 + alpha / 2) / alpha)
+                            }
+                            dst[base + k] = UInt8(truncatingIfNeeded: v >> 8)
+                        }
+                        if hasAlpha { dst[base + colors] = UInt8(truncatingIfNeeded: alpha >> 8) }
+                    }
+                }
+            }
+        } else {
+            let ok = buffer.withUnsafeMutableBytes { out in
+                png_image_finish_read(&image, nil, out.baseAddress, Int32(width * sourceChannels), nil)
+            }
+            guard ok != 0 else { throw failure(&image) }
         }
-        guard ok != 0 else { throw failure(&image) }
         png_image_free(&image)
         return buffer.withUnsafeBufferPointer { interleaved in
             planar(interleaved, sourceChannels: sourceChannels, dropAlpha: hasAlpha,

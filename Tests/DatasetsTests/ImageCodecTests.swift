@@ -160,4 +160,22 @@ final class ImageCodecTests: XCTestCase {
             XCTAssertEqual(path, "/nonexistent/dir/x.png")
         }
     }
+
+    func testSixteenBitPNGKeepsTheHighByte() throws {
+        // Written by Pillow: Image.fromarray(uint16 [[0, 2570, 32896, 65535, 1000, 30000]]).save(f, "PNG")
+        // (mode I;16, no gAMA chunk). High bytes: 0, 10, 128, 255, 3, 117.
+        let hex = "89504e470d0a1a0a0000000d494844520000000600000001100000000088325c6f0000001549444154789c636060e0e26a68f8ff9ff945a90100171e04a32dd217980000000049454e44ae426082"
+        var bytes: [UInt8] = []
+        var i = hex.startIndex
+        while i < hex.endIndex {
+            let j = hex.index(i, offsetBy: 2)
+            bytes.append(UInt8(hex[i..<j], radix: 16)!)
+            i = j
+        }
+        let image = try ImageDecoder.decode(bytes, path: "g16.png")
+        XCTAssertEqual(image.channels, 1)
+        XCTAssertEqual(image.pixels, [0, 10, 128, 255, 3, 117])
+        XCTAssertEqual(try ImageDecoder.decode(bytes, path: "g16.png", channels: 3).pixels,
+                       [0, 10, 128, 255, 3, 117, 0, 10, 128, 255, 3, 117, 0, 10, 128, 255, 3, 117])
+    }
 }
