@@ -10,6 +10,12 @@ public struct OODSet: Sendable {
     public let name: String
     public let synthetic: Bool
     public let dataset: ImageDataset
+
+    public init(name: String, synthetic: Bool, dataset: ImageDataset) {
+        self.name = name
+        self.synthetic = synthetic
+        self.dataset = dataset
+    }
 }
 
 /// Per-sample scores of one set for every score kind, in ascending sample-id order.

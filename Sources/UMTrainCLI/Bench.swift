@@ -8,7 +8,7 @@ import TensorCore
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: communication (comm) and BLAS (gemm). Figures are medians over repeats.",
-        subcommands: [BenchComm.self, BenchGemm.self]
+        subcommands: [BenchComm.self, BenchGemm.self, BenchData.self]
     )
 }
 

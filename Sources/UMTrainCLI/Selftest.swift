@@ -4,6 +4,7 @@ import Distributed
 import Foundation
 import Datasets
 import NeuralNetwork
+import OODDetection
 import SafeTensors
 import TensorCore
 import Training
@@ -102,6 +103,9 @@ struct MultiRankSuite {
             },
             Check(name: "UMAP masks after 10 steps bitwise identical on every rank, >= 99.9% equal to 1 rank") {
                 try umapEquivalence()
+            },
+            Check(name: "OOD evaluation (7 scores, 2 OOD sets): per-sample scores and metrics bitwise identical to 1 rank") {
+                try oodEquivalence()
             },
             Check(name: "sgemm (kernel \(BLASKernel.coreName)) matches a naive Double loop on odd shapes and transposes") {
                 sgemmAgainstNaive()
@@ -598,6 +602,38 @@ struct MultiRankSuite {
         if changed == 0 { return "the masks did not change in 10 steps: the test would not see a divergence" }
         if agreement < 0.999 { return "masks agree with 1 rank on \(agreement * 100)% < 99.9%" }
         runtime.log("        (\(changed) mask entries changed in 10 steps; agreement with 1 rank \(String(format: "%.4f", agreement * 100))%)")
+        return nil
+    }
+
+    func oodEquivalence() throws -> String? {
+        let data = Self.syntheticData(count: 241, seed: 11)
+        var config = Self.equivalenceConfig(worldSize: comm.worldSize)
+        config.train.batchSize = 64
+        config.evaluate.batchSize = 29
+        config.evaluate.knnK = 5
+        let base = try pretrained(config, data)
+        let noise = Self.syntheticData(count: 57, seed: 99).trainSet
+        let flat = ImageDataset(images: noise.images.map { $0 / 4 }, labels: noise.labels, channels: 1, height: 12, width: 12,
+                                classCount: 4, classNames: [])
+        let sets = [OODSet(name: "noise", synthetic: true, dataset: noise), OODSet(name: "dim", synthetic: false, dataset: flat)]
+        let trainData = TrainingData(trainSet: data.trainSet, trainIds: Array(0..<180), validationIds: Array(180..<241),
+                                     testSet: Self.syntheticData(count: 73, seed: 12).trainSet, normalizer: data.normalizer)
+        let dist = try OODEvaluation.run(model: try Self.copyModel(base, config), comm: comm, config: config, data: trainData,
+                                         sets: sets, log: { _ in })
+        let single = try OODEvaluation.run(model: try Self.copyModel(base, config), comm: LocalCommunicator(), config: config,
+                                           data: trainData, sets: sets, log: { _ in })
+        for k in config.evaluate.scores {
+            let a = dist.idScores.scores[k]!.map { $0.bitPattern }, b = single.idScores.scores[k]!.map { $0.bitPattern }
+            if a != b { return "ID scores of \(k) differ from 1 rank" }
+            for name in ["noise", "dim"] where dist.oodScores[name]!.scores[k]!.map { $0.bitPattern } != single.oodScores[name]!.scores[k]!.map { $0.bitPattern } {
+                return "\(name) scores of \(k) differ from 1 rank"
+            }
+        }
+        for (x, y) in zip(dist.rows, single.rows) where x.metrics != y.metrics {
+            return "metrics of \(x.score)/\(x.set) differ: \(x.metrics.auroc) vs \(y.metrics.auroc)"
+        }
+        if OODEvaluation.markdown(dist, title: "t") != OODEvaluation.markdown(single, title: "t") { return "reports differ" }
+        runtime.log("        (\(dist.rows.count) metric rows identical; e.g. energy AUROC on 'dim' \(String(format: "%.4f", dist.rows.first { $0.score == "energy" && $0.set == "dim" }!.metrics.auroc)))")
         return nil
     }
 
