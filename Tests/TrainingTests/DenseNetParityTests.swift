@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import NeuralNetwork
 import SafeTensors
@@ -110,7 +111,9 @@ final class DenseNetParityTests: XCTestCase {
     }
 
     /// Loads the converted reference checkpoint (strictly) and compares our eval-mode logits on
-    /// the 16 fixture inputs with PyTorch's: every logit within 1e-4 absolute.
+    /// the 16 fixture inputs with PyTorch's: every logit within 1e-4 absolute. The model is loaded
+    /// the way `umtrain --checkpoint` does (`ModelLoader`, which also checks the metadata against
+    /// the run configuration's model section).
     func testLogitsMatchPyTorchReference() throws {
         let path = Self.checkpointPath
         guard FileManager.default.fileExists(atPath: path) else {
@@ -123,8 +126,9 @@ final class DenseNetParityTests: XCTestCase {
                                     "converter metadata does not decode as a ModelSection")
         XCTAssertEqual(section, Self.referenceSection)
 
-        let model = try ModelFactory.make(section, seed: 0)
-        try StateDict.load(weights, into: model, strict: true, source: path)
+        var config = RunConfig()
+        config.model = Self.referenceSection
+        let model = try ModelLoader.load(config: config, checkpoint: path, comm: LocalCommunicator())
 
         let (_, inputs, logits) = try readFixture()
         let x = Tensor(shape: inputs.shape, values: try inputs.floats())
