@@ -34,6 +34,7 @@ What it does (see docs/import.md):
 """
 import argparse
 import json
+import re
 import sys
 
 ARCHS = ["densenet_bc100", "resnet50", "wrn40_2", "resnet18", "resnet20"]
@@ -199,7 +200,8 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001 - report torch's reason verbatim
         hint = ("hint: the file pickles objects other than tensors and plain containers; if you trust "
                 "it, rerun with --unsafe-load." if not args.unsafe_load else "hint: is this a PyTorch checkpoint?")
-        fail(f"{args.input}: torch.load failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n{hint}")
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+        fail(f"{args.input}: torch.load failed: {type(e).__name__}: {reason[0] if reason else ''}\n{hint}")
     sd, where = find_state_dict(torch, obj, args.input)
 
     tensors = {}

@@ -95,7 +95,24 @@ def main():
     rc, err = run(REF, out, "--batch-norm", "affine")
     assert rc == 1 and "missing: bn1.weight" in err, err
 
-    # 7. Not a checkpoint of a state dict.
+    # 7. A whole pickled nn.Module under 'net' (needs --unsafe-load) for an arch without a name
+    #    list here (resnet18): names pass through, K and C are read from the weights.
+    #    (A ModuleDict, so the pickle refers only to torch classes.)
+    tiny = torch.nn.ModuleDict({"conv1": torch.nn.Conv2d(3, 4, 3, bias=False), "bn1": torch.nn.BatchNorm2d(4),
+                                "fc": torch.nn.Linear(4, 7)})
+    torch.save({"net": tiny}, os.path.join(tmp, "module.pt"))
+    p = subprocess.run([sys.executable, CONVERTER, os.path.join(tmp, "module.pt"), out, "--arch", "resnet18"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "--unsafe-load" in p.stderr, p.stderr
+    p = subprocess.run([sys.executable, CONVERTER, os.path.join(tmp, "module.pt"), out, "--arch", "resnet18",
+                        "--unsafe-load"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert sorted(load_file(out)) == sorted(tiny.state_dict()), sorted(load_file(out))
+    with safe_open(out, "numpy") as f:
+        section = json.loads(f.metadata()["umtrain.model"])
+    assert (section["num_classes"], section["in_channels"], section["batch_norm"]) == (7, 3, "affine"), section
+
+    # 8. Not a checkpoint of a state dict.
     rc, err = run(variant({"epoch": 1}, "nostate.pt"), out)
     assert rc == 2 and "no state dict found" in err, err
     print("convert-torch-checkpoint: all checks passed")
