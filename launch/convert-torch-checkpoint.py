@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""Convert a PyTorch checkpoint into a umtrain safetensors weights file.
+
+    convert-torch-checkpoint.py IN.pt OUT.safetensors --arch ARCH
+        [--num-classes K] [--in-channels C] [--image-size S]
+        [--batch-norm affine|non_affine] [--dropout P] [--width W]
+        [--no-strict] [--unsafe-load]
+
+ARCH is one of densenet_bc100, resnet50, wrn40_2, resnet18, resnet20.
+
+PyTorch is NOT a dependency of umtrain. This script is for users who already have a Python
+environment with `torch`, `numpy` and `safetensors`; it fails with the install command when one
+of them is missing. (On the development machine: /tmp/venv-torch/bin/python.)
+
+What it does (see docs/import.md):
+  1. Loads IN.pt on the CPU (`map_location="cpu"`, `weights_only=True` unless --unsafe-load).
+  2. Finds the state dict: the object itself when it maps names to tensors, otherwise the
+     entry `state_dict`, `model_state_dict`, `model`, `net` or `module` (an nn.Module there is
+     asked for its state_dict()).
+  3. Strips `module.` (nn.DataParallel / DDP) and `_orig_mod.` (torch.compile) prefixes.
+  4. Drops non-tensor entries and entries of the stateless input `normalizer` (the UM reference
+     normalises inside the model; umtrain normalises outside, in the data pipeline).
+  5. Maps names. For every listed architecture our names equal the PyTorch ones (the UM
+     reference / OOD-detection definitions for densenet_bc100, wrn40_2, resnet20; torchvision for
+     resnet18 / resnet50), so the map is the identity after steps 3-4.
+  6. Converts floating tensors to float32 and `num_batches_tracked` to int64 (shape []).
+  7. For densenet_bc100, wrn40_2 and resnet20 checks the names against the expected list for
+     our model (missing and unexpected keys are reported; shapes are checked by umtrain when it
+     loads the file). Strict mode (default) exits 1 when anything could not be mapped or is
+     missing.
+  8. Writes OUT.safetensors with our metadata: `umtrain.arch`, `umtrain.model` (JSON with the
+     ModelSection keys arch, batch_norm, dropout, image_size, in_channels, num_classes, width)
+     and `format: pt`.
+"""
+import argparse
+import json
+import re
+import sys
+
+ARCHS = ["densenet_bc100", "resnet50", "wrn40_2", "resnet18", "resnet20"]
+STATE_KEYS = ["state_dict", "model_state_dict", "model", "net", "module"]
+PREFIXES = ["module.", "_orig_mod."]
+INSTALL_HINT = ("hint: create a venv for it, e.g.\n"
+                "  python3 -m venv ~/.venvs/torch-import\n"
+                "  ~/.venvs/torch-import/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch\n"
+                "  ~/.venvs/torch-import/bin/pip install numpy safetensors\n"
+                "and run this script with ~/.venvs/torch-import/bin/python.")
+
+
+def fail(msg, code=2):
+    print(f"convert-torch-checkpoint: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def require_modules():
+    missing = []
+    mods = {}
+    for name in ["torch", "numpy", "safetensors.numpy"]:
+        try:
+            mods[name] = __import__(name, fromlist=["_"])
+        except ImportError:
+            missing.append(name.split(".")[0])
+    if missing:
+        fail(f"this converter needs the Python package(s) {', '.join(missing)}, which are not "
+             f"importable by {sys.executable}. PyTorch is not a dependency of umtrain; this script "
+             f"is only for users who have it.\n{INSTALL_HINT}")
+    return mods["torch"], mods["numpy"], mods["safetensors.numpy"]
+
+
+# ---------------------------------------------------------------- expected names of our models
+def _bn(prefix, affine):
+    names = [f"{prefix}.running_mean", f"{prefix}.running_var", f"{prefix}.num_batches_tracked"]
+    return names + ([f"{prefix}.weight", f"{prefix}.bias"] if affine else [])
+
+
+def expected_densenet_bc100(affine, growth=12, depth=100, reduction=0.5):
+    n = (depth - 4) // 6
+    c = 2 * growth
+    names = ["conv1.weight"]
+    for b in range(1, 4):
+        for i in range(n):
+            p = f"block{b}.layer.{i}"
+            names += _bn(f"{p}.bn1", affine) + [f"{p}.conv1.weight"] + _bn(f"{p}.bn2", affine) + [f"{p}.conv2.weight"]
+            c += growth
+        if b < 3:
+            names += _bn(f"trans{b}.bn1", affine) + [f"trans{b}.conv1.weight"]
+            c = int(c * reduction)
+    return names + _bn("bn1", affine) + ["fc.weight", "fc.bias"]
+
+
+def expected_wrn(affine, depth=40, widen=2):
+    n = (depth - 4) // 6
+    widths = [16 * widen, 32 * widen, 64 * widen]
+    names = ["conv1.weight"]
+    cin = 16
+    for g, w in enumerate(widths):
+        for b in range(n):
+            p = f"block{g + 1}.layer.{b}"
+            names += _bn(f"{p}.bn1", affine) + [f"{p}.conv1.weight"] + _bn(f"{p}.bn2", affine) + [f"{p}.conv2.weight"]
+            if (cin if b == 0 else w) != w:
+                names.append(f"{p}.convShortcut.weight")
+        cin = w
+    return names + _bn("bn1", affine) + ["fc.weight", "fc.bias"]
+
+
+def expected_resnet20(affine):
+    names = ["conv1.weight"] + _bn("bn1", affine)
+    for s in range(1, 4):
+        for b in range(3):
+            p = f"layer{s}.{b}"
+            names += [f"{p}.conv1.weight"] + _bn(f"{p}.bn1", affine) + [f"{p}.conv2.weight"] + _bn(f"{p}.bn2", affine)
+    return names + ["linear.weight", "linear.bias"]
+
+
+EXPECTED = {"densenet_bc100": expected_densenet_bc100, "wrn40_2": expected_wrn, "resnet20": expected_resnet20}
+
+# Name map: PyTorch name -> our name. Identity for every listed architecture (our model
+# definitions use the PyTorch attribute names); kept as a table so a future architecture whose
+# names differ only adds entries here. Entries are (PyTorch prefix, our prefix).
+NAME_MAP = {arch: [] for arch in ARCHS}
+
+
+def map_name(arch, name):
+    for theirs, ours in NAME_MAP[arch]:
+        if name.startswith(theirs):
+            return ours + name[len(theirs):]
+    return name
+
+
+# ---------------------------------------------------------------- loading
+def find_state_dict(torch, obj, source):
+    def is_state(d):
+        return isinstance(d, dict) and len(d) > 0 and any(torch.is_tensor(v) for v in d.values())
+
+    if isinstance(obj, torch.nn.Module):
+        return obj.state_dict(), "<module>.state_dict()"
+    if isinstance(obj, dict):
+        for k in STATE_KEYS:
+            v = obj.get(k)
+            if isinstance(v, torch.nn.Module):
+                return v.state_dict(), f"['{k}'].state_dict()"
+            if is_state(v):
+                return v, f"['{k}']"
+        if is_state(obj):
+            return obj, "<top level>"
+        top = ", ".join(f"{k!r}: {type(v).__name__}" for k, v in list(obj.items())[:12])
+        fail(f"{source}: no state dict found; expected a dict of tensors or one under "
+             f"{', '.join(STATE_KEYS)}, found keys {{{top}}}.\nhint: load the file in Python and "
+             f"save `model.state_dict()` with torch.save.")
+    fail(f"{source}: the checkpoint holds a {type(obj).__name__}, expected a dict or nn.Module.\n"
+         f"hint: save `model.state_dict()` with torch.save.")
+
+
+def strip_prefixes(name):
+    changed = True
+    while changed:
+        changed = False
+        for p in PREFIXES:
+            if name.startswith(p):
+                name = name[len(p):]
+                changed = True
+    return name
+
+
+def infer_batch_norm(names):
+    bn = [n[: -len(".running_mean")] for n in names if n.endswith(".running_mean")]
+    if not bn:
+        return None
+    has_weight = [f"{p}.weight" in names for p in bn]
+    if all(has_weight):
+        return "affine"
+    if not any(has_weight):
+        return "non_affine"
+    fail("BatchNorm layers are mixed affine / non-affine; umtrain models use one kind.\n"
+         "hint: pass --batch-norm to choose, and check the unmapped-key report.")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("input", help="PyTorch checkpoint (.pt/.pth/.state)")
+    ap.add_argument("output", help="safetensors file to write")
+    ap.add_argument("--arch", required=True, choices=ARCHS)
+    ap.add_argument("--num-classes", type=int, help="default: rows of the final linear weight")
+    ap.add_argument("--in-channels", type=int, help="default: input channels of conv1")
+    ap.add_argument("--image-size", type=int, help="default: 224 for resnet50, else 32")
+    ap.add_argument("--batch-norm", choices=["affine", "non_affine"], help="default: inferred from the keys")
+    ap.add_argument("--dropout", type=float, default=0.0, help="dropout recorded in the metadata (default 0)")
+    ap.add_argument("--width", type=int, default=32, help="ModelSection.width recorded (used by cnn5 only)")
+    ap.add_argument("--no-strict", action="store_true", help="write the file even with unmapped/missing keys")
+    ap.add_argument("--unsafe-load", action="store_true",
+                    help="torch.load(weights_only=False): only for checkpoints you trust (arbitrary pickles)")
+    args = ap.parse_args(argv)
+
+    torch, np, st = require_modules()
+    try:
+        obj = torch.load(args.input, map_location="cpu", weights_only=not args.unsafe_load)
+    except FileNotFoundError:
+        fail(f"{args.input}: no such file.\nhint: check the path.")
+    except Exception as e:  # noqa: BLE001 - report torch's reason verbatim
+        hint = ("hint: the file pickles objects other than tensors and plain containers; if you trust "
+                "it, rerun with --unsafe-load." if not args.unsafe_load else "hint: is this a PyTorch checkpoint?")
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+        fail(f"{args.input}: torch.load failed: {type(e).__name__}: {reason[0] if reason else ''}\n{hint}")
+    sd, where = find_state_dict(torch, obj, args.input)
+
+    tensors = {}
+    unmapped = []   # (original name, reason)
+    dropped = []    # stateless normalizer entries
+    for raw, v in sd.items():
+        name = strip_prefixes(raw)
+        if name.startswith("normalizer.") or name == "normalizer":
+            dropped.append(raw)
+            continue
+        if not torch.is_tensor(v):
+            unmapped.append((raw, f"not a tensor ({type(v).__name__})"))
+            continue
+        ours = map_name(args.arch, name)
+        t = v.detach().cpu()
+        if name.endswith("num_batches_tracked"):
+            arr = np.asarray(t.to(torch.int64).reshape(()).numpy(), dtype=np.int64)
+        elif t.is_floating_point():
+            arr = np.ascontiguousarray(t.to(torch.float32).numpy())
+        else:
+            unmapped.append((raw, f"dtype {t.dtype} (only floating tensors and num_batches_tracked are weights)"))
+            continue
+        if ours in tensors:
+            unmapped.append((raw, f"duplicate of '{ours}' after prefix stripping"))
+            continue
+        tensors[ours] = arr
+
+    bn = args.batch_norm or infer_batch_norm(set(tensors)) or "affine"
+    missing = []
+    if args.arch in EXPECTED:
+        expected = EXPECTED[args.arch](bn == "affine")
+        exp_set = set(expected)
+        missing = [n for n in expected if n not in tensors]
+        for n in [n for n in tensors if n not in exp_set]:
+            unmapped.append((n, f"not a state entry of our {args.arch} ({bn} BatchNorm)"))
+            del tensors[n]
+    else:
+        print(f"note: no expected-name list for {args.arch} here; names are passed through and checked "
+              f"when umtrain loads the file.", file=sys.stderr)
+
+    first_conv = tensors.get("conv1.weight")
+    head = next((tensors[k] for k in ["fc.weight", "linear.weight"] if k in tensors), None)
+    section = {
+        "arch": args.arch,
+        "batch_norm": bn,
+        "dropout": args.dropout,
+        "image_size": args.image_size or (224 if args.arch == "resnet50" else 32),
+        "in_channels": args.in_channels or (int(first_conv.shape[1]) if first_conv is not None else 3),
+        "num_classes": args.num_classes or (int(head.shape[0]) if head is not None else 10),
+        "width": args.width,
+    }
+    if head is not None and int(head.shape[0]) != section["num_classes"]:
+        unmapped.append(("--num-classes", f"{section['num_classes']} given, the final layer has {head.shape[0]} rows"))
+    if first_conv is not None and int(first_conv.shape[1]) != section["in_channels"]:
+        unmapped.append(("--in-channels", f"{section['in_channels']} given, conv1 takes {first_conv.shape[1]}"))
+
+    print(f"read {len(sd)} entries from {args.input} {where}; {len(tensors)} tensors kept, "
+          f"{len(dropped)} normalizer entries dropped", file=sys.stderr)
+    for raw, why in unmapped:
+        print(f"unmapped: {raw}: {why}", file=sys.stderr)
+    for n in missing:
+        print(f"missing: {n}", file=sys.stderr)
+    if (unmapped or missing) and not args.no_strict:
+        fail(f"{len(unmapped)} unmapped and {len(missing)} missing key(s); nothing written to {args.output}.\n"
+             f"hint: check --arch / --batch-norm, or pass --no-strict to write the mapped subset.", code=1)
+
+    metadata = {"umtrain.arch": args.arch,
+                "umtrain.model": json.dumps(section, sort_keys=True, separators=(",", ":")),
+                "format": "pt"}
+    st.save_file(tensors, args.output, metadata=metadata)
+    n_params = sum(int(a.size) for k, a in tensors.items() if a.dtype == np.float32)
+    print(f"wrote {args.output}: {len(tensors)} tensors, {n_params} float32 values, model {metadata['umtrain.model']}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
