@@ -441,9 +441,11 @@ struct MultiRankSuite {
     }
 
     func trainingEquivalence() throws -> String? {
-        // 241 samples: not a multiple of 60 or 64, and the last step holds 1 real sample, so
-        // with 2 or 3 ranks some ranks have 0 samples there (they still join every collective).
-        let data = Self.syntheticData(count: 241, seed: 11)
+        // 242 samples: not a multiple of 60 or 64; with 3 ranks the last step holds 2 real
+        // samples and 1 padded entry, so rank 2 has 0 samples there and still joins every
+        // collective. (A 1-sample last step makes sync BN so ill-conditioned that rounding
+        // differences grow past 1e-4 in 20 steps; that is not a useful equivalence test.)
+        let data = Self.syntheticData(count: 242, seed: 11)
         let config = Self.equivalenceConfig(worldSize: comm.worldSize)
         let quiet: (String) -> Void = { _ in }
         let distributed = try Trainer(config: config, comm: comm, model: try ModelFactory.make(config.model, seed: 7),
