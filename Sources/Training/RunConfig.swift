@@ -134,6 +134,7 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
         if !(evaluate.odinTemperature > 0) { throw bad("evaluate.odin_temperature", "positive", evaluate.odinTemperature, "1000 in ODIN") }
         if !(evaluate.odinEpsilon >= 0) { throw bad("evaluate.odin_epsilon", "a step >= 0 in [0,1] pixel units", evaluate.odinEpsilon, "0.0014 in ODIN") }
         if train.maxSteps < 0 { throw bad("train.max_steps", "steps >= 0 (0 = no limit)", train.maxSteps, "e.g. max_steps: 100") }
+        if train.evalEvery < 0 { throw bad("train.eval_every", "epochs >= 0 (0 = only at the end)", train.evalEvery, "e.g. 1") }
         if train.evalBatchSize < 1 { throw bad("train.eval_batch_size", "at least 1", train.evalBatchSize, "e.g. 500") }
         if !(train.bucketFirstMiB > 0) || !(train.bucketMiB > 0) {
             throw bad("train.bucket_mib", "positive sizes in MiB", "\(train.bucketFirstMiB), \(train.bucketMiB)", "DDP uses 1 and 25")
@@ -241,6 +242,8 @@ public struct TrainSection: Codable, Equatable, Sendable {
     public var evalBatchSize = 500
     /// Progress lines per epoch when stdout is not a terminal.
     public var progressLines = 10
+    /// Evaluate on the ID test set every N epochs (0 = only after the last epoch).
+    public var evalEvery = 1
 
     public init() {}
 
@@ -252,7 +255,7 @@ public struct TrainSection: Codable, Equatable, Sendable {
              checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints",
              consistencyEvery = "consistency_every", bucketFirstMiB = "bucket_first_mib", bucketMiB = "bucket_mib",
              dropLast = "drop_last", maxSteps = "max_steps", evalBatchSize = "eval_batch_size",
-             progressLines = "progress_lines"
+             progressLines = "progress_lines", evalEvery = "eval_every"
     }
 }
 

@@ -194,7 +194,8 @@ public final class Trainer {
                 "epoch": ep + 1, "lr": lr, "train_loss": stats.loss, "train_accuracy": stats.accuracy,
                 "images_per_second": stats.imagesPerSecond, "wall_seconds": seconds, "steps": globalStep,
             ]
-            if evaluateEachEpoch {
+            let due = t.evalEvery > 0 ? (ep + 1) % t.evalEvery == 0 : false
+            if evaluateEachEpoch && (due || epoch >= t.epochs) {
                 let ev = try evaluate(data.testSet, ids: data.testSet.ids)
                 record["test_loss"] = ev.loss
                 record["test_accuracy"] = ev.accuracy
