@@ -227,12 +227,22 @@ public final class Trainer {
         let started = Date()
         var imagesThisRun = 0.0
         let printEvery = max(1, stepsPerEpoch / max(1, t.progressLines))
+        // Batches are assembled (normalised, augmented) on a background thread, a few steps ahead.
+        let plans = batches[min(stepInEpoch, batches.count)...].map { b in
+            BatchPlan(epoch: epoch, step: b.step, positions: zip(b.positions, b.isPadding).filter { !$0.1 }.map(\.0))
+        }
+        let loader = BatchLoader(source: InMemorySource(data.trainSet, augmentation: data.augmentation), plans: plans,
+                                 normalizer: data.normalizer, prefetch: 3)
+        defer { loader.cancel() }
         while stepInEpoch < batches.count {
             if t.maxSteps > 0 && globalStep >= t.maxSteps { break }
             let b = batches[stepInEpoch]
             comm.phase = "epoch \(epoch + 1) step \(stepInEpoch + 1)/\(batches.count)"
             let lr = schedule.learningRate(epoch: epoch, step: stepInEpoch, stepsPerEpoch: stepsPerEpoch)
-            let s = try step(batch: b, learningRate: Float(lr))
+            guard let loaded = try loader.next() else {
+                throw TrainingError.resume("the batch loader ended early at step \(stepInEpoch + 1) of epoch \(epoch + 1)")
+            }
+            let s = try step(batch: b, loaded: loaded, learningRate: Float(lr))
             lossSum += s.lossSum
             correct += s.correct
             count += s.count
@@ -272,10 +282,10 @@ public final class Trainer {
     }
 
     /// One SGD step on the rank's share of a global batch. Collective.
-    func step(batch: SamplerBatch, learningRate: Float) throws -> StepResult {
-        let real = zip(batch.positions, batch.isPadding).filter { !$0.1 }.map(\.0)
-        let ids = zip(batch.ids, batch.isPadding).filter { !$0.1 }.map { Int64($0.0) }
-        let (x, labels) = data.batch(data.trainSet, positions: real)
+    func step(batch: SamplerBatch, loaded: LoadedBatch, learningRate: Float) throws -> StepResult {
+        let ids = loaded.ids.map(Int64.init)
+        let labels = loaded.labels
+        let x = Tensor(shape: [loaded.count, loaded.channels, loaded.height, loaded.width], values: loaded.images)
         arena.zeroGradients()
         hooks?.beforeForward()
         let ctx = ForwardContext(mode: .train, seed: UInt64(config.seed), epoch: epoch, sampleIDs: ids,

@@ -14,9 +14,13 @@ public struct TrainingData: Sendable {
     /// The ID test set (never used for tuning).
     public let testSet: ImageDataset
     public let normalizer: ChannelNormalizer
+    /// Training-time augmentation (random crop with zero padding, horizontal flip), keyed by
+    /// (seed, epoch, global sample id); nil when off.
+    public var augmentation: Augmentation?
 
     public init(trainSet: ImageDataset, trainIds: [Int], validationIds: [Int], testSet: ImageDataset,
-                normalizer: ChannelNormalizer) {
+                normalizer: ChannelNormalizer, augmentation: Augmentation? = nil) {
+        self.augmentation = augmentation
         self.trainSet = trainSet
         self.trainIds = trainIds
         self.validationIds = validationIds
@@ -76,8 +80,12 @@ public struct TrainingData: Sendable {
             }
             trainIds = Array(trainIds.prefix(d.trainSubset))
         }
+        let augmentation = d.randomCrop || d.horizontalFlip
+            ? Augmentation(cropPadding: d.randomCrop ? d.padding : 0, horizontalFlip: d.horizontalFlip, seed: UInt64(config.seed))
+            : nil
         return TrainingData(trainSet: train, trainIds: trainIds, validationIds: split.validationIds, testSet: test,
-                            normalizer: ChannelNormalizer(mean: d.mean.map(Float.init), std: d.std.map(Float.init)))
+                            normalizer: ChannelNormalizer(mean: d.mean.map(Float.init), std: d.std.map(Float.init)),
+                            augmentation: augmentation)
     }
 
     static func check(_ ds: ImageDataset, config: RunConfig, file: String, key: String) throws {
