@@ -6,7 +6,8 @@
 #      the momentum buffers) gives a different checksum;
 #   2. a rank killed with SIGKILL mid-training ends the job non-zero within 30 s, naming the
 #      rank; no checkpoint is left half-written: resume picks the newest complete one;
-#   3. SIGTERM makes every rank finish its step, write a checkpoint and exit 75.
+#   3. SIGTERM makes every rank finish its step, write a checkpoint and exit 75;
+#   4. the stall inspector on rank 0 names a rank that is slowed down on purpose.
 # Ends with one line: "training: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -114,6 +115,20 @@ if [ "$rc" = 75 ] && grep -aq "stop requested" "$log" && ls "$OUT"/term/train/ch
   ok "SIGTERM: ranks finished the step, wrote a checkpoint and exited 75"
 else
   bad "SIGTERM test: exit $rc; see $log"
+fi
+
+# 4. Stall inspector: rank 2 of 3 is slowed by 0.3 s per step; rank 0 must name it.
+log="$LOG_DIR/train-straggler.log"
+set +e
+timeout -k 5 300 bash launch/mpirun.sh -np 3 umtrain train --config "$CFG" --name slow --set output_dir="$OUT" \
+  --set train.max_steps=12 --set train.consistency_every=4 --debug-slow-rank 2 --debug-slow-seconds 0.3 >"$log" 2>&1
+rc=$?
+set -e
+if [ "$rc" = 0 ] && grep -aq "stall inspector: ranks behind the median.*rank 2 (busy" "$log" \
+   && ! grep -a "stall inspector" "$log" | grep -aq "rank [01] (busy"; then
+  ok "stall inspector names the slow rank: $(grep -a 'stall inspector' "$log" | head -1 | sed 's/.*: rank/rank/')"
+else
+  bad "stall inspector drill: exit $rc; see $log"
 fi
 
 echo "training: $passed passed, $failed failed"

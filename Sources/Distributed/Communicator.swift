@@ -17,6 +17,9 @@ public protocol Communicator: AnyObject {
     /// A human label for what the caller is doing (for example `"epoch 3 step 120"`),
     /// reported when a collective stalls or fails.
     var phase: String { get set }
+    /// Seconds this rank has spent waiting inside collectives since it was created (the
+    /// straggler report compares it across ranks: the slowest rank waits least).
+    var collectiveWaitSeconds: Double { get }
 
     /// In-place allreduce of `buffer` with `op` over all ranks. Every rank receives the
     /// same result.

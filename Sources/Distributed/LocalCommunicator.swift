@@ -10,6 +10,7 @@ public final class LocalCommunicator: Communicator {
     public let worldSize = 1
     public var stallTimeout: Double?
     public var phase: String = "start-up"
+    public let collectiveWaitSeconds = 0.0
 
     public init() {}
 

@@ -18,6 +18,7 @@ public final class MPICommunicator: Communicator {
     public let worldSize: Int
     public var stallTimeout: Double?
     public var phase: String = "start-up"
+    public private(set) var collectiveWaitSeconds = 0.0
     /// The largest element count passed to a single MPI call.
     public let maxElementsPerCall: Int
 
@@ -201,6 +202,7 @@ public final class MPICommunicator: Communicator {
         var flag: Int32 = 0
         var polls = 0
         let start = DispatchTime.now().uptimeNanoseconds
+        defer { collectiveWaitSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
         while true {
             try check(MPI_Test(&req, &flag, cmpi_status_ignore()), "MPI_Test(\(collective))")
             if flag != 0 { return }

@@ -61,3 +61,27 @@ public enum RankConsistency {
         return differing.isEmpty ? nil : differing.joined(separator: "; ")
     }
 }
+
+/// Finds ranks that are behind: the rank the others wait for spends the least time waiting
+/// inside collectives. Every rank reports (busy seconds, wait seconds) since the previous
+/// report; ranks whose busy time exceeds the median by more than `threshold` (fraction) are
+/// named, with their busy and wait times.
+public enum StragglerReport {
+    /// Collective. Returns a report line on rank 0 when some rank is behind, else nil.
+    public static func check(busySeconds: Double, waitSeconds: Double, comm: Communicator,
+                             threshold: Double = 0.25, minimumSeconds: Double = 0.5) throws -> String? {
+        guard comm.worldSize > 1 else { return nil }
+        let all = try comm.allgather([busySeconds, waitSeconds])
+        guard comm.rank == 0 else { return nil }
+        let busy = all.map { $0[0] }
+        let sorted = busy.sorted()
+        let median = sorted[sorted.count / 2]
+        var behind: [String] = []
+        for (r, b) in busy.enumerated() where b - median > max(threshold * median, minimumSeconds) {
+            behind.append("rank \(r) (busy \(String(format: "%.1f", b)) s, waited \(String(format: "%.1f", all[r][1])) s)")
+        }
+        guard !behind.isEmpty else { return nil }
+        return "stall inspector: ranks behind the median (busy \(String(format: "%.1f", median)) s since the last report): "
+            + behind.joined(separator: ", ")
+    }
+}

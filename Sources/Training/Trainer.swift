@@ -88,6 +88,9 @@ public final class Trainer {
     let schedule: LearningRateSchedule
     let stepsPerEpoch: Int
     let stopRequest = StopRequest()
+    var lastReport = (time: Date(), wait: 0.0)
+    /// Drill for the straggler report: this rank sleeps this many seconds in every step.
+    public var debugStepDelay = 0.0
 
     /// Position: the next step to run is `stepInEpoch` of `epoch` (both 0-based).
     public private(set) var epoch = 0
@@ -239,6 +242,7 @@ public final class Trainer {
             let b = batches[stepInEpoch]
             comm.phase = "epoch \(epoch + 1) step \(stepInEpoch + 1)/\(batches.count)"
             let lr = schedule.learningRate(epoch: epoch, step: stepInEpoch, stepsPerEpoch: stepsPerEpoch)
+            if debugStepDelay > 0 { Thread.sleep(forTimeInterval: debugStepDelay) }
             guard let loaded = try loader.next() else {
                 throw TrainingError.resume("the batch loader ended early at step \(stepInEpoch + 1) of epoch \(epoch + 1)")
             }
@@ -251,6 +255,14 @@ public final class Trainer {
             globalStep += 1
             if t.consistencyEvery > 0 && globalStep % t.consistencyEvery == 0 {
                 try checkConsistency(includeBuffers: false)
+                // Straggler report: compare how long each rank computed vs waited since the last one.
+                let now = Date(), wait = comm.collectiveWaitSeconds
+                let elapsed = now.timeIntervalSince(lastReport.time)
+                let waited = wait - lastReport.wait
+                if let line = try StragglerReport.check(busySeconds: elapsed - waited, waitSeconds: waited, comm: comm) {
+                    log(line)
+                }
+                lastReport = (now, wait)
             }
             if stepInEpoch % printEvery == 0 || stepInEpoch == batches.count {
                 let elapsed = Date().timeIntervalSince(started)

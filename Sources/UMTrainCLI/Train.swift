@@ -50,6 +50,8 @@ struct TrainCommand: ParsableCommand {
     var stage = "train"
 
     @Flag(help: .hidden) var debugDropMomentum = false
+    @Option(help: .hidden) var debugSlowRank: Int?
+    @Option(help: .hidden) var debugSlowSeconds = 0.2
 
     func run() throws {
         var exitStatus: Int32 = 0
@@ -74,6 +76,7 @@ struct TrainCommand: ParsableCommand {
             let model = try ModelFactory.make(config.model, seed: UInt64(config.seed))
             rt.log("model \(config.model.arch): \(model.trainableParameterCount) trainable parameters")
             let trainer = try Trainer(config: config, comm: rt.comm, model: model, data: data, folder: folder, log: rt.log)
+            if debugSlowRank == rt.rank { trainer.debugStepDelay = debugSlowSeconds }
             if resume {
                 if try trainer.resumeIfPossible(dropMomentum: debugDropMomentum) == nil {
                     rt.log("note: --resume given but no complete checkpoint in \(folder.checkpoints); starting fresh")
