@@ -7,8 +7,8 @@ import TensorCore
 /// `umtrain bench …`: throughput figures, printed as medians over repeats.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks: communication (comm) and BLAS (gemm). Figures are medians over repeats.",
-        subcommands: [BenchComm.self, BenchGemm.self]
+        abstract: "Benchmarks: communication (comm), BLAS (gemm) and model training/inference (train). Figures are medians over repeats.",
+        subcommands: [BenchComm.self, BenchGemm.self, BenchTrain.self]
     )
 }
 

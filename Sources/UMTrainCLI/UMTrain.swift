@@ -25,7 +25,8 @@ public struct UMTrain: ParsableCommand {
         runs as a single rank. Only rank 0 prints.
         """,
         version: version,
-        subcommands: [TrainCommand.self, EstimateCommand.self, FinetuneCommand.self, Selftest.self, Bench.self, MetricsCommand.self, Debug.self]
+        subcommands: [TrainCommand.self, EstimateCommand.self, FinetuneCommand.self, Selftest.self, Bench.self, MetricsCommand.self,
+                      ModelInfoCommand.self, Debug.self]
     )
 
     public init() {}
