@@ -56,6 +56,10 @@ public final class Conv2d: Layer {
     /// When set (with `weightMask`), backward ACCUMULATES `dL/d(weight * mask) * weight` here.
     public var weightMaskGradient: Tensor?
 
+    /// Multiply-accumulates of the last forward, whole batch:
+    /// `N * Cout * OH * OW * Cin * KH * KW` (bias additions not counted).
+    public private(set) var lastForwardMACs = 0
+
     private var input: Tensor?
     private var usedWeight: Tensor?
     private var accumulate = true
@@ -110,6 +114,7 @@ public final class Conv2d: Layer {
         let g = geometry(h, w)
         let p = g.outputPlane, rows = g.columnRows, o = outChannels
         var y = Tensor(uninitialized: [n, o, g.outputHeight, g.outputWidth])  // every element written below
+        lastForwardMACs = n * o * p * rows
         usedWeight = nil
         if n == 0 { return y }
         let chunk = chunkSize(batch: n, plane: p, rows: rows)
@@ -293,6 +298,9 @@ public final class Linear: Layer {
         Initializers.pytorchDefault(weight: weight, bias: self.bias, fanIn: inFeatures, rng: &rng)
     }
 
+    /// Multiply-accumulates of the last forward, whole batch: `N * in * out` (bias not counted).
+    public private(set) var lastForwardMACs = 0
+
     public var localParameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
 
     /// `x [N, in] => [N, out]`.
@@ -301,7 +309,8 @@ public final class Linear: Layer {
         input = x
         accumulate = context.computeParameterGradients
         let n = x.shape[0], o = outFeatures, k = inFeatures
-        var y = Tensor(uninitialized: [n, o])  // bias copy or beta-0 GEMM writes all
+        var y = Tensor(uninitialized: [n, o])
+        lastForwardMACs = n * o * k  // bias copy or beta-0 GEMM writes all
         let w = WeightMasking.effective(weight.value, weightMask)
         usedWeight = weightMask == nil ? nil : w
         if n == 0 { return y }

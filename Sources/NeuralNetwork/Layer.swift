@@ -142,3 +142,18 @@ func expectRank4(_ x: Tensor, _ layer: String) -> (Int, Int, Int, Int) {
     precondition(x.rank == 4, "\(layer): expected input [N, C, H, W], got \(x.shape)")
     return (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
 }
+
+extension Layer {
+    /// Multiply-accumulates of the last forward pass of this layer tree (whole batch): the sum
+    /// of `Conv2d.lastForwardMACs` (`N * Cout * OH * OW * Cin * KH * KW`) and
+    /// `Linear.lastForwardMACs` (`N * in * out`) over every layer reachable through `children`.
+    /// Convention (as the usual "FLOPs" tables of CIFAR/ImageNet models): only convolutions and
+    /// linear layers count; BatchNorm, activations, pooling, additions and biases do not.
+    /// Layers that never ran forward contribute 0.
+    public var lastForwardMACsInTree: Int {
+        var own = 0
+        if let conv = self as? Conv2d { own = conv.lastForwardMACs }
+        if let linear = self as? Linear { own = linear.lastForwardMACs }
+        return children.reduce(own) { $0 + $1.layer.lastForwardMACsInTree }
+    }
+}

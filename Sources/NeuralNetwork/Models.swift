@@ -240,4 +240,104 @@ public enum Models {
         fc.bias?.value.zero()
         return Classifier(features: features, classifier: fc, featuresName: nil, classifierName: "fc")
     }
+
+    /// WRN-40-2 (``wideResNet(depth:widenFactor:inChannels:numClasses:dropRate:seed:)`` with
+    /// depth 40, widen factor 2): 2,243,546 parameters for 3x32x32 and 10 classes.
+    public static func wrn40_2(inChannels: Int = 3, numClasses: Int = 10, dropRate: Float = 0.3, seed: UInt64 = 0) -> Classifier {
+        wideResNet(depth: 40, widenFactor: 2, inChannels: inChannels, numClasses: numClasses, dropRate: dropRate, seed: seed)
+    }
+
+    /// DenseNet-BC-100 (k = 12) under the snake-case architecture name; see
+    /// ``densenetBC100(inChannels:numClasses:growthRate:reduction:dropRate:affineBatchNorm:seed:)``.
+    public static func densenet_bc100(inChannels: Int = 3, numClasses: Int = 10, dropRate: Float = 0,
+                                      affineBatchNorm: Bool = false, seed: UInt64 = 0) -> Classifier {
+        densenetBC100(inChannels: inChannels, numClasses: numClasses, dropRate: dropRate, affineBatchNorm: affineBatchNorm,
+                      seed: seed)
+    }
+
+    /// ResNet-18 for CIFAR in the common layout of kuangliu/pytorch-cifar: conv3x3(C -> 64,
+    /// stride 1) - BN - ReLU (no max-pool), four stages of two `BasicBlock`s (64, 128, 256,
+    /// 512 channels; stride 2 at the first block of stages 2-4) with 1x1 projection shortcuts
+    /// (conv1x1 stride s - BN) where the shape changes, global average pooling (`avg_pool2d(4)`
+    /// at 32x32), `linear` (512 -> numClasses). `x [N, C, H, W] => [N, numClasses]`;
+    /// penultimate `[N, 512]`. 11,173,962 parameters for 3x32x32 and 10 classes.
+    /// Names: `conv1`, `bn1`, `layer1.0.conv1`, ..., `layer2.0.shortcut.0` (conv),
+    /// `layer2.0.shortcut.1` (BN), `linear`. Init: PyTorch defaults (that definition does not
+    /// re-initialise), drawn layer by layer. Recorded feature maps: outputs of layer1..4.
+    public static func resnet18(inChannels: Int = 3, numClasses: Int = 10, seed: UInt64 = 0) -> Classifier {
+        var rng = RandomStream(seed: seed, stream: [0x494E_4954])
+        func conv(_ cin: Int, _ cout: Int, _ k: Int, _ s: Int, _ p: Int) -> Conv2d {
+            Conv2d(inChannels: cin, outChannels: cout, kernelSize: k, stride: s, padding: p, bias: false, rng: &rng)
+        }
+        var named: [(String, any Layer)] = [("conv1", conv(inChannels, 64, 3, 1, 1)), ("bn1", BatchNorm2d(numFeatures: 64)),
+                                            ("relu", ReLU())]
+        var cin = 64
+        for (stage, width) in [64, 128, 256, 512].enumerated() {
+            var blocks: [any Layer] = []
+            for b in 0..<2 {
+                let s = stage > 0 && b == 0 ? 2 : 1
+                let body = Sequential(named: [
+                    ("conv1", conv(cin, width, 3, s, 1)), ("bn1", BatchNorm2d(numFeatures: width)), ("relu", ReLU()),
+                    ("conv2", conv(width, width, 3, 1, 1)), ("bn2", BatchNorm2d(numFeatures: width)),
+                ])
+                let shortcut: (any Layer)? = (s != 1 || cin != width)
+                    ? Sequential([conv(cin, width, 1, s, 0), BatchNorm2d(numFeatures: width)]) : nil
+                blocks.append(Residual(body: body, shortcut: shortcut))
+                cin = width
+            }
+            named.append(("layer\(stage + 1)", Sequential(blocks)))
+        }
+        named.append(("avgpool", GlobalAvgPool2d()))
+        let features = Sequential(named: named)
+        features.recordedIndices = [3, 4, 5, 6]
+        let linear = Linear(inFeatures: 512, outFeatures: numClasses, rng: &rng)
+        return Classifier(features: features, classifier: linear, featuresName: nil, classifierName: "linear")
+    }
+
+    /// ResNet-50 (He et al. 2016) with torchvision names and initialisation (`resnet50()`,
+    /// v1.5: stride in the 3x3 conv): conv7x7(C -> 64, stride 2, padding 3) - `bn1` - ReLU -
+    /// max-pool 3x3 stride 2 padding 1, `layer1..4` of [3, 4, 6, 3] `Bottleneck`s
+    /// (conv1x1 - BN - ReLU - conv3x3 stride s - BN - ReLU - conv1x1 (4x) - BN, plus shortcut,
+    /// then ReLU) with widths 64, 128, 256, 512 (outputs 256 ... 2048) and projection
+    /// shortcuts `downsample.0` (conv1x1 stride s) / `downsample.1` (BN) where the shape
+    /// changes, global average pooling, `fc` (2048 -> numClasses).
+    /// `x [N, C, H, W] => [N, numClasses]`; penultimate `[N, 2048]`. 25,557,032 parameters for
+    /// 3x224x224 and 1000 classes. Init as torchvision: conv weights kaiming_normal (fan_out,
+    /// ReLU gain): N(0, sqrt(2 / (Cout * KH * KW))); BN weight 1, bias 0 (no zero-init of the
+    /// last BN); `fc` PyTorch default. Recorded feature maps: outputs of layer1..4.
+    public static func resnet50(inChannels: Int = 3, numClasses: Int = 1000, seed: UInt64 = 0) -> Classifier {
+        var rng = RandomStream(seed: seed, stream: [0x494E_4954])
+        func conv(_ cin: Int, _ cout: Int, _ k: Int, _ s: Int, _ p: Int) -> Conv2d {
+            let c = Conv2d(inChannels: cin, outChannels: cout, kernelSize: k, stride: s, padding: p, bias: false, rng: &rng)
+            Initializers.kaimingNormal(c.weight, fanIn: cout * k * k, rng: &rng)  // fan_out mode
+            return c
+        }
+        var named: [(String, any Layer)] = [
+            ("conv1", conv(inChannels, 64, 7, 2, 3)), ("bn1", BatchNorm2d(numFeatures: 64)), ("relu", ReLU()),
+            ("maxpool", MaxPool2d(kernelSize: 3, stride: 2, padding: 1)),
+        ]
+        var cin = 64
+        for (stage, (planes, count)) in zip([64, 128, 256, 512], [3, 4, 6, 3]).enumerated() {
+            var blocks: [any Layer] = []
+            let out = 4 * planes
+            for b in 0..<count {
+                let s = stage > 0 && b == 0 ? 2 : 1
+                let body = Sequential(named: [
+                    ("conv1", conv(cin, planes, 1, 1, 0)), ("bn1", BatchNorm2d(numFeatures: planes)), ("relu1", ReLU()),
+                    ("conv2", conv(planes, planes, 3, s, 1)), ("bn2", BatchNorm2d(numFeatures: planes)), ("relu2", ReLU()),
+                    ("conv3", conv(planes, out, 1, 1, 0)), ("bn3", BatchNorm2d(numFeatures: out)),
+                ])
+                let shortcut: (any Layer)? = (s != 1 || cin != out)
+                    ? Sequential([conv(cin, out, 1, s, 0), BatchNorm2d(numFeatures: out)]) : nil
+                blocks.append(Residual(body: body, shortcut: shortcut, shortcutName: "downsample"))
+                cin = out
+            }
+            named.append(("layer\(stage + 1)", Sequential(blocks)))
+        }
+        named.append(("avgpool", GlobalAvgPool2d()))
+        let features = Sequential(named: named)
+        features.recordedIndices = [4, 5, 6, 7]
+        let fc = Linear(inFeatures: 2048, outFeatures: numClasses, rng: &rng)
+        return Classifier(features: features, classifier: fc, featuresName: nil, classifierName: "fc")
+    }
 }

@@ -16,6 +16,12 @@ public enum ModelFactory {
     /// - Throws: ``ConfigError/invalidValue(file:key:expected:actual:hint:)`` for an
     ///   architecture that is not built yet or an unsupported input size.
     public static func make(_ m: ModelSection, seed: UInt64) throws -> Classifier {
+        // Architectures whose spatial pipeline needs a minimum input size.
+        let minimumSize = ["lenet": 28, "resnet20": 8, "resnet18": 8, "wrn40_2": 4, "densenet_bc100": 4, "resnet50": 32][m.arch] ?? 1
+        guard m.imageSize >= minimumSize else {
+            throw ConfigError.invalidValue(file: "model", key: "model.image_size", expected: ">= \(minimumSize) for \(m.arch)",
+                                           actual: "\(m.imageSize)", hint: "its stride-2 stages need at least that many pixels.")
+        }
         let model: Classifier
         switch m.arch {
         case "cnn5":
@@ -29,12 +35,18 @@ public enum ModelFactory {
             model = Models.lenet(inChannels: m.inChannels, inputSize: m.imageSize, numClasses: m.numClasses, seed: seed)
         case "resnet20":
             model = Models.resnet20(inChannels: m.inChannels, numClasses: m.numClasses, seed: seed)
+        case "resnet18":
+            model = Models.resnet18(inChannels: m.inChannels, numClasses: m.numClasses, seed: seed)
+        case "wrn40_2":
+            model = Models.wrn40_2(inChannels: m.inChannels, numClasses: m.numClasses, dropRate: Float(m.dropout), seed: seed)
         case "densenet_bc100":
             model = Models.densenetBC100(inChannels: m.inChannels, numClasses: m.numClasses,
                                          dropRate: Float(m.dropout), affineBatchNorm: m.batchNorm == "affine", seed: seed)
+        case "resnet50":
+            model = Models.resnet50(inChannels: m.inChannels, numClasses: m.numClasses, seed: seed)
         default:
-            throw ConfigError.invalidValue(file: "model", key: "model.arch", expected: "an architecture built in this version",
-                                           actual: "'\(m.arch)'", hint: "available: cnn5, lenet, resnet20, densenet_bc100.")
+            throw ConfigError.invalidValue(file: "model", key: "model.arch", expected: "one of \(ModelSection.architectures.joined(separator: ", "))",
+                                           actual: "'\(m.arch)'", hint: "check the spelling of model.arch (umtrain model-info --arch NAME shows a model's size).")
         }
         return model
     }

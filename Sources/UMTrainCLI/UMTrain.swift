@@ -5,9 +5,11 @@ import TensorCore
 
 /// Entry point used by the `umtrain` executable.
 public enum UMTrainMain {
-    /// Picks the BLAS kernel (possibly re-executing the process), then parses the command
-    /// line and runs the subcommand.
+    /// Sets glibc malloc up for tensor reuse (see `AllocatorTuning`), picks the BLAS kernel
+    /// (possibly re-executing the process), then parses the command line and runs the
+    /// subcommand.
     public static func run() {
+        AllocatorTuning.apply()
         BLASKernel.ensureBestKernel()
         UMTrain.main()
     }
@@ -25,7 +27,8 @@ public struct UMTrain: ParsableCommand {
         runs as a single rank. Only rank 0 prints.
         """,
         version: version,
-        subcommands: [PipelineCommand.self, TrainCommand.self, EstimateCommand.self, FinetuneCommand.self, EvaluateCommand.self, Selftest.self, Bench.self, MetricsCommand.self, Debug.self]
+        subcommands: [PipelineCommand.self, TrainCommand.self, EstimateCommand.self, FinetuneCommand.self, EvaluateCommand.self,
+                      MetricsCommand.self, ModelInfoCommand.self, Selftest.self, Bench.self, Debug.self]
     )
 
     public init() {}
@@ -126,6 +129,7 @@ public final class Runtime {
           mpi: \(mpi)
           openblas: \(BLASKernel.config)
           blas kernel: \(BLASKernel.statusLine()), \(blasThreads) thread(s) per rank
+          malloc: \(AllocatorTuning.describe(environment: ProcessInfo.processInfo.environment))
         """
     }
 
