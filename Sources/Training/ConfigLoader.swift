@@ -40,8 +40,15 @@ public struct ConfigLoader<T: Codable & DefaultConstructible> {
     /// Maps a legacy key path (e.g. the UM reference's `prune_rate`) to ours
     /// (`umap.keep_ratio`). Applied before merging; recorded so the run log can show it.
     public var aliases: [String: String] = [:]
+    /// Legacy keys whose VALUES need translating (e.g. the reference's `bn_type:
+    /// NonAffineBatchNorm` -> `model.batch_norm: non_affine`): key -> function from the value to
+    /// (our key path, our value) pairs. Applied before `aliases`.
+    public var translators: [String: @Sendable (Node) throws -> [(String, Node)]] = [:]
 
-    public init(aliases: [String: String] = [:]) { self.aliases = aliases }
+    public init(aliases: [String: String] = [:], translators: [String: @Sendable (Node) throws -> [(String, Node)]] = [:]) {
+        self.aliases = aliases
+        self.translators = translators
+    }
 
     /// The defaults as a YAML node tree.
     public func defaultNode() throws -> Node {
@@ -101,6 +108,23 @@ public struct ConfigLoader<T: Codable & DefaultConstructible> {
 
     func applyAliases(_ node: Node, file: String, notes: inout [String]) throws -> Node {
         var node = node
+        for (legacy, translate) in translators.sorted(by: { $0.key < $1.key }) {
+            guard let value = ConfigTree.lookup(node, [legacy]) else { continue }
+            node = ConfigTree.removing(node, [legacy])
+            let pairs: [(String, Node)]
+            do {
+                pairs = try translate(value)
+            } catch let e as ConfigError {
+                throw e
+            } catch {
+                throw ConfigError.invalidValue(file: file, key: legacy, expected: "a value the UM reference uses",
+                                               actual: ConfigTree.describe(value), hint: "\(error)")
+            }
+            for (ours, v) in pairs {
+                node = try ConfigTree.setting(node, ours.split(separator: ".").map(String.init), to: v, file: file)
+                notes.append("config key '\(legacy): \(value.string ?? ConfigTree.describe(value))' read as '\(ours): \(v.string ?? ConfigTree.describe(v))'")
+            }
+        }
         for (legacy, ours) in aliases.sorted(by: { $0.key < $1.key }) {
             let legacyPath = legacy.split(separator: ".").map(String.init)
             guard let value = ConfigTree.lookup(node, legacyPath) else { continue }

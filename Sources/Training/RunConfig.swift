@@ -1,4 +1,11 @@
 import Foundation
+import Yams
+
+/// A value of a UM-reference config key that cannot be translated.
+public struct ReferenceKeyError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
 
 /// The resolved configuration of a run. YAML keys are snake_case; every key has a default
 /// (see docs/configuration.md). `train.batch_size` is the GLOBAL batch over all ranks.
@@ -39,9 +46,54 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
         "freeze_weights": "umap.freeze_weights",
     ]
 
+    /// UM reference keys whose values are translated (docs/configuration.md).
+    public static let referenceTranslators: [String: @Sendable (Node) throws -> [(String, Node)]] = [
+        "set": { v in
+            switch (v.string ?? "").lowercased() {
+            case "cifar10", "cifar-10": return [("data.format", Node("cifar10"))]
+            case "cifar100", "cifar-100": return [("data.format", Node("cifar100"))]
+            case "fashionmnist", "fashion-mnist", "fmnist", "mnist": return [("data.format", Node("idx"))]
+            default: throw ReferenceKeyError("set: expected CIFAR10, CIFAR100 or FashionMNIST")
+            }
+        },
+        "bn_type": { v in
+            switch v.string ?? "" {
+            case "NonAffineBatchNorm", "NonAffineBN", "non_affine": return [("model.batch_norm", Node("non_affine"))]
+            case "AffineBatchNorm", "LearnedBatchNorm", "BatchNorm", "affine": return [("model.batch_norm", Node("affine"))]
+            default: throw ReferenceKeyError("bn_type: expected NonAffineBatchNorm or LearnedBatchNorm/AffineBatchNorm")
+            }
+        },
+        "UM": { v in
+            guard let b = v.bool else { throw ReferenceKeyError("UM: expected true or false") }
+            return [("um.enabled", Node(b ? "true" : "false"))]
+        },
+        "ood_set": { v in
+            let names = v.sequence.map { $0.compactMap(\.string) } ?? [v.string ?? ""]
+            let sets = names.filter { !$0.isEmpty }.map { name -> Node in
+                Node([(Node("name"), Node(name)), (Node("images"), Node("data/ood/\(name.lowercased())/images-idx3-ubyte.gz")),
+                      (Node("synthetic"), Node("false"))])
+            }
+            return [("evaluate.ood_sets", Node(sets)), ("evaluate.ood_manifest", Node(""))]
+        },
+    ]
+
     /// Loads a config file (or the defaults) with CLI overrides and validates it.
     public static func load(file: String?, overrides: [String] = []) throws -> (config: RunConfig, notes: [String]) {
-        let (config, notes) = try ConfigLoader<RunConfig>(aliases: referenceAliases).load(file: file, overrides: overrides)
+        var loader = ConfigLoader<RunConfig>(aliases: referenceAliases, translators: referenceTranslators)
+        // The reference's per-score switches (msp/odin/energy/mahalanobis: true/false) become evaluate.scores.
+        for score in ["msp", "odin", "energy", "mahalanobis"] {
+            loader.translators[score] = { v in
+                guard let b = v.bool else { throw ReferenceKeyError("\(score): expected true or false") }
+                return [("evaluate.reference_switch_\(score)", Node(b ? "true" : "false"))]
+            }
+        }
+        var (config, notes) = try loader.load(file: file, overrides: overrides)
+        let switches = [("msp", config.evaluate.referenceSwitchMSP), ("odin", config.evaluate.referenceSwitchODIN),
+                        ("energy", config.evaluate.referenceSwitchEnergy), ("mahalanobis", config.evaluate.referenceSwitchMahalanobis)]
+        if switches.contains(where: { !$0.1.isEmpty }) {
+            config.evaluate.scores = switches.filter { $0.1 == "true" }.map(\.0)
+            notes.append("reference score switches give evaluate.scores = \(config.evaluate.scores)")
+        }
         try config.validate(file: file ?? "<defaults>")
         return (config, notes)
     }
@@ -312,11 +364,13 @@ public struct UMSection: Codable, Equatable, Sendable {
     public var atypicalOnly = false
     /// Use xi even when it is not strictly between the training and held-out losses.
     public var force = false
+    /// Run the UM (and UMAP) stages in the pipeline (the reference's `UM` switch).
+    public var enabled = true
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case xi, beta, force
+        case xi, beta, force, enabled
         case atypicalOnly = "atypical_only"
     }
 }
@@ -381,6 +435,12 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     public var reactPercentile = 90.0
     /// Ridge added to the Mahalanobis covariance diagonal (0 = none).
     public var mahalanobisRidge = 1e-6
+    /// Set only by the UM reference's `msp`/`odin`/`energy`/`mahalanobis` switches
+    /// ("true"/"false"; empty when not given).
+    public var referenceSwitchMSP = ""
+    public var referenceSwitchODIN = ""
+    public var referenceSwitchEnergy = ""
+    public var referenceSwitchMahalanobis = ""
 
     public init() {}
 
@@ -389,7 +449,9 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
         case oodManifest = "ood_manifest", oodSets = "ood_sets", fprMode = "fpr_mode", excludeNonFinite = "exclude_non_finite",
              batchSize = "batch_size", energyTemperature = "energy_temperature", odinTemperature = "odin_temperature",
              odinEpsilon = "odin_epsilon", knnK = "knn_k", reactPercentile = "react_percentile",
-             mahalanobisRidge = "mahalanobis_ridge"
+             mahalanobisRidge = "mahalanobis_ridge", referenceSwitchMSP = "reference_switch_msp",
+             referenceSwitchODIN = "reference_switch_odin", referenceSwitchEnergy = "reference_switch_energy",
+             referenceSwitchMahalanobis = "reference_switch_mahalanobis"
     }
 
     /// The configured OOD sets without the schema placeholder.

@@ -357,7 +357,8 @@ public final class Trainer {
             }
         }
         momentumInitialized = true
-        return StepResult(lossSum: ce.lossSum, correct: correct, count: Double(labels.count), stop: flags[1] > 0)
+        // Global (all ranks) sums, so progress lines and metrics describe the whole global batch.
+        return StepResult(lossSum: sums[0], correct: sums[1], count: sums[2], stop: flags[1] > 0)
     }
 
     // MARK: - Evaluation

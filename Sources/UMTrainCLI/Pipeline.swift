@@ -69,9 +69,12 @@ struct PipelineCommand: ParsableCommand {
                 estimate = e
             }
             let calibrated = estimate?.calibrated ?? false
-            let umAllowed = calibrated || config.um.force || config.um.xi > 0
+            let umAllowed = config.um.enabled && (calibrated || config.um.force || config.um.xi > 0)
             var skipReason: String?
-            if !umAllowed {
+            if !config.um.enabled {
+                skipReason = "um.enabled is false (the reference's UM: false)"
+                rt.log("skipping UM and UMAP: \(skipReason!)")
+            } else if !umAllowed {
                 skipReason = estimate.map { "xi uncalibrated: \($0.calibrationNote)" } ?? "no estimate.json"
                 rt.log("skipping UM and UMAP: \(skipReason!)")
             }

@@ -122,3 +122,49 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.effectiveLearningRate, 0.2, accuracy: 1e-15)
     }
 }
+
+final class ReferenceKeyTests: XCTestCase {
+    func testReferenceValueTranslations() throws {
+        let p = FileManager.default.temporaryDirectory.appendingPathComponent("ref-\(UUID().uuidString).yaml").path
+        try """
+        arch: densenet_bc100
+        set: CIFAR10
+        bn_type: NonAffineBatchNorm
+        UM: false
+        prune_rate: 0.8
+        freeze_weights: true
+        msp: true
+        odin: false
+        energy: true
+        ood_set: [Textures, SVHN]
+        model:
+          in_channels: 3
+          image_size: 32
+        data:
+          mean: [0.4914, 0.4822, 0.4465]
+          std: [0.2470, 0.2435, 0.2616]
+        """.write(toFile: p, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        let (c, notes) = try RunConfig.load(file: p)
+        XCTAssertEqual(c.model.arch, "densenet_bc100")
+        XCTAssertEqual(c.data.format, "cifar10")
+        XCTAssertEqual(c.model.batchNorm, "non_affine")
+        XCTAssertFalse(c.um.enabled)
+        XCTAssertEqual(c.umap.keepRatio, 0.8, "prune_rate is the KEPT fraction")
+        XCTAssertTrue(c.umap.freezeWeights)
+        XCTAssertEqual(c.evaluate.scores, ["msp", "energy"])
+        XCTAssertEqual(c.evaluate.explicitSets.map(\.name), ["Textures", "SVHN"])
+        XCTAssertEqual(c.evaluate.oodManifest, "")
+        XCTAssertTrue(notes.contains { $0.contains("bn_type") && $0.contains("non_affine") }, "\(notes)")
+    }
+
+    func testUntranslatableReferenceValueNamesTheKey() throws {
+        let p = FileManager.default.temporaryDirectory.appendingPathComponent("ref-\(UUID().uuidString).yaml").path
+        try "bn_type: GroupNorm\n".write(toFile: p, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: p) }
+        XCTAssertThrowsError(try RunConfig.load(file: p)) { e in
+            let m = "\(e)"
+            XCTAssertTrue(m.contains("bn_type") && m.contains("NonAffineBatchNorm"), m)
+        }
+    }
+}
