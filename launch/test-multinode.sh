@@ -411,6 +411,23 @@ test_train_kill_resume() {
     record "training: resume after the kill" fail "exit $JOB_RC, checksum '$got' vs uninterrupted '$ref'; see $lr"
   fi
 
+  # The lost host does not come back: resume on the 2 remaining hosts (world size 2, with the
+  # re-sharding warning), from the newest complete checkpoint.
+  local l2="$LOG_DIR/train-kill2.log" l2r="$LOG_DIR/train-kill2-resume-2hosts.log" hf2="$LOG_DIR/hostfile-2hosts"
+  grep -v "^$H3\b" "$HOSTFILE" > "$hf2"
+  start_job "$l2" 120 --hostfile "$HOSTFILE" -np 3 "${cmd[@]}" --name lost
+  if wait_checkpoint lost; then
+    victim=$(rank_pid "$H3" | head -1); kill -9 "$victim"; finish_job
+    run_job "$l2r" 300 --hostfile "$hf2" -np 2 "${cmd[@]}" --name lost --resume --set train.max_steps=44
+    if [ "$JOB_RC" = 0 ] && grep -aq "resumed from" "$l2r" && grep -aq "resuming a world-size-3 checkpoint on 2 ranks" "$l2r"; then
+      record "training: after losing $H3, --resume on the 2 remaining hosts continues from $(grep -ao 'resumed from [^ ]*' "$l2r" | sed 's|.*/||') with the world-size warning" pass
+    else
+      record "training: resume on the 2 remaining hosts" fail "exit $JOB_RC; see $l2r"
+    fi
+  else
+    finish_job; record "training: kill before the 2-host resume" fail "no checkpoint (exit $JOB_RC); see $l2"
+  fi
+
   start_job "$lp" 120 --hostfile "$HOSTFILE" -np 3 "${cmd[@]}" --name usr1
   if ! wait_checkpoint usr1; then finish_job; record "training: SIGUSR1 stop" fail "no checkpoint (exit $JOB_RC); see $lp"; return; fi
   mp=""; for p in $(ip netns pids "$H1"); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = mpirun ] && mp=$p; done
