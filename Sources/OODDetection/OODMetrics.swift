@@ -86,7 +86,7 @@ public enum OODMetricsError: Error, Equatable, CustomStringConvertible {
             return "OOD metrics: non-finite scores: ID has \(id.summary) of \(nID), "
                 + "OOD has \(ood.summary) of \(nOOD); expected all finite. "
                 + "Hint: check the model for overflow (scores are computed in Double), or pass "
-                + "--exclude-nonfinite (NonFinitePolicy.exclude) to drop them; the counts are recorded."
+                + "--exclude-non-finite (umtrain metrics) or evaluate.exclude_non_finite: true to drop them; the counts are recorded."
         case let .emptyScores(set, excluded):
             return "OOD metrics: the \(set) score set is empty (expected at least 1 finite score, "
                 + "got 0 after excluding \(excluded) non-finite). "

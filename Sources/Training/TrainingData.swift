@@ -51,7 +51,7 @@ public struct TrainingData: Sendable {
         case "cifar10", "cifar100":
             guard FileManager.default.fileExists(atPath: d.trainImages) else {
                 throw ConfigError.invalidValue(file: file, key: "data.train_images", expected: "the CIFAR binary folder",
-                                               actual: "'\(d.trainImages)' (missing)", hint: "point it at cifar-10-batches-bin/.")
+                                               actual: "'\(d.trainImages)' (missing)", hint: d.format == "cifar10" ? "point it at the cifar-10-batches-bin folder." : "point it at the cifar-100-binary folder.")
             }
             if d.format == "cifar10" {
                 train = try CIFAR10.load(directory: d.trainImages, split: .train)

@@ -150,7 +150,7 @@ func runFinetune(config: RunConfig, method: FinetuneCommand.Method, checkpoint: 
     let trainer = try Trainer(config: ft, comm: rt.comm, model: model, data: data, folder: folder, log: rt.log,
                               hooks: umap)
     trainer.lossTransform = transform
-    rt.log("objective: \(transform?.objectiveDescription ?? "plain cross-entropy (control)") — \(ft.train.epochs) epochs, lr \(ft.train.lr), \(ft.train.schedule)")
+    rt.log("fine-tuning schedule: \(ft.train.epochs) epochs, lr \(ft.train.lr), \(ft.train.schedule)")
     try trainer.train()
     let after = try trainer.evaluate(data.testSet, ids: data.testSet.ids)
     let weights = folder.root + "/model.safetensors"

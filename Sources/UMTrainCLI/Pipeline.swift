@@ -145,7 +145,7 @@ enum Summary {
                          timings: [(String, Double)], worldSize: Int) -> String {
         func p2(_ x: Double) -> String { x.isFinite ? String(format: "%.2f", 100 * x) : "n/a" }
         var s = "# Summary: \(config.name)\n\n"
-        s += "Model \(config.model.arch) on Fashion-MNIST-style ID data; \(worldSize) MPI rank(s). "
+        s += "Model \(config.model.arch), ID data format \(config.data.format) (\(config.data.trainImages)); \(worldSize) MPI rank(s). "
         if let e = estimate {
             s += "Loss constraint xi = \(String(format: "%.4f", e.xi)) nats (median of \(e.ratios.first { $0.keepRatio == e.keepRatio }?.xiPerMask.count ?? 0) masks at keep \(e.keepRatio)); "
                 + "training loss \(String(format: "%.4f", e.trainLoss)), held-out loss \(String(format: "%.4f", e.heldoutLoss)); "
