@@ -7,11 +7,16 @@ import TensorCore
 import Training
 
 /// Synchronised BatchNorm for the benchmark (the trainer's `sync` mode): sums per-channel
-/// statistics over ranks; a failed collective aborts the job.
+/// statistics over ranks; a failed collective aborts the job. Accumulates the wall time
+/// spent in its allreduces (seconds) and their number.
 private final class BenchBatchNormReducer: BatchNormStatisticsReducer {
     let comm: Communicator
+    var seconds = 0.0
+    var calls = 0
     init(comm: Communicator) { self.comm = comm }
     func sumAcrossReplicas(_ values: UnsafeMutableBufferPointer<Double>) {
+        let t0 = now()
+        defer { seconds += now() - t0; calls += 1 }
         do { try comm.allreduce(values, op: .sum) } catch {
             comm.abort(code: 1, message: "[rank \(comm.rank)] error: synchronised BatchNorm: \(error)")
         }
@@ -34,7 +39,9 @@ struct BenchTrain: ParsableCommand {
         --batch is the GLOBAL batch, split across ranks (rank r gets batch/W, the first \
         batch%W ranks one more). A step's time is the slowest rank's; throughput = global \
         batch / median step time. 'allreduce share' = time inside the gradient allreduce \
-        (including waiting for the slowest rank) / step time, median over steps, rank 0. \
+        (including waiting for the slowest rank) / step time, median over steps, rank 0; \
+        'all collectives' adds the BatchNorm-statistics allreduces (--bn-mode sync) and the \
+        loss-statistics allreduce. \
         Scaling efficiency: run with -np 1 and -np W and divide (W-rank img/s) / (W x 1-rank img/s).
 
         GFLOP/s use conv + linear MACs of one forward (see model-info): forward FLOPs = 2 x MACs, \
@@ -112,22 +119,27 @@ struct BenchTrain: ParsableCommand {
             var momentum = [Float](repeating: 0, count: arena.count)
             let reducer = GradientReducer(buckets: planGradientBuckets(sizes: trainable.map(\.count),
                                                                        firstBucketBytes: 1 << 20, bucketBytes: 25 << 20))
-            let bnReducer: (any BatchNormStatisticsReducer)? = bnMode == "sync" && rt.worldSize > 1
-                ? BenchBatchNormReducer(comm: rt.comm) : nil
+            let bnSync: BenchBatchNormReducer? = bnMode == "sync" && rt.worldSize > 1 ? BenchBatchNormReducer(comm: rt.comm) : nil
+            let bnReducer: (any BatchNormStatisticsReducer)? = bnSync
             let hp = SGDHyperparameters(learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
             try hp.validate()
 
             var stepTimes: [Double] = [], reduceTimes: [Double] = [], shares: [Double] = []
+            var collectiveShares: [Double] = [], bnTimes: [Double] = [], bnCalls = 0
             try rt.comm.barrier()
             for i in 0..<(warmup + steps) {
                 rt.comm.phase = "bench train step \(i + 1)"
                 let t0 = now()
+                bnSync?.seconds = 0
+                bnSync?.calls = 0
                 arena.zeroGradients()
                 let ctx = ForwardContext(mode: .train, seed: 1, epoch: 0, sampleIDs: ids, batchNormReducer: bnReducer)
                 let logits = net.forward(x, context: ctx)
                 let ce = softmaxCrossEntropy(logits: logits, labels: labels, gradientScale: 1 / Float(batch))
                 var sums = [ce.lossSum, Double(local)]
+                let l0 = now()
                 try rt.comm.allreduce(&sums, op: .sum)
+                let lossStatsTime = now() - l0
                 _ = net.backward(ce.logitsGradient)
                 var grads = arena.gradients
                 let r0 = now()
@@ -149,6 +161,10 @@ struct BenchTrain: ParsableCommand {
                     stepTimes.append(t1 - t0)
                     reduceTimes.append(r1 - r0)
                     shares.append((r1 - r0) / (t1 - t0))
+                    let bn = bnSync?.seconds ?? 0
+                    bnTimes.append(bn)
+                    bnCalls = bnSync?.calls ?? 0
+                    collectiveShares.append((r1 - r0 + bn + lossStatsTime) / (t1 - t0))
                 }
             }
             // The slowest rank sets each step's time.
@@ -161,6 +177,10 @@ struct BenchTrain: ParsableCommand {
                    + "step \(fmt(trainStep * 1e3, 1)) ms, \(fmt(trainGF, 2)) GFLOP/s (3 x 2 x MACs)")
             rt.log("           gradient allreduce \(fmt(median(reduceTimes) * 1e3, 2)) ms/step, allreduce share \(fmt(100 * median(shares), 1))% "
                    + "(rank 0, median; \(grouped(arena.count * 4)) bytes in \(reducer.buckets.count) bucket(s))")
+            if rt.worldSize > 1 {
+                rt.log("           all collectives share \(fmt(100 * median(collectiveShares), 1))% (gradient + loss statistics"
+                       + (bnSync != nil ? " + \(bnCalls) BatchNorm-statistics allreduces, \(fmt(median(bnTimes) * 1e3, 2)) ms/step)" : ")"))
+            }
 
             var inferGF = 0.0
             if !noInference {
