@@ -71,6 +71,13 @@ public final class MPIEnvironment: @unchecked Sendable {
                 + "Hint: create communicators before the end of the program.")
         }
         if inited == 0 {
+            // Open MPI's default choice for the non-blocking allreduce (which every collective
+            // here uses, so it can be polled under a deadline) is 2-4x slower than the blocking
+            // one on multi-MB buffers; the ring algorithm matches it (docs/performance.md).
+            // An explicit setting in the environment wins.
+            if ProcessInfo.processInfo.environment["OMPI_MCA_coll_libnbc_iallreduce_algorithm"] == nil {
+                setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0)
+            }
             var provided: Int32 = 0
             let rc = MPI_Init_thread(nil, nil, cmpi_thread_funneled(), &provided)
             guard rc == MPI_SUCCESS else {

@@ -219,12 +219,16 @@ public enum EstimateStage {
                 + "\(table.maskedPredicted[i]),\(table.atypical[i] ? 1 : 0)\n"
         }
         try AtomicFile.write(csv, to: folder.root + "/atypical.csv")
-        let hi = min(max(table.maskedLoss.max() ?? 1, 1e-3), 8)
+        // Per-sample losses span orders of magnitude on a memorised training set: plot log10.
+        func lg(_ v: [Double]) -> [Double] { v.map { log10(max($0, 1e-6)) } }
         let svg = SVGPlot.histogram(
-            title: "per-sample training loss (xi = \(f6(report.xi)) at keep \(report.keepRatio))", xLabel: "cross-entropy (nats)",
-            series: [.init(name: "unmasked", color: "#1f77b4", values: table.loss),
-                     .init(name: "masked (keep \(report.keepRatio))", color: "#d62728", values: table.maskedLoss)],
-            bins: 60, range: 0...hi)
+            title: "per-sample training loss, log10 nats (xi = \(f6(report.xi)) at keep \(report.keepRatio))",
+            xLabel: "log10 cross-entropy (nats); xi at \(String(format: "%.2f", log10(max(report.xi, 1e-6))))",
+            series: [.init(name: "unmasked", color: "#1f77b4", values: lg(table.loss)),
+                     .init(name: "masked (keep \(report.keepRatio))", color: "#d62728", values: lg(table.maskedLoss)),
+                     .init(name: "atypical (masked)", color: "#2ca02c",
+                           values: lg(zip(table.maskedLoss, table.atypical).filter { $0.1 }.map(\.0)))],
+            bins: 60, range: -6...1.5, density: true)
         try AtomicFile.write(svg, to: folder.reports + "/loss_histogram.svg")
     }
 }

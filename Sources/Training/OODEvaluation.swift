@@ -125,6 +125,9 @@ public enum OODEvaluation {
             let z = logits.scalars
             let features = model.penultimateFeatures!.scalars
             myIds += eb.ids.map(Int64.init)
+            // ODIN reuses this forward pass for its input gradient (before anything else runs a
+            // forward through the model and replaces the cached activations).
+            let odinScores = kinds.contains("odin") ? try odin(model: model, x: x, logits: logits, e: e, data: data) : []
             for kind in kinds {
                 switch kind {
                 case "msp": mine[kind]! += LogitScore.maxSoftmax(logits: z, numClasses: k)
@@ -139,7 +142,7 @@ public enum OODEvaluation {
                     let head = model.classifier.forward(Tensor(shape: [eb.ids.count, d], values: clipped), context: .eval)
                     mine[kind]! += LogitScore.energy(logits: head.scalars, numClasses: k, temperature: e.energyTemperature)
                 case "odin":
-                    mine[kind]! += try odin(model: model, x: x, e: e, data: data)
+                    mine[kind]! += odinScores
                 default: break
                 }
             }
@@ -158,10 +161,10 @@ public enum OODEvaluation {
     /// softmax: x' = x - (eps / std_c) * sign(dL/dx), L = -log S_yhat(x; T) (Liang et al. 2018,
     /// Eq. 2). The input gradient is computed in inference mode without touching or reducing
     /// parameter gradients.
-    static func odin(model: Classifier, x: Tensor, e: EvaluateSection, data: TrainingData) throws -> [Double] {
+    static func odin(model: Classifier, x: Tensor, logits: Tensor, e: EvaluateSection, data: TrainingData) throws -> [Double] {
+        // `logits` come from the preceding inference-mode forward of `x` (parameter gradients
+        // off), whose cached activations the backward below uses.
         let n = x.shape[0]
-        let ctx = ForwardContext(mode: .eval, computeParameterGradients: false)
-        let logits = model.forward(x, context: ctx)
         let k = logits.shape[1]
         let t = e.odinTemperature
         var grad = Tensor(zeros: [n, k])
