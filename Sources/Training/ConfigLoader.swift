@@ -147,6 +147,22 @@ public struct ConfigLoader<T: Codable & DefaultConstructible> {
         let valueText = String(text[text.index(after: eq)...])
         guard !key.isEmpty else { throw ConfigError.badOverride("'\(text)' has an empty key") }
         if let ours = aliases[key] { key = ours }
+        // An override must name a known key (checked here so the error names --set, not the file).
+        if translators[key] == nil {
+            var cur = try defaultNode()
+            var walked: [String] = []
+            for part in key.split(separator: ".").map(String.init) {
+                guard cur.mapping != nil else { break }
+                let known = ConfigTree.pairs(cur).map(\.0)
+                guard let next = ConfigTree.pairs(cur).first(where: { $0.0 == part })?.1 else {
+                    throw ConfigError.unknownKey(file: "--set \(text)", key: (walked + [part]).joined(separator: "."),
+                                                 suggestion: ConfigTree.closest(part, among: known).map { (walked + [$0]).joined(separator: ".") },
+                                                 known: known)
+                }
+                walked.append(part)
+                cur = next
+            }
+        }
         let value = (try? Self.compose(valueText, file: "--set \(key)")).flatMap { $0 } ?? Node(valueText)
         return try ConfigTree.setting(node, key.split(separator: ".").map(String.init), to: value, file: "--set \(text)")
     }

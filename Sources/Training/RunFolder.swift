@@ -17,8 +17,14 @@ public struct RunFolder: Sendable {
     public var reports: String { root + "/reports" }
     public var metricsPath: String { root + "/metrics.jsonl" }
 
-    /// Creates the folders (rank 0).
+    /// Creates the folders (rank 0) and removes temporary files left by an interrupted
+    /// earlier run (`.<name>.tmp.<pid>`).
     public func create() throws {
+        if let names = try? FileManager.default.contentsOfDirectory(atPath: root) {
+            for n in names where n.hasPrefix(".") && n.contains(".tmp.") {
+                try? FileManager.default.removeItem(atPath: root + "/" + n)
+            }
+        }
         for d in [root, checkpoints, reports] {
             do {
                 try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)

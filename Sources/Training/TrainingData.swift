@@ -40,8 +40,10 @@ public struct TrainingData: Sendable {
             for (key, path) in [("data.train_images", d.trainImages), ("data.train_labels", d.trainLabels),
                                 ("data.test_images", d.testImages), ("data.test_labels", d.testLabels)]
                 where !FileManager.default.fileExists(atPath: path) {
-                throw ConfigError.invalidValue(file: file, key: key, expected: "an existing file", actual: "'\(path)' (missing)",
-                                               hint: "run launch/prepare-data.sh, or point \(key) at your copy.")
+                let cwd = FileManager.default.currentDirectoryPath
+                let whereText = path.hasPrefix("/") ? "" : " (relative paths are resolved from the current folder \(cwd))"
+                throw ConfigError.invalidValue(file: file, key: key, expected: "an existing file", actual: "'\(path)' (missing)\(whereText)",
+                                               hint: "run launch/prepare-data.sh in the repository, launch from the repository root, or point \(key) at your copy.")
             }
             let names = config.model.numClasses == 10 ? FashionMNIST.classNames : []
             train = try IDX.load(imagesPath: d.trainImages, labelsPath: d.trainLabels, classCount: config.model.numClasses,

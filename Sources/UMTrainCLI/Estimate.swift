@@ -54,6 +54,9 @@ struct EstimateCommand: ParsableCommand {
 
 /// Shared by `estimate-loss` and `pipeline`.
 func runEstimate(config: RunConfig, checkpoint: String, rt: Runtime) throws -> EstimateReport {
+    // Inputs first, so a failed launch writes nothing.
+    let data = try TrainingData.load(config, file: "config")
+    let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
     let folder = RunFolder(config: config, stage: "estimate")
     if rt.isRoot {
         try folder.create()
@@ -62,8 +65,6 @@ func runEstimate(config: RunConfig, checkpoint: String, rt: Runtime) throws -> E
     let prov = try Provenance.record(config: config, comm: rt.comm, command: CommandLine.arguments.joined(separator: " "),
                                      blasThreads: rt.blasThreads)
     if rt.isRoot { try Provenance.write(prov, to: folder) }
-    let data = try TrainingData.load(config, file: "config")
-    let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
     rt.comm.phase = "estimate-loss"
     let (report, table) = try EstimateStage.run(config: config, comm: rt.comm, model: model, data: data, log: rt.log)
     if rt.isRoot { try EstimateStage.write(report, table, to: folder) }

@@ -43,12 +43,12 @@ struct EvaluateCommand: ParsableCommand {
 
 func runEvaluation(config: RunConfig, checkpoint: String, stage: String, label: String, rt: Runtime,
                    data preloaded: TrainingData? = nil, sets preloadedSets: [OODSet]? = nil) throws -> OODReport {
-    let folder = RunFolder(config: config, stage: stage)
-    if rt.isRoot { try folder.create() }
     let data = try preloaded ?? TrainingData.load(config, file: "config")
     let sets = try preloadedSets ?? OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize,
                                                             channels: config.model.inChannels)
     let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
+    let folder = RunFolder(config: config, stage: stage)
+    if rt.isRoot { try folder.create() }
     rt.comm.phase = "evaluate \(label)"
     let report = try OODEvaluation.run(model: model, comm: rt.comm, config: config, data: data, sets: sets, log: rt.log)
     if rt.isRoot {

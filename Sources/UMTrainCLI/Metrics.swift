@@ -33,16 +33,36 @@ struct MetricsCommand: ParsableCommand {
     @Flag(help: "Print one JSON object (keys auroc, aupr_in, aupr_out, fpr95, n_id, n_ood, fpr_mode, ...).")
     var json = false
 
+    @Option(help: ArgumentHelp("Read this column of CSV files with a header (e.g. the reports/scores/*.csv that evaluate writes: --column energy).",
+                               valueName: "name"))
+    var column: String?
+
+    func read(_ path: String) throws -> [Double] {
+        guard let column else { return try ScoreFile.read(path: path) }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return try ScoreFile.read(path: path) }
+        var lines = text.split(whereSeparator: \.isNewline).map(String.init)
+        guard !lines.isEmpty else { return try ScoreFile.read(path: path) }
+        let header = lines.removeFirst().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let idx = header.firstIndex(of: column) else {
+            throw ValidationError("\(path): no column '\(column)' in the header (columns: \(header.joined(separator: ", "))).")
+        }
+        let values = lines.map { line -> String in
+            let f = line.split(separator: ",", omittingEmptySubsequences: false)
+            return idx < f.count ? String(f[idx]) : ""
+        }
+        return try ScoreFile.parse(values.joined(separator: "\n"), fileName: "\(path) column \(column)")
+    }
+
     func run() throws {
         do {
-            let id = try ScoreFile.read(path: idFile)
-            let ood = try ScoreFile.read(path: oodFile)
+            let id = try read(idFile)
+            let ood = try read(oodFile)
             let m = try OODMetrics.compute(idScores: id, oodScores: ood, fprMode: fprMode,
                                            nonFinite: excludeNonFinite ? .exclude : .error)
             if json {
                 print(try m.jsonString())
             } else {
-                print("positive class: ID (AUROC, AUPR-In); FPR95 mode: \(fprMode.label)")
+                print("positive class: ID for AUROC and AUPR-In, OOD for AUPR-Out (negated scores)")
                 print(m.summaryLine)
             }
         } catch {

@@ -57,6 +57,8 @@ struct TrainCommand: ParsableCommand {
         var exitStatus: Int32 = 0
         runOnRanks(runtime) { rt in
             let (config, notes) = try configOptions.load()
+            // Check the data before anything is written, so a failed launch leaves no folder.
+            let data = try TrainingData.load(config, file: configOptions.config ?? "<defaults>")
             rt.log(try rt.header(command: "train"))
             for n in notes { rt.log("note: \(n)") }
             let folder = RunFolder(config: config, stage: stage)
@@ -67,7 +69,6 @@ struct TrainCommand: ParsableCommand {
             let prov = try Provenance.record(config: config, comm: rt.comm, command: CommandLine.arguments.joined(separator: " "),
                                              blasThreads: rt.blasThreads)
             if rt.isRoot { try Provenance.write(prov, to: folder) }
-            let data = try TrainingData.load(config, file: configOptions.config ?? "<defaults>")
             if rt.isRoot {
                 let ids: [String: Any] = ["validation_ids": data.validationIds, "validation_seed": config.data.validationSeed,
                                           "train_count": data.trainIds.count]

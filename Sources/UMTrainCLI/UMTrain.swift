@@ -2,6 +2,7 @@ import ArgumentParser
 import Distributed
 import Foundation
 import TensorCore
+import Training
 
 /// Entry point used by the `umtrain` executable.
 public enum UMTrainMain {
@@ -152,6 +153,13 @@ func runOnRanks(_ options: RuntimeOptions, _ body: (Runtime) throws -> Void) {
     } catch {
         let rank = runtime?.rank ?? MPIEnvironment.launcherRank ?? 0
         let message = "[rank \(rank)] error: \(error)\n"
+        // Configuration errors are raised identically on every rank before any collective:
+        // rank 0 reports once and every rank ends cleanly (no MPI_Abort banner).
+        if error is ConfigError {
+            if rank == 0 { writeToStandardError("error: \(error)\n") }
+            runtime?.finish()
+            Foundation.exit(1)
+        }
         if let rt = runtime, rt.worldSize > 1 {
             rt.comm.abort(code: 1, message: message)
         }
