@@ -37,85 +37,124 @@ struct PipelineCommand: ParsableCommand {
     @Flag(help: "Skip the UMAP stage.")
     var skipUmap = false
 
+    @Option(help: ArgumentHelp("Run the whole pipeline once per seed (e.g. 0,1,2) as runs/<name>-s<seed>/, then write runs/<name>/seeds-summary.md with the mean and spread over seeds.", valueName: "list"))
+    var seeds: String?
+
+    func validate() throws {
+        if let seeds, parsedSeeds(seeds) == nil {
+            throw ValidationError("--seeds must be a comma-separated list of integers, got '\(seeds)'.")
+        }
+    }
+
+    func parsedSeeds(_ text: String) -> [Int]? {
+        let v = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        return v.isEmpty || v.contains(nil) ? nil : v.map { $0! }
+    }
+
     func run() throws {
         runOnRanks(runtime) { rt in
             let (config, notes) = try configOptions.load()
             rt.log(try rt.header(command: "pipeline"))
             for n in notes { rt.log("note: \(n)") }
-            let root = config.outputDir + "/" + config.name
-            var timings: [(String, Double)] = []
-            func timed<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
-                let t0 = Date()
-                rt.log("\n=== \(name) ===")
-                let r = try body()
-                timings.append((name, Date().timeIntervalSince(t0)))
-                return r
+            guard let seedText = seeds, let list = parsedSeeds(seedText) else {
+                _ = try runPipeline(config: config, rt: rt)
+                return
             }
+            var results: [(seed: Int, reports: [(String, OODReport)])] = []
+            for seed in list {
+                var c = config
+                c.seed = seed
+                c.name = config.name + "-s\(seed)"
+                rt.log("\n##### seed \(seed): runs under \(c.outputDir)/\(c.name)/ #####")
+                results.append((seed, try runPipeline(config: c, rt: rt)))
+            }
+            let md = Summary.seeds(config: config, results: results)
+            let dir = config.outputDir + "/" + config.name
             if rt.isRoot {
-                try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-                try AtomicFile.write(try config.yaml(), to: root + "/config.yaml")
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try AtomicFile.write(md, to: dir + "/seeds-summary.md")
             }
-            // 1. Train.
-            var baseWeights = checkpoint ?? root + "/train/model.safetensors"
-            if from <= .train && checkpoint == nil {
-                try timed("train") { try trainStage(config: config, rt: rt) }
-                baseWeights = root + "/train/model.safetensors"
-            }
-            // 2. Estimate.
-            var estimate: EstimateReport?
-            if from <= .estimate {
-                estimate = try timed("estimate-loss") { try runEstimate(config: config, checkpoint: baseWeights, rt: rt) }
-            } else if let e = try? EstimateReport.read(root + "/estimate/estimate.json") {
-                estimate = e
-            }
-            let calibrated = estimate?.calibrated ?? false
-            let umAllowed = config.um.enabled && (calibrated || config.um.force || config.um.xi > 0)
-            var skipReason: String?
-            if !config.um.enabled {
-                skipReason = "um.enabled is false (the reference's UM: false)"
-                rt.log("skipping UM and UMAP: \(skipReason!)")
-            } else if !umAllowed {
-                skipReason = estimate.map { "xi uncalibrated: \($0.calibrationNote)" } ?? "no estimate.json"
-                rt.log("skipping UM and UMAP: \(skipReason!)")
-            }
-            // 3-5. Fine-tuning.
-            var models: [(label: String, weights: String)] = [("baseline", baseWeights)]
-            if umAllowed && from <= .um {
-                let o = try timed("UM fine-tuning") { try runFinetune(config: config, method: .um, checkpoint: baseWeights, estimatePath: nil, rt: rt) }
-                models.append(("um", o.weights))
-            } else if umAllowed, FileManager.default.fileExists(atPath: root + "/um/model.safetensors") {
-                models.append(("um", root + "/um/model.safetensors"))
-            }
-            if umAllowed && !skipUmap && from <= .umap {
-                let o = try timed("UMAP") { try runFinetune(config: config, method: .umap, checkpoint: baseWeights, estimatePath: nil, rt: rt) }
-                models.append(("umap", o.weights))
-            } else if umAllowed && !skipUmap, FileManager.default.fileExists(atPath: root + "/umap/model.safetensors") {
-                models.append(("umap", root + "/umap/model.safetensors"))
-            }
-            if from <= .ce {
-                let o = try timed("CE control") { try runFinetune(config: config, method: .ce, checkpoint: baseWeights, estimatePath: nil, rt: rt) }
-                models.append(("ce_finetune", o.weights))
-            } else if FileManager.default.fileExists(atPath: root + "/ce_finetune/model.safetensors") {
-                models.append(("ce_finetune", root + "/ce_finetune/model.safetensors"))
-            }
-            // 6. Evaluate.
-            let data = try TrainingData.load(config, file: configOptions.config ?? "<defaults>")
-            let sets = try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels)
-            var reports: [(String, OODReport)] = []
-            for m in models {
-                let r = try timed("evaluate \(m.label)") {
-                    try runEvaluation(config: config, checkpoint: m.weights, stage: "evaluate/\(m.label)", label: m.label, rt: rt,
-                                      data: data, sets: sets)
-                }
-                reports.append((m.label, r))
-            }
-            // 7. Summary.
-            let summary = Summary.markdown(config: config, reports: reports, estimate: estimate, skipReason: skipReason,
-                                           timings: timings, worldSize: rt.worldSize)
-            if rt.isRoot { try AtomicFile.write(summary, to: root + "/summary.md") }
-            rt.log("\n" + summary)
-            rt.log("wrote \(root)/summary.md")
+            rt.log("\n" + md)
+            rt.log("wrote \(dir)/seeds-summary.md")
         }
+    }
+
+    /// One pipeline run (all stages) for `config`. Collective.
+    func runPipeline(config: RunConfig, rt: Runtime) throws -> [(String, OODReport)] {
+        let root = config.outputDir + "/" + config.name
+        var timings: [(String, Double)] = []
+        func timed<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+            let t0 = Date()
+            rt.log("\n=== \(name) ===")
+            let r = try body()
+            timings.append((name, Date().timeIntervalSince(t0)))
+            return r
+        }
+        if rt.isRoot {
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            try AtomicFile.write(try config.yaml(), to: root + "/config.yaml")
+        }
+        // 1. Train.
+        var baseWeights = checkpoint ?? root + "/train/model.safetensors"
+        if from <= .train && checkpoint == nil {
+            try timed("train") { try trainStage(config: config, rt: rt) }
+            baseWeights = root + "/train/model.safetensors"
+        }
+        // 2. Estimate.
+        var estimate: EstimateReport?
+        if from <= .estimate {
+            estimate = try timed("estimate-loss") { try runEstimate(config: config, checkpoint: baseWeights, rt: rt) }
+        } else if let e = try? EstimateReport.read(root + "/estimate/estimate.json") {
+            estimate = e
+        }
+        let calibrated = estimate?.calibrated ?? false
+        let umAllowed = config.um.enabled && (calibrated || config.um.force || config.um.xi > 0)
+        var skipReason: String?
+        if !config.um.enabled {
+            skipReason = "um.enabled is false (the reference's UM: false)"
+            rt.log("skipping UM and UMAP: \(skipReason!)")
+        } else if !umAllowed {
+            skipReason = estimate.map { "xi uncalibrated: \($0.calibrationNote)" } ?? "no estimate.json"
+            rt.log("skipping UM and UMAP: \(skipReason!)")
+        }
+        // 3-5. Fine-tuning.
+        var models: [(label: String, weights: String)] = [("baseline", baseWeights)]
+        if umAllowed && from <= .um {
+            let o = try timed("UM fine-tuning") { try runFinetune(config: config, method: .um, checkpoint: baseWeights, estimatePath: nil, rt: rt) }
+            models.append(("um", o.weights))
+        } else if umAllowed, FileManager.default.fileExists(atPath: root + "/um/model.safetensors") {
+            models.append(("um", root + "/um/model.safetensors"))
+        }
+        if umAllowed && !skipUmap && from <= .umap {
+            let o = try timed("UMAP") { try runFinetune(config: config, method: .umap, checkpoint: baseWeights, estimatePath: nil, rt: rt) }
+            models.append(("umap", o.weights))
+        } else if umAllowed && !skipUmap, FileManager.default.fileExists(atPath: root + "/umap/model.safetensors") {
+            models.append(("umap", root + "/umap/model.safetensors"))
+        }
+        if from <= .ce {
+            let o = try timed("CE control") { try runFinetune(config: config, method: .ce, checkpoint: baseWeights, estimatePath: nil, rt: rt) }
+            models.append(("ce_finetune", o.weights))
+        } else if FileManager.default.fileExists(atPath: root + "/ce_finetune/model.safetensors") {
+            models.append(("ce_finetune", root + "/ce_finetune/model.safetensors"))
+        }
+        // 6. Evaluate.
+        let data = try TrainingData.load(config, file: configOptions.config ?? "<defaults>")
+        let sets = try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels)
+        var reports: [(String, OODReport)] = []
+        for m in models {
+            let r = try timed("evaluate \(m.label)") {
+                try runEvaluation(config: config, checkpoint: m.weights, stage: "evaluate/\(m.label)", label: m.label, rt: rt,
+                                  data: data, sets: sets)
+            }
+            reports.append((m.label, r))
+        }
+        // 7. Summary.
+        let summary = Summary.markdown(config: config, reports: reports, estimate: estimate, skipReason: skipReason,
+                                       timings: timings, worldSize: rt.worldSize)
+        if rt.isRoot { try AtomicFile.write(summary, to: root + "/summary.md") }
+        rt.log("\n" + summary)
+        rt.log("wrote \(root)/summary.md")
+        return reports
     }
 }
 
@@ -141,6 +180,38 @@ func trainStage(config: RunConfig, rt: Runtime) throws {
 
 /// summary.md: baseline vs UM vs UMAP vs the plain fine-tuning control.
 enum Summary {
+    /// Mean and spread (sample standard deviation) over seeds of ID accuracy and the averaged
+    /// metrics, per score and model.
+    static func seeds(config: RunConfig, results: [(seed: Int, reports: [(String, OODReport)])]) -> String {
+        func ms(_ v: [Double]) -> String {
+            let finite = v.filter(\.isFinite)
+            guard !finite.isEmpty else { return "n/a" }
+            let m = finite.reduce(0, +) / Double(finite.count)
+            let sd = finite.count > 1 ? (finite.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(finite.count - 1)).squareRoot() : 0
+            return String(format: "%.2f ± %.2f", 100 * m, 100 * sd)
+        }
+        var s = "# Summary over seeds: \(config.name)\n\n"
+        s += "Seeds \(results.map { String($0.seed) }.joined(separator: ", ")) (runs \(config.name)-s<seed>/). "
+            + "Mean ± sample standard deviation over seeds, in percent; metrics averaged over the real OOD sets "
+            + "(ID positive; FPR95 \(results.first?.reports.first?.1.fprMode.label ?? "strict")).\n\n"
+        let kinds = results.first?.reports.first?.1.scoreOrder ?? []
+        let models = results.first?.reports.map(\.0) ?? []
+        s += "| score | model | ID acc | AUROC | AUPR-In | FPR95 | seeds |\n|---|---|---|---|---|---|---|\n"
+        for k in kinds {
+            for model in models {
+                var acc: [Double] = [], auroc: [Double] = [], aupr: [Double] = [], fpr: [Double] = []
+                for r in results {
+                    guard let rep = r.reports.first(where: { $0.0 == model })?.1, let m = rep.averages[k] else { continue }
+                    acc.append(rep.idAccuracy); auroc.append(m.auroc); aupr.append(m.auprIn); fpr.append(m.fpr95)
+                }
+                guard !acc.isEmpty else { continue }
+                s += "| \(k) | \(model) | \(ms(acc)) | \(ms(auroc)) | \(ms(aupr)) | \(ms(fpr)) | \(acc.count) |\n"
+            }
+        }
+        s += "\nModels missing from a seed (UM/UMAP skipped as uncalibrated) are averaged over the seeds that have them; see each run's summary.md.\n"
+        return s
+    }
+
     static func markdown(config: RunConfig, reports: [(String, OODReport)], estimate: EstimateReport?, skipReason: String?,
                          timings: [(String, Double)], worldSize: Int) -> String {
         func p2(_ x: Double) -> String { x.isFinite ? String(format: "%.2f", 100 * x) : "n/a" }
