@@ -91,16 +91,37 @@ public enum OODEvaluation {
             guard FileManager.default.fileExists(atPath: s.images) else {
                 throw OODEvaluationError.missingSet(name: s.name, path: s.images, key: e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest)
             }
-            let images = try IDX.readImages(path: s.images)
-            guard images.rows == imageSize && images.cols == imageSize && channels == 1 else {
-                throw ConfigError.invalidValue(file: s.images, key: "OOD set '\(s.name)'", expected: "\(channels)x\(imageSize)x\(imageSize) images",
-                                               actual: "1x\(images.rows)x\(images.cols)", hint: "OOD images must match the model input")
-            }
-            let ds = ImageDataset(images: images.pixels, labels: [Int](repeating: 0, count: images.count), channels: 1,
+            let ds: ImageDataset
+            var isDirectory: ObjCBool = false
+            FileManager.default.fileExists(atPath: s.images, isDirectory: &isDirectory)
+            if isDirectory.boolValue {
+                // A folder of JPEG/PNG images (Textures, Places, SUN, iNaturalist, ...): decoded,
+                // converted to the model's channels, resized (shorter side) and centre-cropped to
+                // the model's input size. Unreadable files are skipped and counted.
+                let loaded = try ImageFolder.load(root: s.images, layout: .flat, channels: channels,
+                                                  transform: ResizeCenterCrop(resizeShorterSide: imageSize, cropSize: imageSize),
+                                                  skipBadFiles: true)
+                if !loaded.skipped.isEmpty {
+                    writeSkipped(name: s.name, count: loaded.skipped.count, first: loaded.skipped[0].path)
+                }
+                ds = loaded.dataset
+            } else {
+                let images = try IDX.readImages(path: s.images)
+                guard images.rows == imageSize && images.cols == imageSize && channels == 1 else {
+                    throw ConfigError.invalidValue(file: s.images, key: "OOD set '\(s.name)'", expected: "\(channels)x\(imageSize)x\(imageSize) images",
+                                                   actual: "1x\(images.rows)x\(images.cols)",
+                                                   hint: "IDX OOD sets must match the model input; for RGB or other sizes use a folder of JPEG/PNG images")
+                }
+                ds = ImageDataset(images: images.pixels, labels: [Int](repeating: 0, count: images.count), channels: 1,
                                   height: images.rows, width: images.cols, classCount: 1, classNames: [])
+            }
             out.append(OODSet(name: s.name, synthetic: s.synthetic, dataset: ds))
         }
         return out
+    }
+
+    static func writeSkipped(name: String, count: Int, first: String) {
+        FileHandle.standardError.write(Data("note: OOD set '\(name)': skipped \(count) unreadable file(s), e.g. \(first)\n".utf8))
     }
 
     struct Fitted {

@@ -62,9 +62,27 @@ public struct TrainingData: Sendable {
                 train = try CIFAR100.load(directory: d.trainImages, split: .train)
                 test = try CIFAR100.load(directory: d.trainImages, split: .test)
             }
+        case "folder":
+            // Class-per-subfolder JPEG/PNG trees (torchvision ImageFolder layout), decoded eagerly
+            // into memory, resized (shorter side) and centre-cropped to model.image_size.
+            // data.train_images / data.test_images are the two roots.
+            for (key, path) in [("data.train_images", d.trainImages), ("data.test_images", d.testImages)] {
+                var isDir: ObjCBool = false
+                if !FileManager.default.fileExists(atPath: path, isDirectory: &isDir) || !isDir.boolValue {
+                    throw ConfigError.invalidValue(file: file, key: key, expected: "a folder with one sub-folder per class",
+                                                   actual: "'\(path)'", hint: "point it at e.g. train/ and val/ of an ImageFolder tree.")
+                }
+            }
+            let t = ResizeCenterCrop(resizeShorterSide: config.model.imageSize, cropSize: config.model.imageSize)
+            train = try ImageFolder.load(root: d.trainImages, layout: .classFolders, channels: config.model.inChannels, transform: t).dataset
+            test = try ImageFolder.load(root: d.testImages, layout: .classFolders, channels: config.model.inChannels, transform: t).dataset
+            if train.classCount != config.model.numClasses {
+                throw ConfigError.invalidValue(file: file, key: "model.num_classes", expected: "\(train.classCount) (class folders in \(d.trainImages))",
+                                               actual: "\(config.model.numClasses)", hint: "set model.num_classes to the number of class folders.")
+            }
         default:
-            throw ConfigError.invalidValue(file: file, key: "data.format", expected: "idx, cifar10 or cifar100 (folder: not yet)",
-                                           actual: "'\(d.format)'", hint: "image folders arrive with the data issue.")
+            throw ConfigError.invalidValue(file: file, key: "data.format", expected: "idx, cifar10, cifar100 or folder",
+                                           actual: "'\(d.format)'", hint: "Fashion-MNIST is idx.")
         }
         try check(train, config: config, file: file, key: "data.train_images")
         try check(test, config: config, file: file, key: "data.test_images")
