@@ -67,6 +67,11 @@ public enum OODEvaluationError: Error, CustomStringConvertible {
 public enum OODEvaluation {
     /// Loads the OOD sets named by the manifest and/or the explicit list.
     public static func loadSets(_ e: EvaluateSection, imageSize: Int, channels: Int) throws -> [OODSet] {
+        try loadSets(e, imageSize: imageSize, channels: channels, validation: false)
+    }
+
+    /// The OOD test set specs: every `ood` set of the manifest plus `evaluate.ood_sets`.
+    static func testSpecs(_ e: EvaluateSection) throws -> [OODSetConfig] {
         var specs: [OODSetConfig] = []
         if !e.oodManifest.isEmpty {
             guard let data = FileManager.default.contents(atPath: e.oodManifest) else {
@@ -84,7 +89,25 @@ public enum OODEvaluation {
                 specs.append(OODSetConfig(name: name, images: base + "/" + img, synthetic: (s["synthetic"] as? Bool) ?? false))
             }
         }
-        specs += e.explicitSets
+        return specs + e.explicitSets
+    }
+
+    /// Loads the OOD test sets (`validation: false`) or the tuning-only sets (`true`).
+    public static func loadSets(_ e: EvaluateSection, imageSize: Int, channels: Int, validation: Bool) throws -> [OODSet] {
+        var specs: [OODSetConfig]
+        if validation {
+            specs = e.explicitValidationSets
+            let std = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
+            let testPaths = Set(try testSpecs(e).map { std($0.images) })
+            for v in specs where testPaths.contains(std(v.images)) {
+                throw ConfigError.invalidValue(file: "config", key: "evaluate.validation_ood_sets", expected: "sets disjoint from the OOD test sets",
+                                               actual: "'\(v.name)' uses \(v.images), an OOD test set",
+                                               hint: "tuning on test data inflates every metric (pitfalls F10); use a separate set.")
+            }
+            if specs.isEmpty { return [] }
+        } else {
+            specs = try testSpecs(e)
+        }
         guard !specs.isEmpty else { throw OODEvaluationError.noSets("the manifest has no ood sets and evaluate.ood_sets is empty") }
         var out: [OODSet] = []
         for s in specs {
@@ -256,10 +279,98 @@ public enum OODEvaluation {
         return fitted
     }
 
+    /// Tunes ODIN (temperature, epsilon), KNN (k) and ReAct (percentile) on the ID validation
+    /// split and the validation OOD sets, by the mean AUROC over those sets (Liang et al. 2018
+    /// tune ODIN the same way, on held-out OOD data). Without validation OOD sets only ODIN's
+    /// epsilon is tuned, at the configured temperature, by the mean ID-validation score (the
+    /// ID-only criterion of Hsu et al., CVPR 2020). The ID and OOD TEST sets are never used.
+    /// Collective. Returns the tuned section and a record for tuning.json.
+    public static func tune(model: Classifier, comm: Communicator, config: RunConfig, data: TrainingData,
+                            validationOOD: [OODSet], log: (String) -> Void) throws -> (EvaluateSection, [String: Any]) {
+        var e = config.evaluate
+        guard !data.validationIds.isEmpty else {
+            throw ConfigError.invalidValue(file: "config", key: "evaluate.tune", expected: "a validation split (data.validation_size > 0)",
+                                           actual: "no validation ids", hint: "tuning uses only the validation split, never the test sets.")
+        }
+        let valDataset = data.trainSet
+        var record: [String: Any] = ["validation_ids": data.validationIds.count,
+                                     "validation_ood_sets": validationOOD.map { $0.name },
+                                     "id_validation_disjoint_from_id_test": "yes: the validation split is carved from the training file"]
+        func meanAUROC(_ kind: String, _ section: EvaluateSection, _ fitted: Fitted) throws -> Double {
+            let id = try score(model: model, comm: comm, data: data, dataset: valDataset, ids: data.validationIds, e: section,
+                               fitted: fitted, kinds: [kind]).scores[kind]!
+            var total = 0.0
+            for s in validationOOD {
+                let ood = try score(model: model, comm: comm, data: data, dataset: s.dataset, ids: s.dataset.ids, e: section,
+                                    fitted: fitted, kinds: [kind]).scores[kind]!
+                total += try OODMetrics.compute(idScores: id, oodScores: ood, fprMode: .strict, nonFinite: .exclude).auroc
+            }
+            return total / Double(validationOOD.count)
+        }
+        let kinds = e.scores
+        if kinds.contains("odin") {
+            var best = (t: e.odinTemperature, eps: e.odinEpsilon, value: -Double.infinity)
+            let temperatures = validationOOD.isEmpty ? [e.odinTemperature] : [1.0, 10, 100, 1000]
+            for t in temperatures {
+                for eps in [0.0, 0.0005, 0.001, 0.0014, 0.002, 0.004] {
+                    var trial = e
+                    trial.odinTemperature = t
+                    trial.odinEpsilon = eps
+                    let v: Double
+                    if validationOOD.isEmpty {
+                        let sc = try score(model: model, comm: comm, data: data, dataset: valDataset, ids: data.validationIds,
+                                           e: trial, fitted: Fitted(), kinds: ["odin"]).scores["odin"]!
+                        v = sc.reduce(0, +) / Double(max(sc.count, 1))
+                    } else {
+                        v = try meanAUROC("odin", trial, Fitted())
+                    }
+                    if v > best.value { best = (t, eps, v) }
+                }
+            }
+            e.odinTemperature = best.t
+            e.odinEpsilon = best.eps
+            record["odin"] = ["temperature": best.t, "epsilon": best.eps,
+                              "criterion": validationOOD.isEmpty ? "mean ID-validation score" : "mean validation AUROC", "value": best.value]
+            log("tuned ODIN: temperature \(best.t), epsilon \(best.eps)")
+        }
+        if !validationOOD.isEmpty && kinds.contains("knn") {
+            var best = (k: e.knnK, value: -Double.infinity)
+            for k in [1, 5, 10, 20, 50, 100, 200] where k <= data.trainIds.count {
+                var trial = e
+                trial.knnK = k
+                let fitted = try fit(model: model, comm: comm, data: data, e: trial, kinds: ["knn"], numClasses: config.model.numClasses)
+                let v = try meanAUROC("knn", trial, fitted)
+                if v > best.value { best = (k, v) }
+            }
+            e.knnK = best.k
+            record["knn"] = ["k": best.k, "criterion": "mean validation AUROC", "value": best.value]
+            log("tuned KNN: k \(best.k)")
+        }
+        if !validationOOD.isEmpty && kinds.contains("react") {
+            var best = (p: e.reactPercentile, value: -Double.infinity)
+            for p in [80.0, 85, 90, 95, 99] {
+                var trial = e
+                trial.reactPercentile = p
+                let fitted = try fit(model: model, comm: comm, data: data, e: trial, kinds: ["react"], numClasses: config.model.numClasses)
+                let v = try meanAUROC("react", trial, fitted)
+                if v > best.value { best = (p, v) }
+            }
+            e.reactPercentile = best.p
+            record["react"] = ["percentile": best.p, "criterion": "mean validation AUROC", "value": best.value]
+            log("tuned ReAct: percentile \(best.p)")
+        }
+        return (e, record)
+    }
+
     /// Evaluates `model` on the ID test set and every OOD set. Collective.
     public static func run(model: Classifier, comm: Communicator, config: RunConfig, data: TrainingData, sets: [OODSet],
-                           log: (String) -> Void) throws -> OODReport {
-        let e = config.evaluate
+                           log: (String) -> Void, validationOOD: [OODSet] = [], tuningRecord: UnsafeMutablePointer<[String: Any]>? = nil) throws -> OODReport {
+        var e = config.evaluate
+        if e.tune {
+            let (tuned, record) = try tune(model: model, comm: comm, config: config, data: data, validationOOD: validationOOD, log: log)
+            e = tuned
+            tuningRecord?.pointee = record
+        }
         let kinds = e.scores
         guard let mode = FPRMode(rawValue: e.fprMode) else {
             throw ConfigError.invalidValue(file: "config", key: "evaluate.fpr_mode", expected: "strict, reference or openood",
@@ -267,6 +378,7 @@ public enum OODEvaluation {
         }
         let started = Date()
         let fitted = try fit(model: model, comm: comm, data: data, e: e, kinds: kinds, numClasses: config.model.numClasses)
+        log("detector settings: ODIN T \(e.odinTemperature) eps \(e.odinEpsilon), KNN k \(e.knnK), ReAct p\(e.reactPercentile)\(e.tune ? " (tuned on the validation split)" : " (defaults)")")
         let idEval = try Evaluator.evaluate(model: model, comm: comm, data: data, dataset: data.testSet, ids: data.testSet.ids,
                                             batchSize: e.batchSize)
         let idScores = try score(model: model, comm: comm, data: data, dataset: data.testSet, ids: data.testSet.ids, e: e,

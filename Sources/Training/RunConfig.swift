@@ -435,6 +435,11 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     public var reactPercentile = 90.0
     /// Ridge added to the Mahalanobis covariance diagonal (0 = none).
     public var mahalanobisRidge = 1e-6
+    /// Tune detector hyperparameters (ODIN temperature/epsilon, KNN k, ReAct percentile) on the
+    /// ID validation split (never the test sets) and `validation_ood_sets`, before scoring.
+    public var tune = false
+    /// OOD sets used only for tuning (must not be among the OOD test sets).
+    public var validationOODSets: [OODSetConfig] = [OODSetConfig()]
     /// Set only by the UM reference's `msp`/`odin`/`energy`/`mahalanobis` switches
     /// ("true"/"false"; empty when not given).
     public var referenceSwitchMSP = ""
@@ -449,11 +454,13 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
         case oodManifest = "ood_manifest", oodSets = "ood_sets", fprMode = "fpr_mode", excludeNonFinite = "exclude_non_finite",
              batchSize = "batch_size", energyTemperature = "energy_temperature", odinTemperature = "odin_temperature",
              odinEpsilon = "odin_epsilon", knnK = "knn_k", reactPercentile = "react_percentile",
-             mahalanobisRidge = "mahalanobis_ridge", referenceSwitchMSP = "reference_switch_msp",
+             mahalanobisRidge = "mahalanobis_ridge", tune, validationOODSets = "validation_ood_sets", referenceSwitchMSP = "reference_switch_msp",
              referenceSwitchODIN = "reference_switch_odin", referenceSwitchEnergy = "reference_switch_energy",
              referenceSwitchMahalanobis = "reference_switch_mahalanobis"
     }
 
     /// The configured OOD sets without the schema placeholder.
     public var explicitSets: [OODSetConfig] { oodSets.filter { !$0.name.isEmpty } }
+    /// The validation OOD sets without the schema placeholder.
+    public var explicitValidationSets: [OODSetConfig] { validationOODSets.filter { !$0.name.isEmpty } }
 }

@@ -47,10 +47,19 @@ func runEvaluation(config: RunConfig, checkpoint: String, stage: String, label: 
     let sets = try preloadedSets ?? OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize,
                                                             channels: config.model.inChannels)
     let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
+    let validationSets = config.evaluate.tune
+        ? try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels, validation: true)
+        : []
     let folder = RunFolder(config: config, stage: stage)
     if rt.isRoot { try folder.create() }
     rt.comm.phase = "evaluate \(label)"
-    let report = try OODEvaluation.run(model: model, comm: rt.comm, config: config, data: data, sets: sets, log: rt.log)
+    var tuning: [String: Any] = [:]
+    let report = try OODEvaluation.run(model: model, comm: rt.comm, config: config, data: data, sets: sets, log: rt.log,
+                                       validationOOD: validationSets, tuningRecord: &tuning)
+    if rt.isRoot && !tuning.isEmpty {
+        try AtomicFile.write([UInt8](try JSONSerialization.data(withJSONObject: tuning, options: [.prettyPrinted, .sortedKeys])),
+                             to: folder.reports + "/tuning.json")
+    }
     if rt.isRoot {
         try OODEvaluation.write(report, to: folder.reports, title: "OOD evaluation: \(label)")
         try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")

@@ -33,3 +33,18 @@ final class OODSetLoadingTests: XCTestCase {
         }
     }
 }
+
+final class TuningLeakageTests: XCTestCase {
+    func testValidationOODSetThatIsATestSetIsRefused() {
+        var e = EvaluateSection()
+        e.oodManifest = ""
+        e.oodSets = [OODSetConfig(name: "mnist", images: "data/ood/mnist/images-idx3-ubyte.gz", synthetic: false)]
+        e.validationOODSets = [OODSetConfig(name: "val", images: "./data/ood/mnist/images-idx3-ubyte.gz", synthetic: false)]
+        XCTAssertThrowsError(try OODEvaluation.loadSets(e, imageSize: 28, channels: 1, validation: true)) { err in
+            let m = "\(err)"
+            XCTAssertTrue(m.contains("evaluate.validation_ood_sets") && m.contains("an OOD test set") && m.contains("F10"), m)
+        }
+        e.validationOODSets = [OODSetConfig()]
+        XCTAssertEqual(try OODEvaluation.loadSets(e, imageSize: 28, channels: 1, validation: true).count, 0)
+    }
+}
