@@ -464,18 +464,8 @@ struct MultiRankSuite {
         if distributed.globalStep != 20 || single.globalStep != 20 {
             return "ran \(distributed.globalStep) and \(single.globalStep) steps, expected 20"
         }
-        var worst = (name: "", rel: 0.0)
-        for (a, b) in zip(distributed.model.parameters + distributed.model.buffers, single.model.parameters + single.model.buffers) {
-            let av = a.value.scalars, bv = b.value.scalars
-            var num = 0.0, den = 0.0
-            for i in 0..<av.count {
-                let d = Double(av[i]) - Double(bv[i])
-                num += d * d
-                den += Double(bv[i]) * Double(bv[i])
-            }
-            let rel = den > 0 ? (num / den).squareRoot() : num.squareRoot()
-            if rel > worst.rel { worst = (a.name, rel) }
-        }
+        let (worstName, worstRel) = Self.relativeDifference(distributed.model, single.model)
+        let worst = (name: worstName, rel: worstRel)
         if worst.rel > 1e-4 { return "\(worst.name): ||a - b|| / ||b|| = \(worst.rel) > 1e-4" }
         runtime.log("        (largest relative difference \(String(format: "%.2e", worst.rel)) in \(worst.name.isEmpty ? "-" : worst.name))")
         // Negative control: per-rank (local) BatchNorm is a different algorithm; the same
@@ -486,13 +476,7 @@ struct MultiRankSuite {
             let other = try Trainer(config: localBN, comm: comm, model: try ModelFactory.make(config.model, seed: 7),
                                     data: data, folder: nil, log: quiet)
             try other.train(evaluateEachEpoch: false)
-            var largest = 0.0
-            for (a, b) in zip(other.model.parameters, single.model.parameters) {
-                let av = a.value.scalars, bv = b.value.scalars
-                var num = 0.0, den = 0.0
-                for i in 0..<av.count { let d = Double(av[i]) - Double(bv[i]); num += d * d; den += Double(bv[i]) * Double(bv[i]) }
-                largest = max(largest, den > 0 ? (num / den).squareRoot() : 0)
-            }
+            let largest = Self.relativeDifference(other.model, single.model).1
             if largest <= 1e-4 { return "negative control failed: local BN also within 1e-4 (\(largest))" }
             runtime.log("        (negative control, local BN: largest relative difference \(String(format: "%.2e", largest)) > 1e-4)")
         }
