@@ -117,6 +117,27 @@ else
   bad "SIGTERM test: exit $rc; see $log"
 fi
 
+# 5. A saved detector (reports/detector) reproduces evaluate's per-sample scores with `umtrain score`.
+model="$OUT/full/train/model.safetensors"
+if [ -f "$model" ] && [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  set +e
+  timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain evaluate --config "$CFG" --name full --set output_dir="$OUT" \
+    --checkpoint "$model" --stage evalscore --set evaluate.ood_manifest= --set evaluate.knn_k=5 \
+    --set 'evaluate.ood_sets=[{name: digits, images: /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz, synthetic: false}]' \
+    >"$LOG_DIR/evaluate-score.log" 2>&1
+  r1=$?
+  timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain score --config "$CFG" --checkpoint "$model" \
+    --detector "$OUT/full/evalscore/reports/detector" --input /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \
+    --set evaluate.knn_k=5 --output "$OUT/score.csv" >>"$LOG_DIR/evaluate-score.log" 2>&1
+  r2=$?
+  set -e
+  if [ "$r1$r2" = 00 ] && cmp -s "$OUT/score.csv" "$OUT/full/evalscore/reports/scores/digits.csv"; then
+    ok "umtrain score with the saved detector reproduces evaluate's per-sample scores (7 scores, byte-identical CSV)"
+  else
+    bad "score vs evaluate: exits $r1/$r2 or the CSVs differ; see $LOG_DIR/evaluate-score.log"
+  fi
+fi
+
 # 4. Stall inspector: rank 2 of 3 is slowed by 0.3 s per step; rank 0 must name it.
 log="$LOG_DIR/train-straggler.log"
 set +e

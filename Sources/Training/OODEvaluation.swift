@@ -3,6 +3,7 @@ import Distributed
 import Foundation
 import NeuralNetwork
 import OODDetection
+import SafeTensors
 import TensorCore
 
 /// An OOD test set loaded for scoring.
@@ -43,6 +44,9 @@ public struct OODReport: Sendable {
     public var scoreOrder: [String]
     public var idScores: SetScores
     public var oodScores: [String: SetScores]
+    /// The detectors as fitted (and the settings, tuned or not) for `umtrain score`.
+    public var fitted: OODEvaluation.Fitted
+    public var settings: EvaluateSection
 }
 
 public enum OODEvaluationError: Error, CustomStringConvertible {
@@ -147,10 +151,18 @@ public enum OODEvaluation {
         FileHandle.standardError.write(Data("note: OOD set '\(name)': skipped \(count) unreadable file(s), e.g. \(first)\n".utf8))
     }
 
-    struct Fitted {
+    /// Fitted detector state (saved with every evaluation so `umtrain score` can reuse it).
+    public struct Fitted: Sendable {
         var mahalanobis: MahalanobisDetector?
         var knn: KNNDetector?
         var reactThreshold: Double?
+        /// Class means `[C, D]` and the shared covariance `[D, D]` (Double), the training
+        /// features `[N, D]` (the KNN bank before normalisation) and D.
+        var classMeans: [Double] = []
+        var covariance: [Double] = []
+        var bankFeatures: [Float] = []
+        var featureDim = 0
+        public init() {}
     }
 
     /// Scores `ids` of `dataset` on this rank's batches, then gathers by id. Collective.
@@ -263,15 +275,19 @@ public enum OODEvaluation {
         }
         let labelOf = Dictionary(uniqueKeysWithValues: zip(data.trainSet.ids, data.trainSet.labels))
         let labels = order.map { labelOf[Int(allIds[$0])]! }
+        fitted.featureDim = dim
         if kinds.contains("mahalanobis") {
             var sums = ClassFeatureSums(numClasses: numClasses, featureDim: dim)
             sums.accumulate(features: features, labels: labels)
             var scatter = CentredScatter(featureDim: dim)
             scatter.accumulate(features: features, labels: labels, classMeans: try sums.means())
             fitted.mahalanobis = try MahalanobisDetector(classSums: sums, scatter: scatter, ridge: e.mahalanobisRidge)
+            fitted.classMeans = try sums.means()
+            fitted.covariance = scatter.covariance()
         }
         if kinds.contains("knn") {
             fitted.knn = KNNDetector(trainingFeatures: features, featureDim: dim, k: min(e.knnK, order.count))
+            fitted.bankFeatures = features
         }
         if kinds.contains("react") {
             fitted.reactThreshold = ReAct.percentileThreshold(activations: features, percentile: e.reactPercentile)
@@ -403,7 +419,7 @@ public enum OODEvaluation {
         }
         log("OOD evaluation: \(sets.count) sets x \(kinds.count) scores in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
         return OODReport(idAccuracy: idEval.accuracy, idLoss: idEval.loss, rows: rows, fprMode: mode, averages: averages,
-                         scoreOrder: kinds, idScores: idScores, oodScores: oodScores)
+                         scoreOrder: kinds, idScores: idScores, oodScores: oodScores, fitted: fitted, settings: e)
     }
 
     // MARK: - Reports
@@ -502,5 +518,73 @@ public enum OODEvaluation {
             if lastOfTie && (i % stride == 0 || i + 1 == all.count) { pts.append((fp / max(nNeg, 1), tp / max(nPos, 1))) }
         }
         return pts
+    }
+}
+
+/// Saving and reloading fitted detectors (`reports/detector/`), and scoring new inputs.
+public enum DetectorStore {
+    static func bits(_ v: [Double]) -> [Int64] { v.map { Int64(bitPattern: $0.bitPattern) } }
+    static func unbits(_ v: [Int64]) -> [Double] { v.map { Double(bitPattern: UInt64(bitPattern: $0)) } }
+
+    /// Writes `detector.safetensors` (Double statistics stored exactly as their I64 bit
+    /// patterns; the KNN bank as F32) and `detector.json` (settings) into `dir` (rank 0).
+    public static func write(_ r: OODReport, config: RunConfig, to dir: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let f = r.fitted
+        var records: [SafeTensorsRecord] = []
+        if !f.classMeans.isEmpty {
+            records.append(SafeTensorsRecord(name: "mahalanobis.class_means_f64bits", shape: [f.classMeans.count], int64s: bits(f.classMeans)))
+            records.append(SafeTensorsRecord(name: "mahalanobis.covariance_f64bits", shape: [f.covariance.count], int64s: bits(f.covariance)))
+        }
+        if !f.bankFeatures.isEmpty {
+            records.append(SafeTensorsRecord(name: "knn.bank", shape: [f.bankFeatures.count / max(f.featureDim, 1), f.featureDim],
+                                             floats: f.bankFeatures))
+        }
+        if let t = f.reactThreshold {
+            records.append(SafeTensorsRecord(name: "react.threshold_f64bits", shape: [1], int64s: bits([t])))
+        }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let settings = String(decoding: try enc.encode(r.settings), as: UTF8.self)
+        try AtomicFile.write(try SafeTensorsFile(records: records, metadata: ["settings": settings, "feature_dim": String(f.featureDim),
+                                                                             "num_classes": String(config.model.numClasses)]).encode(),
+                             to: dir + "/detector.safetensors")
+    }
+
+    /// Reloads a detector written by ``write(_:config:to:)``.
+    public static func read(_ dir: String) throws -> (OODEvaluation.Fitted, EvaluateSection) {
+        let path = dir + "/detector.safetensors"
+        let file = try SafeTensorsFile.read(path: path)
+        guard let json = file.metadata["settings"], let settings = try? JSONDecoder().decode(EvaluateSection.self, from: Data(json.utf8)),
+              let dim = Int(file.metadata["feature_dim"] ?? "") else {
+            throw ConfigError.invalidValue(file: path, key: "metadata", expected: "settings and feature_dim written by umtrain evaluate",
+                                           actual: "missing", hint: "re-run `umtrain evaluate` to write reports/detector/.")
+        }
+        var f = OODEvaluation.Fitted()
+        f.featureDim = dim
+        if let m = file.record(named: "mahalanobis.class_means_f64bits"), let c = file.record(named: "mahalanobis.covariance_f64bits") {
+            f.classMeans = unbits(try m.int64s())
+            f.covariance = unbits(try c.int64s())
+            f.mahalanobis = try MahalanobisDetector(classMeans: f.classMeans, covariance: f.covariance, featureDim: dim,
+                                                    ridge: settings.mahalanobisRidge)
+        }
+        if let b = file.record(named: "knn.bank") {
+            f.bankFeatures = try b.floats()
+            f.knn = KNNDetector(trainingFeatures: f.bankFeatures, featureDim: dim, k: min(settings.knnK, f.bankFeatures.count / max(dim, 1)))
+        }
+        if let t = file.record(named: "react.threshold_f64bits") { f.reactThreshold = unbits(try t.int64s()).first }
+        return (f, settings)
+    }
+
+    /// Scores every image of `dataset` with the saved detectors (higher = ID). Collective.
+    public static func score(model: Classifier, comm: Communicator, dataset: ImageDataset, normalizer: ChannelNormalizer,
+                             fitted: OODEvaluation.Fitted, settings: EvaluateSection) throws -> SetScores {
+        let data = TrainingData(trainSet: dataset, trainIds: [], validationIds: [], testSet: dataset, normalizer: normalizer)
+        var kinds = settings.scores
+        if fitted.mahalanobis == nil { kinds.removeAll { $0 == "mahalanobis" } }
+        if fitted.knn == nil { kinds.removeAll { $0 == "knn" } }
+        if fitted.reactThreshold == nil { kinds.removeAll { $0 == "react" } }
+        return try OODEvaluation.score(model: model, comm: comm, data: data, dataset: dataset, ids: dataset.ids, e: settings,
+                                       fitted: fitted, kinds: kinds)
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Distributed
 import Foundation
 import OODDetection
+import Datasets
 import Training
 
 /// `umtrain evaluate`: OOD scores and metrics for one model.
@@ -61,9 +62,58 @@ func runEvaluation(config: RunConfig, checkpoint: String, stage: String, label: 
                              to: folder.reports + "/tuning.json")
     }
     if rt.isRoot {
+        try DetectorStore.write(report, config: config, to: folder.reports + "/detector")
         try OODEvaluation.write(report, to: folder.reports, title: "OOD evaluation: \(label)")
         try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
     }
     rt.log("\(label): ID accuracy \(pct(report.idAccuracy)); reports in \(folder.reports)/")
     return report
+}
+
+/// `umtrain score`: score new data with a saved detector.
+struct ScoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "score",
+        abstract: "Score new inputs (an IDX image file or a folder of JPEG/PNG images) with a model and the detector state saved by `umtrain evaluate`.",
+        discussion: """
+        Writes one line per input: id, then one column per score (higher = more in-distribution),         in the settings the evaluation used (tuned or not). The detector folder is         runs/<name>/<stage>/reports/detector/.
+        """
+    )
+
+    @OptionGroup var runtime: RuntimeOptions
+    @OptionGroup var configOptions: ConfigOptions
+
+    @Option(help: ArgumentHelp("Model weights (.safetensors).", valueName: "file"))
+    var checkpoint: String
+
+    @Option(help: ArgumentHelp("Detector folder written by evaluate (reports/detector).", valueName: "dir"))
+    var detector: String
+
+    @Option(help: ArgumentHelp("IDX image file or folder of JPEG/PNG images.", valueName: "path"))
+    var input: String
+
+    @Option(help: ArgumentHelp("Output CSV (default: stdout).", valueName: "file"))
+    var output: String?
+
+    func run() throws {
+        runOnRanks(runtime) { rt in
+            let (config, _) = try configOptions.load()
+            let (fitted, settings) = try DetectorStore.read(detector)
+            var e = config.evaluate
+            e.oodManifest = ""
+            e.oodSets = [OODSetConfig(name: "input", images: input, synthetic: false)]
+            let sets = try OODEvaluation.loadSets(e, imageSize: config.model.imageSize, channels: config.model.inChannels)
+            let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
+            let normalizer = ChannelNormalizer(mean: config.data.mean.map(Float.init), std: config.data.std.map(Float.init))
+            let scores = try DetectorStore.score(model: model, comm: rt.comm, dataset: sets[0].dataset, normalizer: normalizer,
+                                                 fitted: fitted, settings: settings)
+            guard rt.isRoot else { return }
+            let kinds = settings.scores.filter { scores.scores[$0] != nil }
+            var text = "id," + kinds.joined(separator: ",") + "\n"
+            for (i, id) in scores.ids.enumerated() {
+                text += "\(id)," + kinds.map { String(scores.scores[$0]![i]) }.joined(separator: ",") + "\n"
+            }
+            if let output { try AtomicFile.write(text, to: output) } else { print(text, terminator: "") }
+        }
+    }
 }

@@ -29,7 +29,7 @@ public struct UMTrain: ParsableCommand {
         """,
         version: version,
         subcommands: [PipelineCommand.self, TrainCommand.self, EstimateCommand.self, FinetuneCommand.self, EvaluateCommand.self,
-                      MetricsCommand.self, ModelInfoCommand.self, Selftest.self, Bench.self, Debug.self]
+                      MetricsCommand.self, ScoreCommand.self, ModelInfoCommand.self, Selftest.self, Bench.self, Debug.self]
     )
 
     public init() {}
