@@ -57,14 +57,7 @@ func runEstimate(config: RunConfig, checkpoint: String, rt: Runtime) throws -> E
     // Inputs first, so a failed launch writes nothing.
     let data = try TrainingData.load(config, file: "config")
     let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
-    let folder = RunFolder(config: config, stage: "estimate")
-    if rt.isRoot {
-        try folder.create()
-        try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
-    }
-    let prov = try Provenance.record(config: config, comm: rt.comm, command: CommandLine.arguments.joined(separator: " "),
-                                     blasThreads: rt.blasThreads)
-    if rt.isRoot { try Provenance.write(prov, to: folder) }
+    let folder = try rt.openStage(config: config, stage: "estimate")
     rt.comm.phase = "estimate-loss"
     let (report, table) = try EstimateStage.run(config: config, comm: rt.comm, model: model, data: data, log: rt.log)
     if rt.isRoot { try EstimateStage.write(report, table, to: folder) }

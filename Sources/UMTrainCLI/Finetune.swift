@@ -90,15 +90,8 @@ func runFinetune(config: RunConfig, method: FinetuneCommand.Method, checkpoint: 
     // Inputs first, so a failed launch writes nothing.
     let data = try TrainingData.load(config, file: "config")
     let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
-    let folder = RunFolder(config: config, stage: stage)
+    let folder = try rt.openStage(config: config, stage: stage)
     let ft = finetuneConfig(config)
-    if rt.isRoot {
-        try folder.create()
-        try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
-    }
-    let prov = try Provenance.record(config: config, comm: rt.comm, command: CommandLine.arguments.joined(separator: " "),
-                                     blasThreads: rt.blasThreads)
-    if rt.isRoot { try Provenance.write(prov, to: folder) }
     let quietLog: (String) -> Void = { _ in }
     let probe = try Trainer(config: ft, comm: rt.comm, model: model, data: data, folder: nil, log: quietLog)
     let before = try probe.evaluate(data.testSet, ids: data.testSet.ids)

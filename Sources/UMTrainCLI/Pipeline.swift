@@ -160,15 +160,8 @@ struct PipelineCommand: ParsableCommand {
 
 /// Shared by `train` and `pipeline`.
 func trainStage(config: RunConfig, rt: Runtime) throws {
-    let folder = RunFolder(config: config, stage: "train")
-    if rt.isRoot {
-        try folder.create()
-        try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
-    }
-    let prov = try Provenance.record(config: config, comm: rt.comm, command: CommandLine.arguments.joined(separator: " "),
-                                     blasThreads: rt.blasThreads)
-    if rt.isRoot { try Provenance.write(prov, to: folder) }
     let data = try TrainingData.load(config, file: "config")
+    let folder = try rt.openStage(config: config, stage: "train")
     let model = try ModelFactory.make(config.model, seed: UInt64(config.seed))
     let trainer = try Trainer(config: config, comm: rt.comm, model: model, data: data, folder: folder, log: rt.log)
     try trainer.train()

@@ -61,14 +61,7 @@ struct TrainCommand: ParsableCommand {
             let data = try TrainingData.load(config, file: configOptions.config ?? "<defaults>")
             rt.log(try rt.header(command: "train"))
             for n in notes { rt.log("note: \(n)") }
-            let folder = RunFolder(config: config, stage: stage)
-            if rt.isRoot {
-                try folder.create()
-                try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
-            }
-            let prov = try Provenance.record(config: config, comm: rt.comm, command: CommandLine.arguments.joined(separator: " "),
-                                             blasThreads: rt.blasThreads)
-            if rt.isRoot { try Provenance.write(prov, to: folder) }
+            let folder = try rt.openStage(config: config, stage: stage)
             if rt.isRoot {
                 let ids: [String: Any] = ["validation_ids": data.validationIds, "validation_seed": config.data.validationSeed,
                                           "train_count": data.trainIds.count]

@@ -134,6 +134,20 @@ public final class Runtime {
         """
     }
 
+    /// Opens a stage folder `runs/<name>/<stage>/`: rank 0 creates it and writes the resolved
+    /// `config.yaml` and `provenance.json` (collective: provenance gathers host names).
+    public func openStage(config: RunConfig, stage: String) throws -> RunFolder {
+        let folder = RunFolder(config: config, stage: stage)
+        if isRoot {
+            try folder.create()
+            try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
+        }
+        let record = try Provenance.record(config: config, comm: comm, command: CommandLine.arguments.joined(separator: " "),
+                                           blasThreads: blasThreads)
+        if isRoot { try Provenance.write(record, to: folder) }
+        return folder
+    }
+
     /// Finalises MPI if this run initialised it.
     public func finish() {
         if ownsMPI { MPIEnvironment.shared.finalizeIfOwned() }
