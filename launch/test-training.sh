@@ -7,7 +7,9 @@
 #   2. a rank killed with SIGKILL mid-training ends the job non-zero within 30 s, naming the
 #      rank; no checkpoint is left half-written: resume picks the newest complete one;
 #   3. SIGTERM makes every rank finish its step, write a checkpoint and exit 75;
-#   4. the stall inspector on rank 0 names a rank that is slowed down on purpose.
+#   4. the stall inspector on rank 0 names a rank that is slowed down on purpose;
+#   5. `umtrain score` with a saved detector reproduces evaluate's per-sample scores;
+#   6. lazy folder loading trains bit-identically to in-memory loading on 2 ranks.
 # Ends with one line: "training: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -136,6 +138,47 @@ if [ -f "$model" ] && [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ub
   else
     bad "score vs evaluate: exits $r1/$r2 or the CSVs differ; see $LOG_DIR/evaluate-score.log"
   fi
+fi
+
+# 6. Lazy folder loading under MPI: Fashion-MNIST images written as a PNG class-folder tree,
+#    trained on 2 ranks with data.loading lazy (decoded per batch on each rank's loader thread)
+#    and memory; with augmentation on, the final state checksums must be identical.
+FOLDER="$OUT/fmnist-png"
+python3 - "$FOLDER" <<'PY'
+import gzip, struct, sys, zlib, os
+root = sys.argv[1]
+def png(path, pixels, h, w):
+    raw = b"".join(b"\x00" + bytes(pixels[y * w:(y + 1) * w]) for y in range(h))
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xffffffff)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+for split, prefix, count in [("train", "train", 480), ("val", "t10k", 120)]:
+    d = "/usr/share/datasets/fashion-mnist/"
+    images = gzip.open(d + prefix + "-images-idx3-ubyte.gz").read()[16:]
+    labels = gzip.open(d + prefix + "-labels-idx1-ubyte.gz").read()[8:]
+    for i in range(count):
+        folder = os.path.join(root, split, "class%d" % labels[i])
+        os.makedirs(folder, exist_ok=True)
+        png(os.path.join(folder, "%05d.png" % i), images[i * 784:(i + 1) * 784], 28, 28)
+PY
+lazyrun() {  # lazyrun NAME LOADING
+  timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain train --config "$CFG" --name "$1" --set output_dir="$OUT" \
+    --set data.format=folder --set data.train_images="$FOLDER/train" --set data.test_images="$FOLDER/val" \
+    --set data.loading="$2" --set data.validation_size=80 --set data.train_subset=0 --set data.random_crop=true \
+    --set data.padding=2 --set data.horizontal_flip=true --set train.epochs=2 --set train.eval_batch_size=50 \
+    --stall-timeout 60 >"$LOG_DIR/train-$1.log" 2>&1
+}
+set +e
+lazyrun folder-lazy lazy; r1=$?
+lazyrun folder-memory memory; r2=$?
+set -e
+a=$(checksum folder-lazy); b=$(checksum folder-memory)
+if [ "$r1$r2" = 00 ] && [ -n "$a" ] && [ "$a" = "$b" ]; then
+  ok "lazy folder loading on 2 ranks trains bit-identically to in-memory loading (augmentation on, checksum $a)"
+else
+  bad "lazy vs memory folder training: exits $r1/$r2, checksums '$a' vs '$b'; see $LOG_DIR/train-folder-lazy.log"
 fi
 
 # 4. Stall inspector: rank 2 of 3 is slowed by 0.3 s per step; rank 0 must name it.

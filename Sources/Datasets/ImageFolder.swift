@@ -358,3 +358,34 @@ public struct LazyImageFolder: BatchSource {
         }
     }
 }
+
+/// Another source with the CIFAR-style `Augmentation` (random crop with zero padding + flip,
+/// keyed by (seed, epoch, global id)) applied to each of its samples, e.g. a lazily decoded
+/// folder after its resize + centre crop. For an in-memory set this gives exactly the bytes of
+/// `InMemorySource(dataset, augmentation:)`, so lazy and eager loading of one folder agree.
+public struct AugmentedSource: BatchSource {
+    public let base: any BatchSource
+    public let augmentation: Augmentation
+
+    public init(_ base: any BatchSource, augmentation: Augmentation) {
+        self.base = base
+        self.augmentation = augmentation
+    }
+
+    public var count: Int { base.count }
+    public var channels: Int { base.channels }
+    public var height: Int { base.height }
+    public var width: Int { base.width }
+    public func label(at position: Int) -> Int { base.label(at: position) }
+    public func id(at position: Int) -> Int { base.id(at: position) }
+
+    /// - Throws: the base source's errors.
+    public func sample(at position: Int, epoch: Int, into destination: UnsafeMutableBufferPointer<UInt8>) throws {
+        var plain = [UInt8](repeating: 0, count: destination.count)
+        try plain.withUnsafeMutableBufferPointer { try base.sample(at: position, epoch: epoch, into: $0) }
+        plain.withUnsafeBufferPointer {
+            augmentation.apply($0, channels: channels, height: height, width: width, id: base.id(at: position),
+                               epoch: epoch, into: destination)
+        }
+    }
+}

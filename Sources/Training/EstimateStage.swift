@@ -150,7 +150,7 @@ public enum EstimateStage {
         }
         let pick = chosen!
         let xi = LossConstraint.xi(maskedLossesInIdOrder: pick.result.losses)
-        let labelOf = Dictionary(uniqueKeysWithValues: zip(data.trainSet.ids, data.trainSet.labels))
+        let labelOf = data.trainSet.labelsById()
         let labels = clean.ids.map { labelOf[Int($0)]! }
         let correct = zip(clean.predictions, labels).map { Int($0) == $1 }
         let maskedCorrect = zip(pick.result.predictions, labels).map { Int($0) == $1 }

@@ -9,21 +9,23 @@ import TensorCore
 /// reduced in ascending id order in Double. Results are identical for any number of ranks.
 public enum Evaluator {
     /// Evaluates `model` (inference mode) on `ids` of `dataset`. Collective.
+    /// A lazily loaded folder is decoded a few batches ahead on a loader thread.
     ///
     /// - Parameters:
     ///   - batchSize: the fixed evaluation batch (not per rank).
     ///   - featureSink: optional; receives each batch's ids and the model's penultimate
     ///     features `[n, D]` on the rank that computed them (for detectors).
     /// - Returns: per-sample losses (nats) and predictions in ascending id order.
-    public static func evaluate(model: Classifier, comm: Communicator, data: TrainingData, dataset: ImageDataset,
+    /// - Throws: communicator errors; decoding errors of a lazy folder (naming the file).
+    public static func evaluate(model: Classifier, comm: Communicator, data: TrainingData, dataset: SampleSet,
                                 ids: [Int], batchSize: Int,
                                 onBatch: ((_ ids: [Int], _ logits: Tensor) -> Void)? = nil) throws -> EvaluationResult {
         let schedule = EvaluationSchedule(ids: ids, batchSize: batchSize, worldSize: comm.worldSize)
         var myIds: [Int64] = [], myLoss: [Double] = [], myPred: [Int64] = []
-        let positionOf = Dictionary(uniqueKeysWithValues: dataset.ids.enumerated().map { ($1, $0) })
-        for eb in schedule.batches(rank: comm.rank) where !eb.isEmpty {
-            let positions = eb.ids.map { positionOf[$0]! }
-            let (x, labels) = data.batch(dataset, positions: positions)
+        let mine = schedule.batches(rank: comm.rank).filter { !$0.isEmpty }
+        let positions = dataset.positionBatches(mine.map(\.ids))
+        try data.forEachBatch(dataset, positions) { k, x, labels in
+            let eb = mine[k]
             let logits = model.forward(x, context: .eval)
             onBatch?(eb.ids, logits)
             let ce = softmaxCrossEntropy(logits: logits, labels: labels)
@@ -39,7 +41,7 @@ public enum Evaluator {
         sortedIds.reserveCapacity(order.count)
         var lossSum = 0.0
         var correct = 0
-        let labelOf = Dictionary(uniqueKeysWithValues: zip(dataset.ids, dataset.labels))
+        let labelOf = dataset.labelsById()
         for i in order {
             sortedIds.append(allIds[i])
             losses.append(allLoss[i])

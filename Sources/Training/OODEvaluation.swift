@@ -6,16 +6,20 @@ import OODDetection
 import SafeTensors
 import TensorCore
 
-/// An OOD test set loaded for scoring.
+/// An OOD test set loaded for scoring (in memory, or a lazily decoded folder).
 public struct OODSet: Sendable {
     public let name: String
     public let synthetic: Bool
-    public let dataset: ImageDataset
+    public let dataset: SampleSet
 
-    public init(name: String, synthetic: Bool, dataset: ImageDataset) {
+    public init(name: String, synthetic: Bool, dataset: SampleSet) {
         self.name = name
         self.synthetic = synthetic
         self.dataset = dataset
+    }
+
+    public init(name: String, synthetic: Bool, dataset: ImageDataset) {
+        self.init(name: name, synthetic: synthetic, dataset: SampleSet(dataset))
     }
 }
 
@@ -70,8 +74,13 @@ public enum OODEvaluationError: Error, CustomStringConvertible {
 /// per-sample scores and metrics are bitwise identical for any number of ranks.
 public enum OODEvaluation {
     /// Loads the OOD sets named by the manifest and/or the explicit list.
-    public static func loadSets(_ e: EvaluateSection, imageSize: Int, channels: Int) throws -> [OODSet] {
-        try loadSets(e, imageSize: imageSize, channels: channels, validation: false)
+    /// - Parameters:
+    ///   - resize: shorter side that folder images are resized to before the centre crop to
+    ///     `imageSize` (0 = `imageSize`; torchvision ImageNet evaluation uses 256 for 224).
+    ///   - loading: how folder sets are read (`auto`: in memory up to 4 GiB decoded per set).
+    public static func loadSets(_ e: EvaluateSection, imageSize: Int, channels: Int, resize: Int = 0,
+                                loading: SampleSet.Loading = .auto) throws -> [OODSet] {
+        try loadSets(e, imageSize: imageSize, channels: channels, validation: false, resize: resize, loading: loading)
     }
 
     /// The OOD test set specs: every `ood` set of the manifest plus `evaluate.ood_sets`.
@@ -97,7 +106,8 @@ public enum OODEvaluation {
     }
 
     /// Loads the OOD test sets (`validation: false`) or the tuning-only sets (`true`).
-    public static func loadSets(_ e: EvaluateSection, imageSize: Int, channels: Int, validation: Bool) throws -> [OODSet] {
+    public static func loadSets(_ e: EvaluateSection, imageSize: Int, channels: Int, validation: Bool, resize: Int = 0,
+                                loading: SampleSet.Loading = .auto) throws -> [OODSet] {
         var specs: [OODSetConfig]
         if validation {
             specs = e.explicitValidationSets
@@ -118,20 +128,21 @@ public enum OODEvaluation {
             guard FileManager.default.fileExists(atPath: s.images) else {
                 throw OODEvaluationError.missingSet(name: s.name, path: s.images, key: e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest)
             }
-            let ds: ImageDataset
+            let ds: SampleSet
             var isDirectory: ObjCBool = false
             FileManager.default.fileExists(atPath: s.images, isDirectory: &isDirectory)
             if isDirectory.boolValue {
                 // A folder of JPEG/PNG images (Textures, Places, SUN, iNaturalist, ...): decoded,
                 // converted to the model's channels, resized (shorter side) and centre-cropped to
-                // the model's input size. Unreadable files are skipped and counted.
-                let loaded = try ImageFolder.load(root: s.images, layout: .flat, channels: channels,
-                                                  transform: ResizeCenterCrop(resizeShorterSide: imageSize, cropSize: imageSize),
-                                                  skipBadFiles: true)
+                // the model's input size; in memory or lazily (`loading`). Unreadable files are
+                // skipped and counted (lazy sets: files that fail the signature check).
+                let loaded = try SampleSet.folder(root: s.images, layout: .flat, channels: channels,
+                                                  transform: ResizeCenterCrop(resizeShorterSide: resize > 0 ? resize : imageSize, cropSize: imageSize),
+                                                  loading: loading, skipBadFiles: true)
                 if !loaded.skipped.isEmpty {
                     writeSkipped(name: s.name, count: loaded.skipped.count, first: loaded.skipped[0].path)
                 }
-                ds = loaded.dataset
+                ds = loaded.set
             } else {
                 let images = try IDX.readImages(path: s.images)
                 guard images.rows == imageSize && images.cols == imageSize && channels == 1 else {
@@ -139,8 +150,8 @@ public enum OODEvaluation {
                                                    actual: "1x\(images.rows)x\(images.cols)",
                                                    hint: "IDX OOD sets must match the model input; for RGB or other sizes use a folder of JPEG/PNG images")
                 }
-                ds = ImageDataset(images: images.pixels, labels: [Int](repeating: 0, count: images.count), channels: 1,
-                                  height: images.rows, width: images.cols, classCount: 1, classNames: [])
+                ds = SampleSet(ImageDataset(images: images.pixels, labels: [Int](repeating: 0, count: images.count), channels: 1,
+                                            height: images.rows, width: images.cols, classCount: 1, classNames: []))
             }
             out.append(OODSet(name: s.name, synthetic: s.synthetic, dataset: ds))
         }
@@ -166,17 +177,16 @@ public enum OODEvaluation {
     }
 
     /// Scores `ids` of `dataset` on this rank's batches, then gathers by id. Collective.
-    static func score(model: Classifier, comm: Communicator, data: TrainingData, dataset: ImageDataset, ids: [Int],
+    static func score(model: Classifier, comm: Communicator, data: TrainingData, dataset: SampleSet, ids: [Int],
                       e: EvaluateSection, fitted: Fitted, kinds: [String]) throws -> SetScores {
         let schedule = EvaluationSchedule(ids: ids, batchSize: e.batchSize, worldSize: comm.worldSize)
-        let positionOf = Dictionary(uniqueKeysWithValues: dataset.ids.enumerated().map { ($1, $0) })
         var myIds: [Int64] = []
         var mine: [String: [Double]] = [:]
         for k in kinds { mine[k] = [] }
         let k = model.classifier.outFeatures
-        for eb in schedule.batches(rank: comm.rank) where !eb.isEmpty {
-            let positions = eb.ids.map { positionOf[$0]! }
-            let (x, _) = data.batch(dataset, positions: positions)
+        let myBatches = schedule.batches(rank: comm.rank).filter { !$0.isEmpty }
+        try data.forEachBatch(dataset, dataset.positionBatches(myBatches.map(\.ids))) { b, x, _ in
+            let eb = myBatches[b]
             let logits = model.forward(x, context: .eval)
             let z = logits.scalars
             let features = model.penultimateFeatures!.scalars
@@ -254,11 +264,11 @@ public enum OODEvaluation {
         guard kinds.contains(where: { ["mahalanobis", "knn", "react"].contains($0) }) else { return fitted }
         let ids = data.trainIds
         let schedule = EvaluationSchedule(ids: ids, batchSize: e.batchSize, worldSize: comm.worldSize)
-        let positionOf = Dictionary(uniqueKeysWithValues: data.trainSet.ids.enumerated().map { ($1, $0) })
         var myIds: [Int64] = [], myFeatures: [Float] = []
         var dim = 0
-        for eb in schedule.batches(rank: comm.rank) where !eb.isEmpty {
-            let (x, _) = data.batch(data.trainSet, positions: eb.ids.map { positionOf[$0]! })
+        let myBatches = schedule.batches(rank: comm.rank).filter { !$0.isEmpty }
+        try data.forEachBatch(data.trainSet, data.trainSet.positionBatches(myBatches.map(\.ids))) { b, x, _ in
+            let eb = myBatches[b]
             _ = model.forward(x, context: .eval)
             let f = model.penultimateFeatures!
             dim = f.shape[1]
@@ -273,7 +283,7 @@ public enum OODEvaluation {
         for (row, i) in order.enumerated() {
             for d in 0..<dim { features[row * dim + d] = allF[i * dim + d] }
         }
-        let labelOf = Dictionary(uniqueKeysWithValues: zip(data.trainSet.ids, data.trainSet.labels))
+        let labelOf = data.trainSet.labelsById()
         let labels = order.map { labelOf[Int(allIds[$0])]! }
         fitted.featureDim = dim
         if kinds.contains("mahalanobis") {
@@ -577,7 +587,7 @@ public enum DetectorStore {
     }
 
     /// Scores every image of `dataset` with the saved detectors (higher = ID). Collective.
-    public static func score(model: Classifier, comm: Communicator, dataset: ImageDataset, normalizer: ChannelNormalizer,
+    public static func score(model: Classifier, comm: Communicator, dataset: SampleSet, normalizer: ChannelNormalizer,
                              fitted: OODEvaluation.Fitted, settings: EvaluateSection) throws -> SetScores {
         let data = TrainingData(trainSet: dataset, trainIds: [], validationIds: [], testSet: dataset, normalizer: normalizer)
         var kinds = settings.scores

@@ -123,6 +123,20 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
         if !["idx", "cifar10", "cifar100", "folder"].contains(data.format) {
             throw bad("data.format", "idx, cifar10, cifar100 or folder", "'\(data.format)'", "Fashion-MNIST is idx")
         }
+        if SampleSet.Loading(rawValue: data.loading) == nil {
+            throw bad("data.loading", "auto, memory or lazy", "'\(data.loading)'", "auto keeps sets up to 4 GiB decoded in memory")
+        }
+        if data.resize != 0 && data.resize < model.imageSize {
+            throw bad("data.resize", "0 or a shorter side >= model.image_size (\(model.imageSize))", data.resize,
+                      "256 with image_size 224 is torchvision's ImageNet evaluation; 0 resizes straight to image_size")
+        }
+        if data.randomResizedCrop && data.format != "folder" {
+            throw bad("data.random_resized_crop", "false for data.format \(data.format)", true,
+                      "it needs the full decoded images of a folder dataset; use data.random_crop for IDX/CIFAR")
+        }
+        if data.randomResizedCrop && data.randomCrop {
+            throw bad("data.random_crop", "false when data.random_resized_crop is true", true, "choose one training crop")
+        }
         if data.validationSize < 0 { throw bad("data.validation_size", "a count >= 0", data.validationSize, "5000 is typical") }
         if data.trainSubset < 0 { throw bad("data.train_subset", "a count >= 0 (0 = all)", data.trainSubset, "0 uses the whole set") }
         if data.mean.count != model.inChannels || data.std.count != model.inChannels {
@@ -243,14 +257,29 @@ public struct DataSection: Codable, Equatable, Sendable {
     public var randomCrop = false
     public var padding = 4
     public var horizontalFlip = false
+    /// ImageNet-style training crop for `folder` data loaded lazily: torchvision
+    /// `RandomResizedCrop(image_size)` (area 8-100%, aspect 3/4-4/3) from the full decoded image,
+    /// flipped when `horizontal_flip`.
+    public var randomResizedCrop = false
+    /// Folder images (training, test and OOD folder sets): shorter side in pixels before the
+    /// centre crop to `model.image_size` (0 = image_size; torchvision's ImageNet evaluation: 256).
+    public var resize = 0
+    /// How folder sets are read: `auto` (in memory when the decoded set is at most 4 GiB, else
+    /// lazily), `memory` (decode everything once) or `lazy` (decode each image when its batch is
+    /// read, on a loader thread ahead of compute).
+    public var loading = "auto"
 
     public init() {}
 
+    /// `loading` as the enum (validated by `RunConfig.validate`).
+    public var loadingMode: SampleSet.Loading { SampleSet.Loading(rawValue: loading) ?? .auto }
+
     enum CodingKeys: String, CodingKey {
-        case format, mean, std, padding
+        case format, mean, std, padding, resize, loading
         case trainImages = "train_images", trainLabels = "train_labels", testImages = "test_images",
              testLabels = "test_labels", trainSubset = "train_subset", validationSize = "validation_size",
-             validationSeed = "validation_seed", randomCrop = "random_crop", horizontalFlip = "horizontal_flip"
+             validationSeed = "validation_seed", randomCrop = "random_crop", horizontalFlip = "horizontal_flip",
+             randomResizedCrop = "random_resized_crop"
     }
 }
 

@@ -183,6 +183,8 @@ public final class Trainer {
         log("global batch \(t.batchSize) over \(comm.worldSize) rank(s) (about \(t.batchSize / comm.worldSize) per rank); "
             + "lr \(fmt(config.effectiveLearningRate, 5)) (\(t.lrScaling == "linear" ? "linear scaling: \(t.lr) x \(t.batchSize)/\(t.referenceBatchSize)" : "not scaled with the batch")), "
             + "schedule \(t.schedule), bn \(t.bnMode), \(stepsPerEpoch) steps/epoch, \(data.trainIds.count) training images")
+        log("data: training set \(data.trainSet.loadingDescription), test set \(data.testSet.loadingDescription)"
+            + "; augmentation \(augmentationDescription)")
         while epoch < t.epochs {
             let ep = epoch
             let lr = schedule.learningRate(epoch: ep, step: stepInEpoch, stepsPerEpoch: stepsPerEpoch)
@@ -222,6 +224,18 @@ public final class Trainer {
         var imagesPerSecond: Double
     }
 
+    var augmentationDescription: String {
+        var parts: [String] = []
+        if let crop = data.trainSet.trainingCrop {
+            parts.append("random-resized-crop \(crop.size) (area \(crop.scale.lowerBound)-\(crop.scale.upperBound))\(crop.horizontalFlip ? " + flip" : "")")
+        }
+        if let a = data.augmentation {
+            if a.cropPadding > 0 { parts.append("random crop (zero padding \(a.cropPadding))") }
+            if a.horizontalFlip { parts.append("flip") }
+        }
+        return parts.isEmpty ? "off" : parts.joined(separator: " + ")
+    }
+
     /// Runs the rest of the current epoch (from `stepInEpoch`).
     func runEpoch() throws -> EpochStats {
         let t = config.train
@@ -234,7 +248,7 @@ public final class Trainer {
         let plans = batches[min(stepInEpoch, batches.count)...].map { b in
             BatchPlan(epoch: epoch, step: b.step, positions: zip(b.positions, b.isPadding).filter { !$0.1 }.map(\.0))
         }
-        let loader = BatchLoader(source: InMemorySource(data.trainSet, augmentation: data.augmentation), plans: plans,
+        let loader = BatchLoader(source: data.trainSet.trainingSource(augmentation: data.augmentation), plans: plans,
                                  normalizer: data.normalizer, prefetch: 3)
         defer { loader.cancel() }
         while stepInEpoch < batches.count {
@@ -366,7 +380,7 @@ public final class Trainer {
     /// Evaluates on `ids` of `dataset` with fixed batches of consecutive ids dealt round-robin
     /// to ranks; per-sample results are gathered by id, so the result is identical for any
     /// world size. Collective. Running statistics are synchronised first.
-    public func evaluate(_ dataset: ImageDataset, ids: [Int]) throws -> EvaluationResult {
+    public func evaluate(_ dataset: SampleSet, ids: [Int]) throws -> EvaluationResult {
         try hooks?.prepareForEvaluation()
         try synchronizeBuffers()
         try checkConsistency(includeBuffers: true)

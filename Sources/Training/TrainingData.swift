@@ -5,20 +5,28 @@ import TensorCore
 /// The datasets of a run: the training set (after carving out the validation split and
 /// taking the configured subset), the validation split, and the ID test set.
 public struct TrainingData: Sendable {
-    /// The full training file; `trainIds` and `validationIds` index into it by sample id.
-    public let trainSet: ImageDataset
+    /// The full training file (in memory or a lazily decoded folder); `trainIds` and
+    /// `validationIds` index into it by sample id.
+    public let trainSet: SampleSet
     /// Ids used for training (ascending).
     public let trainIds: [Int]
     /// Ids held out for calibration and detector tuning (ascending, disjoint from `trainIds`).
     public let validationIds: [Int]
     /// The ID test set (never used for tuning).
-    public let testSet: ImageDataset
+    public let testSet: SampleSet
     public let normalizer: ChannelNormalizer
     /// Training-time augmentation (random crop with zero padding, horizontal flip), keyed by
     /// (seed, epoch, global sample id); nil when off.
     public var augmentation: Augmentation?
 
+    /// In-memory sets (convenience).
     public init(trainSet: ImageDataset, trainIds: [Int], validationIds: [Int], testSet: ImageDataset,
+                normalizer: ChannelNormalizer, augmentation: Augmentation? = nil) {
+        self.init(trainSet: SampleSet(trainSet), trainIds: trainIds, validationIds: validationIds, testSet: SampleSet(testSet),
+                  normalizer: normalizer, augmentation: augmentation)
+    }
+
+    public init(trainSet: SampleSet, trainIds: [Int], validationIds: [Int], testSet: SampleSet,
                 normalizer: ChannelNormalizer, augmentation: Augmentation? = nil) {
         self.augmentation = augmentation
         self.trainSet = trainSet
@@ -33,8 +41,8 @@ public struct TrainingData: Sendable {
     /// - Throws: `DatasetError` naming the file, or ``ConfigError`` for sizes that do not fit.
     public static func load(_ config: RunConfig, file: String) throws -> TrainingData {
         let d = config.data
-        let train: ImageDataset
-        let test: ImageDataset
+        let train: SampleSet
+        let test: SampleSet
         switch d.format {
         case "idx":
             for (key, path) in [("data.train_images", d.trainImages), ("data.train_labels", d.trainLabels),
@@ -46,25 +54,26 @@ public struct TrainingData: Sendable {
                                                hint: "run launch/prepare-data.sh in the repository, launch from the repository root, or point \(key) at your copy.")
             }
             let names = config.model.numClasses == 10 ? FashionMNIST.classNames : []
-            train = try IDX.load(imagesPath: d.trainImages, labelsPath: d.trainLabels, classCount: config.model.numClasses,
-                                 classNames: names)
-            test = try IDX.load(imagesPath: d.testImages, labelsPath: d.testLabels, classCount: config.model.numClasses,
-                                classNames: names)
+            train = SampleSet(try IDX.load(imagesPath: d.trainImages, labelsPath: d.trainLabels, classCount: config.model.numClasses,
+                                           classNames: names))
+            test = SampleSet(try IDX.load(imagesPath: d.testImages, labelsPath: d.testLabels, classCount: config.model.numClasses,
+                                          classNames: names))
         case "cifar10", "cifar100":
             guard FileManager.default.fileExists(atPath: d.trainImages) else {
                 throw ConfigError.invalidValue(file: file, key: "data.train_images", expected: "the CIFAR binary folder",
                                                actual: "'\(d.trainImages)' (missing)", hint: d.format == "cifar10" ? "point it at the cifar-10-batches-bin folder." : "point it at the cifar-100-binary folder.")
             }
             if d.format == "cifar10" {
-                train = try CIFAR10.load(directory: d.trainImages, split: .train)
-                test = try CIFAR10.load(directory: d.trainImages, split: .test)
+                train = SampleSet(try CIFAR10.load(directory: d.trainImages, split: .train))
+                test = SampleSet(try CIFAR10.load(directory: d.trainImages, split: .test))
             } else {
-                train = try CIFAR100.load(directory: d.trainImages, split: .train)
-                test = try CIFAR100.load(directory: d.trainImages, split: .test)
+                train = SampleSet(try CIFAR100.load(directory: d.trainImages, split: .train))
+                test = SampleSet(try CIFAR100.load(directory: d.trainImages, split: .test))
             }
         case "folder":
-            // Class-per-subfolder JPEG/PNG trees (torchvision ImageFolder layout), decoded eagerly
-            // into memory, resized (shorter side) and centre-cropped to model.image_size.
+            // Class-per-subfolder JPEG/PNG trees (torchvision ImageFolder layout): decoded,
+            // resized (shorter side to data.resize, default model.image_size) and centre-cropped
+            // to model.image_size; in memory or lazily per data.loading.
             // data.train_images / data.test_images are the two roots.
             for (key, path) in [("data.train_images", d.trainImages), ("data.test_images", d.testImages)] {
                 var isDir: ObjCBool = false
@@ -73,9 +82,21 @@ public struct TrainingData: Sendable {
                                                    actual: "'\(path)'", hint: "point it at e.g. train/ and val/ of an ImageFolder tree.")
                 }
             }
-            let t = ResizeCenterCrop(resizeShorterSide: config.model.imageSize, cropSize: config.model.imageSize)
-            train = try ImageFolder.load(root: d.trainImages, layout: .classFolders, channels: config.model.inChannels, transform: t).dataset
-            test = try ImageFolder.load(root: d.testImages, layout: .classFolders, channels: config.model.inChannels, transform: t).dataset
+            let size = config.model.imageSize
+            let t = ResizeCenterCrop(resizeShorterSide: d.resize > 0 ? d.resize : size, cropSize: size)
+            let loading = SampleSet.Loading(rawValue: d.loading) ?? .auto
+            let crop = d.randomResizedCrop
+                ? RandomResizedCrop(size: size, horizontalFlip: d.horizontalFlip, seed: UInt64(config.seed)) : nil
+            let trainRead = try SampleSet.folder(root: d.trainImages, layout: .classFolders, channels: config.model.inChannels,
+                                                 transform: t, loading: loading, skipBadFiles: false, trainingCrop: crop)
+            if d.randomResizedCrop && !trainRead.lazy {
+                throw ConfigError.invalidValue(file: file, key: "data.random_resized_crop", expected: "lazy loading (data.loading: lazy)",
+                                               actual: "true with the training folder loaded into memory (data.loading: \(d.loading))",
+                                               hint: "set data.loading: lazy (the crop is taken from the full decoded image), or use data.random_crop.")
+            }
+            train = trainRead.set
+            test = try SampleSet.folder(root: d.testImages, layout: .classFolders, channels: config.model.inChannels,
+                                        transform: t, loading: loading, skipBadFiles: false).set
             if train.classCount != config.model.numClasses {
                 throw ConfigError.invalidValue(file: file, key: "model.num_classes", expected: "\(train.classCount) (class folders in \(d.trainImages))",
                                                actual: "\(config.model.numClasses)", hint: "set model.num_classes to the number of class folders.")
@@ -90,7 +111,7 @@ public struct TrainingData: Sendable {
             throw ConfigError.invalidValue(file: file, key: "data.validation_size", expected: "fewer than the \(train.count) training images",
                                            actual: "\(d.validationSize)", hint: "5000 of 60000 is typical.")
         }
-        let split = train.validationSplit(validationSize: d.validationSize, seed: UInt64(d.validationSeed))
+        let split = ValidationSplit.make(ids: train.ids, validationSize: d.validationSize, seed: UInt64(d.validationSeed))
         var trainIds = split.trainIds
         if d.trainSubset > 0 {
             guard d.trainSubset <= trainIds.count else {
@@ -100,7 +121,8 @@ public struct TrainingData: Sendable {
             }
             trainIds = Array(trainIds.prefix(d.trainSubset))
         }
-        let augmentation = d.randomCrop || d.horizontalFlip
+        // With random_resized_crop the flip is part of that transform.
+        let augmentation = d.randomCrop || (d.horizontalFlip && !d.randomResizedCrop)
             ? Augmentation(cropPadding: d.randomCrop ? d.padding : 0, horizontalFlip: d.horizontalFlip, seed: UInt64(config.seed))
             : nil
         return TrainingData(trainSet: train, trainIds: trainIds, validationIds: split.validationIds, testSet: test,
@@ -108,7 +130,7 @@ public struct TrainingData: Sendable {
                             augmentation: augmentation)
     }
 
-    static func check(_ ds: ImageDataset, config: RunConfig, file: String, key: String) throws {
+    static func check(_ ds: SampleSet, config: RunConfig, file: String, key: String) throws {
         if ds.channels != config.model.inChannels || ds.height != config.model.imageSize || ds.width != config.model.imageSize {
             throw ConfigError.invalidValue(
                 file: file, key: "model.in_channels/model.image_size",
@@ -118,12 +140,43 @@ public struct TrainingData: Sendable {
         }
     }
 
-    /// Normalised images `[positions.count, C, H, W]` and labels of `dataset` at `positions`.
-    public func batch(_ dataset: ImageDataset, positions: [Int]) -> (images: Tensor, labels: [Int]) {
-        var x = Tensor(zeros: [positions.count, dataset.channels, dataset.height, dataset.width])
-        if !positions.isEmpty {
-            x.withUnsafeMutableBufferPointer { dataset.normalizedBatch(positions: positions, normalizer: normalizer, into: $0) }
+    /// Normalised images `[positions.count, C, H, W]` and labels of `set` at `positions`
+    /// (no augmentation).
+    /// - Throws: decoding errors of a lazy folder (naming the file).
+    public func batch(_ set: SampleSet, positions: [Int]) throws -> (images: Tensor, labels: [Int]) {
+        if case let .memory(dataset) = set.storage {
+            var x = Tensor(zeros: [positions.count, dataset.channels, dataset.height, dataset.width])
+            if !positions.isEmpty {
+                x.withUnsafeMutableBufferPointer { dataset.normalizedBatch(positions: positions, normalizer: normalizer, into: $0) }
+            }
+            return (x, dataset.labels(at: positions))
         }
-        return (x, dataset.labels(at: positions))
+        let loaded = try BatchLoader.assemble(BatchPlan(epoch: 0, step: 0, positions: positions), source: set.evaluationSource(),
+                                              normalizer: normalizer)
+        return (Tensor(shape: [loaded.count, loaded.channels, loaded.height, loaded.width], values: loaded.images), loaded.labels)
+    }
+
+    /// Runs `body(k, images, labels)` for each batch `k` of `batches` (positions into `set`), in
+    /// order, without augmentation. A lazy folder is decoded on a loader thread a few batches
+    /// ahead of `body` (`BatchLoader`), so decoding overlaps compute; in-memory sets are read
+    /// synchronously.
+    /// - Throws: `body`'s errors, and decoding errors of a lazy folder (naming the file).
+    public func forEachBatch(_ set: SampleSet, _ batches: [[Int]],
+                             _ body: (_ k: Int, _ images: Tensor, _ labels: [Int]) throws -> Void) throws {
+        guard set.isLazy, batches.count > 1 else {
+            for (k, positions) in batches.enumerated() {
+                let (x, labels) = try batch(set, positions: positions)
+                try body(k, x, labels)
+            }
+            return
+        }
+        let plans = batches.enumerated().map { BatchPlan(epoch: 0, step: $0.offset, positions: $0.element) }
+        let loader = BatchLoader(source: set.evaluationSource(), plans: plans, normalizer: normalizer, prefetch: 3)
+        defer { loader.cancel() }
+        var k = 0
+        while let loaded = try loader.next() {
+            try body(k, Tensor(shape: [loaded.count, loaded.channels, loaded.height, loaded.width], values: loaded.images), loaded.labels)
+            k += 1
+        }
     }
 }

@@ -139,7 +139,8 @@ struct PipelineCommand: ParsableCommand {
         }
         // 6. Evaluate.
         let data = try TrainingData.load(config, file: configOptions.config ?? "<defaults>")
-        let sets = try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels)
+        let sets = try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels,
+                                              resize: config.data.resize, loading: config.data.loadingMode)
         var reports: [(String, OODReport)] = []
         for m in models {
             let r = try timed("evaluate \(m.label)") {

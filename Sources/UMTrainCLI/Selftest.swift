@@ -598,7 +598,7 @@ struct MultiRankSuite {
         config.evaluate.batchSize = 29
         config.evaluate.knnK = 5
         let base = try pretrained(config, data)
-        let noise = Self.syntheticData(count: 57, seed: 99).trainSet
+        let noise = Self.syntheticData(count: 57, seed: 99).trainSet.dataset!
         let flat = ImageDataset(images: noise.images.map { $0 / 4 }, labels: noise.labels, channels: 1, height: 12, width: 12,
                                 classCount: 4, classNames: [])
         let sets = [OODSet(name: "noise", synthetic: true, dataset: noise), OODSet(name: "dim", synthetic: false, dataset: flat)]
@@ -611,7 +611,7 @@ struct MultiRankSuite {
         for k in config.evaluate.scores {
             let a = dist.idScores.scores[k]!.map { $0.bitPattern }, b = single.idScores.scores[k]!.map { $0.bitPattern }
             if a != b { return "ID scores of \(k) differ from 1 rank" }
-            for name in ["noise", "dim"] where dist.oodScores[name]!.scores[k]!.map { $0.bitPattern } != single.oodScores[name]!.scores[k]!.map { $0.bitPattern } {
+            for name in ["noise", "dim"] where dist.oodScores[name]!.scores[k]!.map({ $0.bitPattern }) != single.oodScores[name]!.scores[k]!.map({ $0.bitPattern }) {
                 return "\(name) scores of \(k) differ from 1 rank"
             }
         }

@@ -1,0 +1,186 @@
+import Datasets
+import Foundation
+import TensorCore
+
+/// A labelled image set that the stages read batches from: decoded in memory (`ImageDataset`:
+/// IDX, CIFAR, small folders) or decoded lazily from files on every read (`LazyImageFolder`:
+/// sets too large for memory, such as ImageNet-1k's 1.28M training images, about 190 GB as
+/// 224x224x3 bytes).
+///
+/// Both kinds expose the same ids, labels and sample shape `[channels, height, width]`, and for
+/// the same folder they yield the same bytes (decode, channel conversion, resize of the shorter
+/// side, centre crop), so a run does not depend on how its data was loaded; only
+/// `trainingCrop` (ImageNet-style random-resized-crop from the full image, lazy folders only)
+/// has no in-memory counterpart.
+///
+/// "Position" is an index `0..<count` into the set; `ids[position]` is the stable global sample
+/// id (the index of the file in the full scan, or in the file the reader read).
+public struct SampleSet: Sendable {
+    public enum Storage: Sendable {
+        case memory(ImageDataset)
+        case lazy(LazyImageFolder)
+    }
+
+    public let storage: Storage
+    /// Stable global sample id per position.
+    public let ids: [Int]
+    /// Class index per position (0 for unlabeled OOD sets).
+    public let labels: [Int]
+    public let classCount: Int
+    public let classNames: [String]
+    public let channels: Int
+    public let height: Int
+    public let width: Int
+    /// ImageNet-style training transform (torchvision `RandomResizedCrop(size)` +
+    /// `RandomHorizontalFlip`), applied to the full decoded image by `trainingSource`; lazy
+    /// folders only.
+    public let trainingCrop: RandomResizedCrop?
+
+    /// An in-memory set.
+    public init(_ dataset: ImageDataset) {
+        storage = .memory(dataset)
+        ids = dataset.ids
+        labels = dataset.labels
+        classCount = dataset.classCount
+        classNames = dataset.classNames
+        channels = dataset.channels
+        height = dataset.height
+        width = dataset.width
+        trainingCrop = nil
+    }
+
+    /// A lazily decoded folder (its evaluation transform gives the sample shape).
+    /// - Precondition: `trainingCrop.size` equals the evaluation crop when given.
+    public init(lazy folder: LazyImageFolder, trainingCrop: RandomResizedCrop? = nil) {
+        if let trainingCrop {
+            precondition(trainingCrop.size == folder.height && trainingCrop.size == folder.width,
+                         "SampleSet: training crop \(trainingCrop.size) differs from the evaluation crop \(folder.height)x\(folder.width)")
+        }
+        storage = .lazy(LazyImageFolder(index: folder.index, channels: folder.channels, evaluation: folder.evaluation))
+        ids = folder.index.ids
+        labels = folder.index.labels
+        classCount = folder.index.classCount
+        classNames = folder.index.classNames
+        channels = folder.channels
+        height = folder.height
+        width = folder.width
+        self.trainingCrop = trainingCrop
+    }
+
+    public var count: Int { labels.count }
+    /// Bytes per decoded sample, C * H * W.
+    public var sampleBytes: Int { channels * height * width }
+    public var isLazy: Bool { if case .lazy = storage { return true } else { return false } }
+    /// The in-memory dataset (nil for a lazy folder).
+    public var dataset: ImageDataset? { if case let .memory(d) = storage { return d } else { return nil } }
+
+    /// E.g. "60000 images [1, 28, 28] in memory" or "1281167 images [3, 224, 224] decoded lazily".
+    public var loadingDescription: String {
+        "\(count) images [\(channels), \(height), \(width)] \(isLazy ? "decoded lazily (per batch, on a loader thread)" : "in memory")"
+    }
+
+    /// Positions of the given global ids, in the order given.
+    /// Precondition: every id is in the set.
+    public func positions(ofIds wanted: [Int]) -> [Int] {
+        if case let .memory(d) = storage { return d.positions(ofIds: wanted) }
+        if ids.elementsEqual(0..<count) {
+            for id in wanted {
+                precondition(id >= 0 && id < count, "SampleSet.positions(ofIds:): id \(id) not in this set (ids 0..<\(count))")
+            }
+            return wanted
+        }
+        var index = [Int: Int](minimumCapacity: count)
+        for (position, id) in ids.enumerated() { index[id] = position }
+        return wanted.map { id in
+            guard let p = index[id] else { preconditionFailure("SampleSet.positions(ofIds:): id \(id) is not in this set of \(count) samples") }
+            return p
+        }
+    }
+
+    /// `positions(ofIds:)` of each batch of ids, with one id lookup for all of them.
+    public func positionBatches(_ idBatches: [[Int]]) -> [[Int]] {
+        let flat = positions(ofIds: idBatches.flatMap { $0 })
+        var out: [[Int]] = []
+        out.reserveCapacity(idBatches.count)
+        var start = 0
+        for b in idBatches {
+            out.append(Array(flat[start ..< start + b.count]))
+            start += b.count
+        }
+        return out
+    }
+
+    /// The label of every id, as a dictionary (for gathering results by id).
+    public func labelsById() -> [Int: Int] {
+        Dictionary(uniqueKeysWithValues: zip(ids, labels))
+    }
+
+    /// The source for evaluation reads: no augmentation.
+    public func evaluationSource() -> any BatchSource {
+        switch storage {
+        case let .memory(d): return InMemorySource(d)
+        case let .lazy(f): return f
+        }
+    }
+
+    /// The source for training reads: `trainingCrop` (lazy folders) and then `augmentation`
+    /// (random crop with zero padding + flip on the `[C, H, W]` sample), each when set.
+    public func trainingSource(augmentation: Augmentation?) -> any BatchSource {
+        switch storage {
+        case let .memory(d):
+            return InMemorySource(d, augmentation: augmentation)
+        case let .lazy(f):
+            let base: any BatchSource = trainingCrop.map {
+                LazyImageFolder(index: f.index, channels: f.channels, evaluation: f.evaluation, training: $0)
+            } ?? f
+            return augmentation.map { AugmentedSource(base, augmentation: $0) } ?? base
+        }
+    }
+
+    /// How a folder set is loaded (`data.loading`, also used for OOD folder sets).
+    public enum Loading: String, Sendable, CaseIterable {
+        /// `memory` when the decoded set takes at most `autoMemoryLimitBytes`, else `lazy`.
+        case auto
+        /// Decode every image once, up front, into memory.
+        case memory
+        /// Decode each image when its batch is read (every epoch, every evaluation).
+        case lazy
+    }
+
+    /// The decoded size above which `auto` loads lazily: 4 GiB per set.
+    public static let autoMemoryLimitBytes = 4 << 30
+
+    /// Whether a folder of `files` images of `sampleBytes` decoded bytes each loads lazily.
+    public static func loadsLazily(_ loading: Loading, files: Int, sampleBytes: Int) -> Bool {
+        switch loading {
+        case .memory: return false
+        case .lazy: return true
+        case .auto: return files * sampleBytes > autoMemoryLimitBytes
+        }
+    }
+
+    /// Reads a folder (class folders or flat) eagerly or lazily, as `loading` decides.
+    ///
+    /// Lazy folders are checked up front by file signature (first 8 bytes: catches empty,
+    /// text and HTML files); a file that passes but fails to decode stops the run when its batch
+    /// is read, with an error naming the file.
+    /// - Parameter skipBadFiles: leave unreadable files out (reported in `skipped`) instead of
+    ///   failing; eager reads decode every file, lazy reads check signatures only.
+    /// - Returns: the set, the skipped files, and whether it was loaded lazily.
+    /// - Throws: `ImageFileError.cannotList` / `.emptyFolder` from the scan; without
+    ///   `skipBadFiles`, the first bad file's `DatasetError` / `ImageFileError`.
+    public static func folder(root: String, layout: FolderLayout, channels: Int, transform: ResizeCenterCrop,
+                              loading: Loading, skipBadFiles: Bool, trainingCrop: RandomResizedCrop? = nil)
+        throws -> (set: SampleSet, skipped: [SkippedFile], lazy: Bool) {
+        let scanned = try ImageFolderIndex.scan(root: root, layout: layout)
+        let bytes = channels * transform.cropHeight * transform.cropWidth
+        if loadsLazily(loading, files: scanned.count, sampleBytes: bytes) {
+            let (index, skipped) = try scanned.verified(skipBadFiles: skipBadFiles, fullDecode: false)
+            let folder = LazyImageFolder(index: index, channels: channels, evaluation: transform)
+            return (SampleSet(lazy: folder, trainingCrop: trainingCrop), skipped, true)
+        }
+        let loaded = try ImageFolder.load(root: root, layout: layout, channels: channels, transform: transform,
+                                          skipBadFiles: skipBadFiles)
+        return (SampleSet(loaded.dataset), loaded.skipped, false)
+    }
+}
