@@ -130,7 +130,7 @@ public enum OODEvaluation {
             }
             let ds: SampleSet
             var isDirectory: ObjCBool = false
-            FileManager.default.fileExists(atPath: s.images, isDirectory: &isDirectory)
+            _ = FileManager.default.fileExists(atPath: s.images, isDirectory: &isDirectory)
             if isDirectory.boolValue {
                 // A folder of JPEG/PNG images (Textures, Places, SUN, iNaturalist, ...): decoded,
                 // converted to the model's channels, resized (shorter side) and centre-cropped to
