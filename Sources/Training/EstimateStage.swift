@@ -98,9 +98,14 @@ public enum EstimateStage {
     public static func run(config: RunConfig, comm: Communicator, model: Classifier, data: TrainingData,
                            log: (String) -> Void) throws -> (EstimateReport, EstimateTable) {
         let e = config.estimate
-        if e.augment {
-            throw ConfigError.invalidValue(file: "config", key: "estimate.augment", expected: "false in this version",
-                                           actual: "true", hint: "augmented estimation (the reference's behaviour) is not implemented yet.")
+        // With estimate.augment every pass (clean, held-out, each mask) reads the same augmented
+        // view: the training view of epoch `train.epochs` (keyed by (seed, epoch, id)), so the
+        // clean and masked predictions of a sample see the same image and the flip rule compares
+        // like with like. Without augmentation configured the view is the plain image.
+        let view: Int? = e.augment ? config.train.epochs : nil
+        if e.augment && data.augmentation == nil && data.trainSet.trainingCrop == nil {
+            throw ConfigError.invalidValue(file: "config", key: "estimate.augment", expected: "false when no training augmentation is configured",
+                                           actual: "true", hint: "enable data.random_crop / data.horizontal_flip, or set estimate.augment: false.")
         }
         guard let rule = AtypicalRule.parse(e.rule, q: e.q) else {
             throw ConfigError.invalidValue(file: "config", key: "estimate.rule", expected: "flip, quantile or increase",
@@ -109,12 +114,13 @@ public enum EstimateStage {
         let batch = config.train.evalBatchSize
         let weights = prunableWeights(model)
         log("estimate: \(weights.count) prunable layers (\(weights.map(\.count).reduce(0, +)) weights); "
-            + "\(data.trainIds.count) training samples, \(data.validationIds.count) held out; rule \(rule)")
+            + "\(data.trainIds.count) training samples, \(data.validationIds.count) held out; rule \(rule); "
+            + (view.map { "augmented view of epoch \($0) (estimate.augment)" } ?? "no augmentation"))
         let clean = try Evaluator.evaluate(model: model, comm: comm, data: data, dataset: data.trainSet, ids: data.trainIds,
-                                           batchSize: batch)
+                                           batchSize: batch, augmentedEpoch: view)
         let heldout: EvaluationResult? = data.validationIds.isEmpty ? nil
             : try Evaluator.evaluate(model: model, comm: comm, data: data, dataset: data.trainSet, ids: data.validationIds,
-                                     batchSize: batch)
+                                     batchSize: batch, augmentedEpoch: view)
         log("unmasked: train loss \(f6(clean.loss)) (acc \(pct(clean.accuracy))), held-out loss \(heldout.map { f6($0.loss) } ?? "n/a")")
         var ratios = e.keepRatios
         if !ratios.contains(e.keepRatio) { ratios.append(e.keepRatio) }
@@ -131,7 +137,7 @@ public enum EstimateStage {
                     w.value.withUnsafeMutableBufferPointer { v in for i in 0..<v.count { v[i] *= mask[i] } }
                 }
                 let masked = try Evaluator.evaluate(model: model, comm: comm, data: data, dataset: data.trainSet,
-                                                    ids: data.trainIds, batchSize: batch)
+                                                    ids: data.trainIds, batchSize: batch, augmentedEpoch: view)
                 for (w, s) in zip(weights, saved) { w.value.assign(s) }
                 let xi = LossConstraint.xi(maskedLossesInIdOrder: masked.losses)
                 xis.append(xi)

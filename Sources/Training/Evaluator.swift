@@ -13,18 +13,20 @@ public enum Evaluator {
     ///
     /// - Parameters:
     ///   - batchSize: the fixed evaluation batch (not per rank).
+    ///   - augmentedEpoch: evaluate the training view of this epoch (augmentation on, keyed by
+    ///     (seed, epoch, id)) instead of the plain images; nil = no augmentation.
     ///   - featureSink: optional; receives each batch's ids and the model's penultimate
     ///     features `[n, D]` on the rank that computed them (for detectors).
     /// - Returns: per-sample losses (nats) and predictions in ascending id order.
     /// - Throws: communicator errors; decoding errors of a lazy folder (naming the file).
     public static func evaluate(model: Classifier, comm: Communicator, data: TrainingData, dataset: SampleSet,
-                                ids: [Int], batchSize: Int,
+                                ids: [Int], batchSize: Int, augmentedEpoch: Int? = nil,
                                 onBatch: ((_ ids: [Int], _ logits: Tensor) -> Void)? = nil) throws -> EvaluationResult {
         let schedule = EvaluationSchedule(ids: ids, batchSize: batchSize, worldSize: comm.worldSize)
         var myIds: [Int64] = [], myLoss: [Double] = [], myPred: [Int64] = []
         let mine = schedule.batches(rank: comm.rank).filter { !$0.isEmpty }
         let positions = dataset.positionBatches(mine.map(\.ids))
-        try data.forEachBatch(dataset, positions) { k, x, labels in
+        try data.forEachBatch(dataset, positions, augmentedEpoch: augmentedEpoch) { k, x, labels in
             let eb = mine[k]
             let logits = model.forward(x, context: .eval)
             onBatch?(eb.ids, logits)

@@ -157,21 +157,24 @@ public struct TrainingData: Sendable {
     }
 
     /// Runs `body(k, images, labels)` for each batch `k` of `batches` (positions into `set`), in
-    /// order, without augmentation. A lazy folder is decoded on a loader thread a few batches
-    /// ahead of `body` (`BatchLoader`), so decoding overlaps compute; in-memory sets are read
-    /// synchronously.
+    /// order. Without `augmentedEpoch` the images are not augmented; with it they are the
+    /// training view of that epoch (`set.trainingSource(augmentation: self.augmentation)`, draws
+    /// keyed by (seed, epoch, id)). A lazy folder (or an augmented read) is assembled on a loader
+    /// thread a few batches ahead of `body` (`BatchLoader`), so decoding overlaps compute;
+    /// plain in-memory reads are synchronous.
     /// - Throws: `body`'s errors, and decoding errors of a lazy folder (naming the file).
-    public func forEachBatch(_ set: SampleSet, _ batches: [[Int]],
+    public func forEachBatch(_ set: SampleSet, _ batches: [[Int]], augmentedEpoch: Int? = nil,
                              _ body: (_ k: Int, _ images: Tensor, _ labels: [Int]) throws -> Void) throws {
-        guard set.isLazy, batches.count > 1 else {
+        guard set.isLazy || augmentedEpoch != nil else {
             for (k, positions) in batches.enumerated() {
                 let (x, labels) = try batch(set, positions: positions)
                 try body(k, x, labels)
             }
             return
         }
-        let plans = batches.enumerated().map { BatchPlan(epoch: 0, step: $0.offset, positions: $0.element) }
-        let loader = BatchLoader(source: set.evaluationSource(), plans: plans, normalizer: normalizer, prefetch: 3)
+        let source = augmentedEpoch == nil ? set.evaluationSource() : set.trainingSource(augmentation: augmentation)
+        let plans = batches.enumerated().map { BatchPlan(epoch: augmentedEpoch ?? 0, step: $0.offset, positions: $0.element) }
+        let loader = BatchLoader(source: source, plans: plans, normalizer: normalizer, prefetch: 3)
         defer { loader.cancel() }
         var k = 0
         while let loaded = try loader.next() {

@@ -1,0 +1,81 @@
+import Datasets
+import Distributed
+import NeuralNetwork
+import TensorCore
+import Training
+import XCTest
+
+/// `estimate.augment`: the estimate stage reads the training view of epoch `train.epochs`
+/// (augmentation keyed by (seed, epoch, id)) for every pass.
+final class EstimateAugmentTests: XCTestCase {
+    func data(augmentation: Augmentation?) -> TrainingData {
+        var rng = SplitMix64(seed: 8)
+        let count = 120
+        var images = [UInt8](repeating: 0, count: count * 64)
+        var labels = [Int](repeating: 0, count: count)
+        for i in 0..<count {
+            labels[i] = i % 4
+            for p in 0..<64 {
+                let top = p / 8 < 4, left = p % 8 < 4
+                let bright = [top && left, top && !left, !top && left, !top && !left][i % 4]
+                images[i * 64 + p] = UInt8(truncatingIfNeeded: Int(rng.next() % 90) + (bright ? 150 : 0))
+            }
+        }
+        let ds = ImageDataset(images: images, labels: labels, channels: 1, height: 8, width: 8, classCount: 4)
+        return TrainingData(trainSet: ds, trainIds: Array(0..<96), validationIds: Array(96..<120), testSet: ds,
+                            normalizer: ChannelNormalizer(mean: [0.4], std: [0.3]), augmentation: augmentation)
+    }
+
+    func config() -> RunConfig {
+        var c = RunConfig()
+        c.model.arch = "cnn5"
+        c.model.width = 4
+        c.model.imageSize = 8
+        c.model.numClasses = 4
+        c.data.mean = [0.4]
+        c.data.std = [0.3]
+        c.train.epochs = 7
+        c.train.evalBatchSize = 10
+        c.estimate.keepRatios = [0.9]
+        c.estimate.keepRatio = 0.9
+        c.estimate.masks = 3
+        return c
+    }
+
+    func testAugmentedEvaluationIsTheTrainingViewOfTheEpoch() throws {
+        let aug = Augmentation(cropPadding: 2, horizontalFlip: true, seed: 5)
+        let d = data(augmentation: aug)
+        let model = try ModelFactory.make(config().model, seed: 3)
+        let ids = Array(0..<23)
+        let r = try Evaluator.evaluate(model: model, comm: LocalCommunicator(), data: d, dataset: d.trainSet, ids: ids,
+                                       batchSize: 6, augmentedEpoch: 4)
+        // Twin: assemble the augmented batch directly and run the model on it.
+        let loaded = try BatchLoader.assemble(BatchPlan(epoch: 4, step: 0, positions: ids),
+                                              source: InMemorySource(d.trainSet.dataset!, augmentation: aug), normalizer: d.normalizer)
+        let logits = model.forward(Tensor(shape: [23, 1, 8, 8], values: loaded.images), context: .eval)
+        let ce = softmaxCrossEntropy(logits: logits, labels: loaded.labels)
+        for (a, b) in zip(r.losses, ce.perSampleLoss) { XCTAssertEqual(a, Double(b), accuracy: 1e-5) }
+        let plain = try Evaluator.evaluate(model: model, comm: LocalCommunicator(), data: d, dataset: d.trainSet, ids: ids, batchSize: 6)
+        XCTAssertNotEqual(plain.losses, r.losses, "the augmented view must differ from the plain images")
+        let other = try Evaluator.evaluate(model: model, comm: LocalCommunicator(), data: d, dataset: d.trainSet, ids: ids,
+                                           batchSize: 6, augmentedEpoch: 5)
+        XCTAssertNotEqual(other.losses, r.losses, "another epoch draws other crops")
+    }
+
+    func testEstimateWithAugmentationRunsAndDiffersFromThePlainEstimate() throws {
+        var c = config()
+        let aug = Augmentation(cropPadding: 2, horizontalFlip: true, seed: 5)
+        let model = try ModelFactory.make(c.model, seed: 3)
+        let plain = try EstimateStage.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: aug), log: { _ in }).0
+        c.estimate.augment = true
+        let a1 = try EstimateStage.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: aug), log: { _ in }).0
+        let a2 = try EstimateStage.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: aug), log: { _ in }).0
+        XCTAssertEqual(a1.xi.bitPattern, a2.xi.bitPattern, "deterministic")
+        XCTAssertEqual(a1.atypicalCount, a2.atypicalCount)
+        XCTAssertNotEqual(a1.xi, plain.xi)
+        XCTAssertNotEqual(a1.trainLoss, plain.trainLoss)
+        // Without any training augmentation configured, augment: true is refused, naming the key.
+        XCTAssertThrowsError(try EstimateStage.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: nil),
+                                                   log: { _ in })) { XCTAssertTrue("\($0)".contains("estimate.augment"), "\($0)") }
+    }
+}
