@@ -359,31 +359,46 @@ public enum OODEvaluation {
                               "criterion": validationOOD.isEmpty ? "mean ID-validation score" : "mean validation AUROC", "value": best.value]
             log("tuned ODIN: temperature \(best.t), epsilon \(best.eps)")
         }
-        if !validationOOD.isEmpty && kinds.contains("knn") {
-            var best = (k: e.knnK, value: -Double.infinity)
-            for k in [1, 5, 10, 20, 50, 100, 200] where k <= data.trainIds.count {
-                var trial = e
-                trial.knnK = k
-                let fitted = try fit(model: model, comm: comm, data: data, e: trial, kinds: ["knn"], numClasses: config.model.numClasses)
-                let v = try meanAUROC("knn", trial, fitted)
-                if v > best.value { best = (k, v) }
+        // KNN's k and ReAct's percentile: the training features do not depend on either, so they
+        // are extracted once and each candidate detector is built from them (the same detector
+        // `fit` would build).
+        let tuneKNN = kinds.contains("knn"), tuneReAct = kinds.contains("react")
+        if !validationOOD.isEmpty && (tuneKNN || tuneReAct) {
+            let bank = try fit(model: model, comm: comm, data: data, e: e, kinds: ["knn"], numClasses: config.model.numClasses)
+            let rows = bank.bankFeatures.count / max(bank.featureDim, 1)
+            /// The candidate with the highest mean validation AUROC (the first on ties).
+            func pick<V>(_ kind: String, _ candidates: [V], _ apply: (inout EvaluateSection, V) -> Void,
+                         _ detector: (V) -> Fitted) throws -> (candidate: V, value: Double) {
+                var best: (candidate: V, value: Double)?
+                for c in candidates {
+                    var trial = e
+                    apply(&trial, c)
+                    let v = try meanAUROC(kind, trial, detector(c))
+                    if best == nil || v > best!.value { best = (c, v) }
+                }
+                return best!
             }
-            e.knnK = best.k
-            record["knn"] = ["k": best.k, "criterion": "mean validation AUROC", "value": best.value]
-            log("tuned KNN: k \(best.k)")
-        }
-        if !validationOOD.isEmpty && kinds.contains("react") {
-            var best = (p: e.reactPercentile, value: -Double.infinity)
-            for p in [80.0, 85, 90, 95, 99] {
-                var trial = e
-                trial.reactPercentile = p
-                let fitted = try fit(model: model, comm: comm, data: data, e: trial, kinds: ["react"], numClasses: config.model.numClasses)
-                let v = try meanAUROC("react", trial, fitted)
-                if v > best.value { best = (p, v) }
+            if tuneKNN {
+                let ks = [1, 5, 10, 20, 50, 100, 200].filter { $0 <= rows }
+                let best = try pick("knn", ks, { $0.knnK = $1 }) { k in
+                    var f = Fitted()
+                    f.knn = KNNDetector(trainingFeatures: bank.bankFeatures, featureDim: bank.featureDim, k: k)
+                    return f
+                }
+                e.knnK = best.candidate
+                record["knn"] = ["k": best.candidate, "criterion": "mean validation AUROC", "value": best.value]
+                log("tuned KNN: k \(best.candidate)")
             }
-            e.reactPercentile = best.p
-            record["react"] = ["percentile": best.p, "criterion": "mean validation AUROC", "value": best.value]
-            log("tuned ReAct: percentile \(best.p)")
+            if tuneReAct {
+                let best = try pick("react", [80.0, 85, 90, 95, 99], { $0.reactPercentile = $1 }) { p in
+                    var f = Fitted()
+                    f.reactThreshold = ReAct.percentileThreshold(activations: bank.bankFeatures, percentile: p)
+                    return f
+                }
+                e.reactPercentile = best.candidate
+                record["react"] = ["percentile": best.candidate, "criterion": "mean validation AUROC", "value": best.value]
+                log("tuned ReAct: percentile \(best.candidate)")
+            }
         }
         return (e, record)
     }

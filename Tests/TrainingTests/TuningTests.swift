@@ -1,0 +1,75 @@
+import Datasets
+import Distributed
+import NeuralNetwork
+import OODDetection
+import TensorCore
+@testable import Training
+import XCTest
+
+/// Detector tuning on the validation split: the KNN k and ReAct percentile chosen by `tune`
+/// (features extracted once) must be the argmax of the mean validation AUROC computed the
+/// direct way (a full `fit` per candidate).
+final class TuningTests: XCTestCase {
+    func testTunedKAndPercentileAreTheArgmaxOfTheDirectSearch() throws {
+        var rng = SplitMix64(seed: 21)
+        let count = 160
+        var images = [UInt8](repeating: 0, count: count * 64), labels = [Int](repeating: 0, count: count)
+        for i in 0..<count {
+            labels[i] = i % 4
+            for p in 0..<64 {
+                let top = p / 8 < 4, left = p % 8 < 4
+                let bright = [top && left, top && !left, !top && left, !top && !left][i % 4]
+                images[i * 64 + p] = UInt8(truncatingIfNeeded: Int(rng.next() % 120) + (bright ? 120 : 0))
+            }
+        }
+        let ds = ImageDataset(images: images, labels: labels, channels: 1, height: 8, width: 8, classCount: 4)
+        let data = TrainingData(trainSet: ds, trainIds: Array(0..<120), validationIds: Array(120..<160), testSet: ds,
+                                normalizer: ChannelNormalizer(mean: [0.4], std: [0.3]))
+        var noise = [UInt8](repeating: 0, count: 50 * 64)
+        for i in 0..<noise.count { noise[i] = UInt8(truncatingIfNeeded: rng.next()) }
+        let ood = [OODSet(name: "noise-val", synthetic: false,
+                          dataset: ImageDataset(images: noise, labels: [Int](repeating: 0, count: 50), channels: 1, height: 8, width: 8, classCount: 1))]
+        var c = RunConfig()
+        c.model.arch = "cnn5"
+        c.model.width = 4
+        c.model.imageSize = 8
+        c.model.numClasses = 4
+        c.evaluate.scores = ["knn", "react"]
+        c.evaluate.batchSize = 16
+        let model = try ModelFactory.make(c.model, seed: 2)
+        let comm = LocalCommunicator()
+        let (tuned, record) = try OODEvaluation.tune(model: model, comm: comm, config: c, data: data, validationOOD: ood, log: { _ in })
+
+        func direct(_ kind: String, _ e: EvaluateSection) throws -> Double {
+            let fitted = try OODEvaluation.fit(model: model, comm: comm, data: data, e: e, kinds: [kind], numClasses: 4)
+            let id = try OODEvaluation.score(model: model, comm: comm, data: data, dataset: data.trainSet, ids: data.validationIds,
+                                             e: e, fitted: fitted, kinds: [kind]).scores[kind]!
+            let o = try OODEvaluation.score(model: model, comm: comm, data: data, dataset: ood[0].dataset, ids: ood[0].dataset.ids,
+                                            e: e, fitted: fitted, kinds: [kind]).scores[kind]!
+            return try OODMetrics.compute(idScores: id, oodScores: o, fprMode: .strict, nonFinite: .exclude).auroc
+        }
+        var seen: [Double] = []
+        var bestK = (k: 0, v: -Double.infinity)
+        for k in [1, 5, 10, 20, 50, 100] {
+            var e = c.evaluate
+            e.knnK = k
+            let v = try direct("knn", e)
+            seen.append(v)
+            if v > bestK.v { bestK = (k, v) }
+        }
+        var bestP = (p: 0.0, v: -Double.infinity)
+        for p in [80.0, 85, 90, 95, 99] {
+            var e = c.evaluate
+            e.reactPercentile = p
+            let v = try direct("react", e)
+            seen.append(v)
+            if v > bestP.v { bestP = (p, v) }
+        }
+        XCTAssertGreaterThan(Set(seen.prefix(6)).count, 1, "the k candidates must give different AUROCs: \(seen)")
+        XCTAssertGreaterThan(Set(seen.suffix(5)).count, 1, "the percentiles must give different AUROCs: \(seen)")
+        XCTAssertEqual(tuned.knnK, bestK.k)
+        XCTAssertEqual(tuned.reactPercentile, bestP.p)
+        XCTAssertEqual((record["knn"] as? [String: Any])?["value"] as? Double, bestK.v)
+        XCTAssertEqual((record["react"] as? [String: Any])?["value"] as? Double, bestP.v)
+    }
+}
