@@ -180,6 +180,18 @@ if [ "$r1$r2" = 00 ] && [ -n "$a" ] && [ "$a" = "$b" ]; then
 else
   bad "lazy vs memory folder training: exits $r1/$r2, checksums '$a' vs '$b'; see $LOG_DIR/train-folder-lazy.log"
 fi
+# A text file posing as a PNG: the sharded up-front check (each rank checks its share of the
+# files) must stop every rank with an error naming the file, not leave one hanging.
+echo "<html>not an image</html>" > "$FOLDER/train/class3/zz-broken.png"
+s=$(date +%s.%N)
+set +e; lazyrun folder-broken lazy; r3=$?; set -e
+secs=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+rm -f "$FOLDER/train/class3/zz-broken.png"
+if [ "$r3" != 0 ] && grep -aq "zz-broken.png" "$LOG_DIR/train-folder-broken.log" && awk -v t="$secs" 'BEGIN {exit !(t <= 30)}'; then
+  ok "a bad file in a lazy folder stops both ranks (exit $r3, ${secs} s) with an error naming it"
+else
+  bad "bad file in a lazy folder: exit $r3 after ${secs} s; see $LOG_DIR/train-folder-broken.log"
+fi
 
 # 4. Stall inspector: rank 2 of 3 is slowed by 0.3 s per step; rank 0 must name it.
 log="$LOG_DIR/train-straggler.log"

@@ -22,13 +22,13 @@ public enum ImageFileError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .notAnImage(path, found):
             return "\(path): not an image: expected a JPEG (FF D8 FF) or PNG (89 50 4E 47 0D 0A 1A 0A) "
                 + "signature, found \(found). Hint: the file has an image extension but other contents "
-                + "(text, HTML error page, partial download); delete or replace it, or pass the skip-bad-files option."
+                + "(text, HTML error page, partial download); delete or replace it (OOD folder sets skip such files and count them)."
         case let .corruptImage(path, format, message):
             return "\(path): corrupt \(format): \(message). Hint: the file is truncated or damaged; "
-                + "re-extract it, or pass the skip-bad-files option to skip and count such files."
+                + "re-extract it (OOD folder sets skip such files and count them)."
         case let .unsupportedImage(path, format, reason):
             return "\(path): unsupported \(format): \(reason). Hint: convert the file to RGB or grayscale "
-                + "(e.g. `convert in.jpg -colorspace sRGB out.jpg`), or pass the skip-bad-files option."
+                + "(e.g. `convert in.jpg -colorspace sRGB out.jpg`) (OOD folder sets skip such files and count them)."
         case let .emptyFolder(path, detail):
             return "\(path): no image files found (\(detail)); expected at least one .jpg, .jpeg or .png. "
                 + "Hint: check the path and the layout (class-per-subfolder: ROOT/CLASS/IMAGE; flat: ROOT/IMAGE)."

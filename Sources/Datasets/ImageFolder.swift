@@ -17,6 +17,11 @@ public struct SkippedFile: Sendable, Equatable, CustomStringConvertible {
     /// The error's description.
     public let reason: String
     public var description: String { reason }
+
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
 }
 
 /// The file list of an image folder, scanned once without decoding anything.
@@ -59,6 +64,48 @@ public struct ImageFolderIndex: Sendable, Equatable {
         precondition(count >= 1 && count <= paths.count, "ImageFolderIndex.prefix: count \(count) not in 1...\(paths.count)")
         return ImageFolderIndex(root: root, layout: layout, paths: Array(paths.prefix(count)),
                                 labels: Array(labels.prefix(count)), classNames: classNames, ids: Array(ids.prefix(count)))
+    }
+
+    /// The files at `positions` (in the order given; ids unchanged).
+    /// - Precondition: every position is in `0..<count`.
+    public func subset(positions: [Int]) -> ImageFolderIndex {
+        for p in positions { precondition(p >= 0 && p < count, "ImageFolderIndex.subset: position \(p) not in 0..<\(count)") }
+        return ImageFolderIndex(root: root, layout: layout, paths: positions.map { paths[$0] }, labels: positions.map { labels[$0] },
+                                classNames: classNames, ids: positions.map { ids[$0] })
+    }
+
+    /// The index as bytes (for sending it to other ranks): UTF-8 text, fields separated by NUL
+    /// (`root`, layout, class count, the class names, file count, then path, label, id per
+    /// file). Paths cannot contain NUL on POSIX file systems.
+    public func serialized() -> [UInt8] {
+        var fields: [String] = [root, layout.rawValue, String(classNames.count)]
+        fields += classNames
+        fields.append(String(paths.count))
+        fields.reserveCapacity(fields.count + 3 * paths.count)
+        for k in 0..<paths.count {
+            fields.append(paths[k])
+            fields.append(String(labels[k]))
+            fields.append(String(ids[k]))
+        }
+        return Array(fields.joined(separator: "\0").utf8)
+    }
+
+    /// Reads what `serialized()` wrote.
+    /// - Throws: `ImageFileError.cannotList` if the bytes are not a serialized index.
+    public init(serialized bytes: [UInt8]) throws {
+        let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        func bad() -> ImageFileError { .cannotList(path: fields.first ?? "?", reason: "the folder index received from rank 0 is malformed (\(bytes.count) bytes)") }
+        guard fields.count >= 4, let layout = FolderLayout(rawValue: fields[1]), let classCount = Int(fields[2]),
+              fields.count >= 4 + classCount, let n = Int(fields[3 + classCount]), fields.count == 4 + classCount + 3 * n else { throw bad() }
+        var paths: [String] = [], labels: [Int] = [], ids: [Int] = []
+        paths.reserveCapacity(n); labels.reserveCapacity(n); ids.reserveCapacity(n)
+        var i = 4 + classCount
+        for _ in 0..<n {
+            guard let label = Int(fields[i + 1]), let id = Int(fields[i + 2]) else { throw bad() }
+            paths.append(fields[i]); labels.append(label); ids.append(id)
+            i += 3
+        }
+        self.init(root: fields[0], layout: layout, paths: paths, labels: labels, classNames: Array(fields[3 ..< 3 + classCount]), ids: ids)
     }
 
     /// Checks every file before a lazy run, so a bad file fails (or is skipped) up front rather
@@ -217,8 +264,15 @@ public enum ImageFolder {
     ///   `.emptyFolder` if every file was bad.
     public static func load(root: String, layout: FolderLayout = .classFolders, channels: Int,
                             transform: ResizeCenterCrop, skipBadFiles: Bool = false) throws -> Loaded {
+        try load(index: try ImageFolderIndex.scan(root: root, layout: layout), channels: channels, transform: transform,
+                 skipBadFiles: skipBadFiles)
+    }
+
+    /// Like `load(root:...)`, for an index already scanned.
+    public static func load(index: ImageFolderIndex, channels: Int, transform: ResizeCenterCrop,
+                            skipBadFiles: Bool = false) throws -> Loaded {
         precondition(channels == 1 || channels == 3, "ImageFolder.load: channels must be 1 or 3, got \(channels)")
-        let index = try ImageFolderIndex.scan(root: root, layout: layout)
+        let root = index.root
         let sampleBytes = channels * transform.cropHeight * transform.cropWidth
         var images = [UInt8]()
         images.reserveCapacity(index.count * sampleBytes)

@@ -78,9 +78,11 @@ public enum OODEvaluation {
     ///   - resize: shorter side that folder images are resized to before the centre crop to
     ///     `imageSize` (0 = `imageSize`; torchvision ImageNet evaluation uses 256 for 224).
     ///   - loading: how folder sets are read (`auto`: in memory up to 4 GiB decoded per set).
+    ///   - comm: with several ranks, folder sets are scanned by rank 0 and checked in shares
+    ///     (collective; see `SampleSet.folder`).
     public static func loadSets(_ e: EvaluateSection, imageSize: Int, channels: Int, resize: Int = 0,
-                                loading: SampleSet.Loading = .auto) throws -> [OODSet] {
-        try loadSets(e, imageSize: imageSize, channels: channels, validation: false, resize: resize, loading: loading)
+                                loading: SampleSet.Loading = .auto, comm: Communicator? = nil) throws -> [OODSet] {
+        try loadSets(e, imageSize: imageSize, channels: channels, validation: false, resize: resize, loading: loading, comm: comm)
     }
 
     /// The OOD test set specs: every `ood` set of the manifest plus `evaluate.ood_sets`.
@@ -107,7 +109,7 @@ public enum OODEvaluation {
 
     /// Loads the OOD test sets (`validation: false`) or the tuning-only sets (`true`).
     public static func loadSets(_ e: EvaluateSection, imageSize: Int, channels: Int, validation: Bool, resize: Int = 0,
-                                loading: SampleSet.Loading = .auto) throws -> [OODSet] {
+                                loading: SampleSet.Loading = .auto, comm: Communicator? = nil) throws -> [OODSet] {
         var specs: [OODSetConfig]
         if validation {
             specs = e.explicitValidationSets
@@ -138,8 +140,8 @@ public enum OODEvaluation {
                 // skipped and counted (lazy sets: files that fail the signature check).
                 let loaded = try SampleSet.folder(root: s.images, layout: .flat, channels: channels,
                                                   transform: ResizeCenterCrop(resizeShorterSide: resize > 0 ? resize : imageSize, cropSize: imageSize),
-                                                  loading: loading, skipBadFiles: true)
-                if !loaded.skipped.isEmpty {
+                                                  loading: loading, skipBadFiles: true, comm: comm)
+                if !loaded.skipped.isEmpty && (comm?.rank ?? 0) == 0 {
                     writeSkipped(name: s.name, count: loaded.skipped.count, first: loaded.skipped[0].path)
                 }
                 ds = loaded.set

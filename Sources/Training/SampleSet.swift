@@ -1,4 +1,5 @@
 import Datasets
+import Distributed
 import Foundation
 import TensorCore
 
@@ -161,6 +162,12 @@ public struct SampleSet: Sendable {
 
     /// Reads a folder (class folders or flat) eagerly or lazily, as `loading` decides.
     ///
+    /// With a communicator of several ranks the folder is scanned once, by rank 0, and the file
+    /// list is broadcast (so 64 ranks do not list a shared file system 64 times), and the
+    /// up-front file checks of a lazy read are split across the ranks (rank r checks files
+    /// r, r + worldSize, ...) and their findings allgathered: every rank ends with the same
+    /// index. Collective when `comm` is given.
+    ///
     /// Lazy folders are checked up front by file signature (first 8 bytes: catches empty,
     /// text and HTML files); a file that passes but fails to decode stops the run when its batch
     /// is read, with an error naming the file.
@@ -168,19 +175,95 @@ public struct SampleSet: Sendable {
     ///   failing; eager reads decode every file, lazy reads check signatures only.
     /// - Returns: the set, the skipped files, and whether it was loaded lazily.
     /// - Throws: `ImageFileError.cannotList` / `.emptyFolder` from the scan; without
-    ///   `skipBadFiles`, the first bad file's `DatasetError` / `ImageFileError`.
+    ///   `skipBadFiles`, the first bad file's error (`DatasetError` / `ImageFileError`, or
+    ///   `SampleSetError.badFile` for a file another rank checked); communicator errors.
     public static func folder(root: String, layout: FolderLayout, channels: Int, transform: ResizeCenterCrop,
-                              loading: Loading, skipBadFiles: Bool, trainingCrop: RandomResizedCrop? = nil)
-        throws -> (set: SampleSet, skipped: [SkippedFile], lazy: Bool) {
-        let scanned = try ImageFolderIndex.scan(root: root, layout: layout)
+                              loading: Loading, skipBadFiles: Bool, trainingCrop: RandomResizedCrop? = nil,
+                              comm: Communicator? = nil) throws -> (set: SampleSet, skipped: [SkippedFile], lazy: Bool) {
+        let shared = comm.flatMap { $0.worldSize > 1 ? $0 : nil }
+        let scanned = try shared.map { try scanOnRoot(root: root, layout: layout, comm: $0) }
+            ?? ImageFolderIndex.scan(root: root, layout: layout)
         let bytes = channels * transform.cropHeight * transform.cropWidth
         if loadsLazily(loading, files: scanned.count, sampleBytes: bytes) {
-            let (index, skipped) = try scanned.verified(skipBadFiles: skipBadFiles, fullDecode: false)
+            let (index, skipped) = try shared.map { try verifySharded(scanned, skipBadFiles: skipBadFiles, comm: $0) }
+                ?? scanned.verified(skipBadFiles: skipBadFiles, fullDecode: false)
             let folder = LazyImageFolder(index: index, channels: channels, evaluation: transform)
             return (SampleSet(lazy: folder, trainingCrop: trainingCrop), skipped, true)
         }
-        let loaded = try ImageFolder.load(root: root, layout: layout, channels: channels, transform: transform,
-                                          skipBadFiles: skipBadFiles)
+        let loaded = try ImageFolder.load(index: scanned, channels: channels, transform: transform, skipBadFiles: skipBadFiles)
         return (SampleSet(loaded.dataset), loaded.skipped, false)
+    }
+
+    /// Rank 0 scans; the index (or rank 0's error) is broadcast. Collective.
+    static func scanOnRoot(root: String, layout: FolderLayout, comm: Communicator) throws -> ImageFolderIndex {
+        var payload: [UInt8] = []
+        var failure: Error?
+        if comm.rank == 0 {
+            do { payload = [1] + (try ImageFolderIndex.scan(root: root, layout: layout)).serialized() } catch {
+                failure = error
+                payload = [0] + Array("\(error)".utf8)
+            }
+        }
+        try comm.broadcastResizing(&payload, root: 0)
+        if let failure { throw failure }
+        guard payload.first == 1 else {
+            throw SampleSetError.scanFailedOnRoot(root: root, message: String(decoding: payload.dropFirst(), as: UTF8.self))
+        }
+        return try ImageFolderIndex(serialized: Array(payload.dropFirst()))
+    }
+
+    /// Each rank checks the signatures of its share of the files; the bad positions and reasons
+    /// are allgathered, so every rank drops (or fails on) the same files. Collective.
+    static func verifySharded(_ index: ImageFolderIndex, skipBadFiles: Bool, comm: Communicator)
+        throws -> (index: ImageFolderIndex, skipped: [SkippedFile]) {
+        var badPositions: [Int64] = []
+        var reasons: [String] = []
+        var localErrors: [Int: Error] = [:]
+        var k = comm.rank
+        while k < index.count {
+            do { try ImageDecoder.checkSignature(index.paths[k]) } catch {
+                badPositions.append(Int64(k))
+                reasons.append("\(error)")
+                localErrors[k] = error
+                if !skipBadFiles { break }
+            }
+            k += comm.worldSize
+        }
+        let allBad = try badPositions.withUnsafeBufferPointer { try comm.allgatherv($0) }.values.map { Int($0) }
+        let text = Array(reasons.joined(separator: "\0").utf8) + (reasons.isEmpty ? [] : [0])
+        let allText = try text.withUnsafeBufferPointer { try comm.allgatherv($0) }.values
+        let allReasons = allText.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: Array($0), as: UTF8.self) }
+        let reasonOf = Dictionary(zip(allBad, allReasons), uniquingKeysWith: { a, _ in a })
+        let bad = Set(allBad)
+        if !bad.isEmpty && !skipBadFiles {
+            let first = bad.min()!
+            if let mine = localErrors[first] { throw mine }
+            throw SampleSetError.badFile(path: index.paths[first], reason: reasonOf[first] ?? "unreadable")
+        }
+        let keep = (0..<index.count).filter { !bad.contains($0) }
+        guard !keep.isEmpty else {
+            throw ImageFileError.emptyFolder(path: index.root, detail: "all \(index.count) image files were skipped as unreadable; first: \(reasonOf[allBad.min() ?? 0] ?? "-")")
+        }
+        let skipped = bad.sorted().map { SkippedFile(path: index.paths[$0], reason: reasonOf[$0] ?? "unreadable") }
+        return (index.subset(positions: keep), skipped)
+    }
+}
+
+/// Errors of distributed folder reads.
+public enum SampleSetError: Error, CustomStringConvertible {
+    /// Rank 0 could not scan the folder (its error message is carried to every rank).
+    case scanFailedOnRoot(root: String, message: String)
+    /// A file that another rank checked is unreadable (`reason` is that rank's error message,
+    /// which names the file).
+    case badFile(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .scanFailedOnRoot(root, message):
+            return "\(root): rank 0 could not scan the image folder: \(message)"
+        case let .badFile(path, reason):
+            return reason.contains(path) ? reason + " (found by another rank's file check)"
+                : "\(path): unreadable image: \(reason). Hint: delete or replace the file."
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Datasets
+import Distributed
 import Foundation
 import TensorCore
 
@@ -38,8 +39,11 @@ public struct TrainingData: Sendable {
 
     /// Loads the data named by `config.data`.
     ///
+    /// - Parameter comm: with several ranks, folder datasets are scanned by rank 0 only and their
+    ///   file checks split across ranks (collective; see `SampleSet.folder`). Every rank must
+    ///   call `load` with the same config.
     /// - Throws: `DatasetError` naming the file, or ``ConfigError`` for sizes that do not fit.
-    public static func load(_ config: RunConfig, file: String) throws -> TrainingData {
+    public static func load(_ config: RunConfig, file: String, comm: Communicator? = nil) throws -> TrainingData {
         let d = config.data
         let train: SampleSet
         let test: SampleSet
@@ -88,7 +92,8 @@ public struct TrainingData: Sendable {
             let crop = d.randomResizedCrop
                 ? RandomResizedCrop(size: size, horizontalFlip: d.horizontalFlip, seed: UInt64(config.seed)) : nil
             let trainRead = try SampleSet.folder(root: d.trainImages, layout: .classFolders, channels: config.model.inChannels,
-                                                 transform: t, loading: loading, skipBadFiles: false, trainingCrop: crop)
+                                                 transform: t, loading: loading, skipBadFiles: false, trainingCrop: crop,
+                                                 comm: comm)
             if d.randomResizedCrop && !trainRead.lazy {
                 throw ConfigError.invalidValue(file: file, key: "data.random_resized_crop", expected: "lazy loading (data.loading: lazy)",
                                                actual: "true with the training folder loaded into memory (data.loading: \(d.loading))",
@@ -96,7 +101,7 @@ public struct TrainingData: Sendable {
             }
             train = trainRead.set
             test = try SampleSet.folder(root: d.testImages, layout: .classFolders, channels: config.model.inChannels,
-                                        transform: t, loading: loading, skipBadFiles: false).set
+                                        transform: t, loading: loading, skipBadFiles: false, comm: comm).set
             if train.classCount != config.model.numClasses {
                 throw ConfigError.invalidValue(file: file, key: "model.num_classes", expected: "\(train.classCount) (class folders in \(d.trainImages))",
                                                actual: "\(config.model.numClasses)", hint: "set model.num_classes to the number of class folders.")

@@ -55,7 +55,7 @@ struct EstimateCommand: ParsableCommand {
 /// Shared by `estimate-loss` and `pipeline`.
 func runEstimate(config: RunConfig, checkpoint: String, rt: Runtime) throws -> EstimateReport {
     // Inputs first, so a failed launch writes nothing.
-    let data = try TrainingData.load(config, file: "config")
+    let data = try TrainingData.load(config, file: "config", comm: rt.comm)
     let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
     let folder = try rt.openStage(config: config, stage: "estimate")
     rt.comm.phase = "estimate-loss"

@@ -44,14 +44,14 @@ struct EvaluateCommand: ParsableCommand {
 
 func runEvaluation(config: RunConfig, checkpoint: String, stage: String, label: String, rt: Runtime,
                    data preloaded: TrainingData? = nil, sets preloadedSets: [OODSet]? = nil) throws -> OODReport {
-    let data = try preloaded ?? TrainingData.load(config, file: "config")
+    let data = try preloaded ?? TrainingData.load(config, file: "config", comm: rt.comm)
     let sets = try preloadedSets ?? OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize,
                                                             channels: config.model.inChannels,
-                                              resize: config.data.resize, loading: config.data.loadingMode)
+                                              resize: config.data.resize, loading: config.data.loadingMode, comm: rt.comm)
     let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
     let validationSets = config.evaluate.tune
         ? try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels, validation: true,
-                                            resize: config.data.resize, loading: config.data.loadingMode)
+                                            resize: config.data.resize, loading: config.data.loadingMode, comm: rt.comm)
         : []
     let folder = RunFolder(config: config, stage: stage)
     if rt.isRoot { try folder.create() }
@@ -105,7 +105,7 @@ struct ScoreCommand: ParsableCommand {
             e.oodManifest = ""
             e.oodSets = [OODSetConfig(name: "input", images: input, synthetic: false)]
             let sets = try OODEvaluation.loadSets(e, imageSize: config.model.imageSize, channels: config.model.inChannels,
-                                              resize: config.data.resize, loading: config.data.loadingMode)
+                                              resize: config.data.resize, loading: config.data.loadingMode, comm: rt.comm)
             let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
             let normalizer = ChannelNormalizer(mean: config.data.mean.map(Float.init), std: config.data.std.map(Float.init))
             let scores = try DetectorStore.score(model: model, comm: rt.comm, dataset: sets[0].dataset, normalizer: normalizer,

@@ -88,7 +88,7 @@ func runFinetune(config: RunConfig, method: FinetuneCommand.Method, checkpoint: 
                  rt: Runtime) throws -> FinetuneOutcome {
     let stage = method == .ce ? "ce_finetune" : method.rawValue
     // Inputs first, so a failed launch writes nothing.
-    let data = try TrainingData.load(config, file: "config")
+    let data = try TrainingData.load(config, file: "config", comm: rt.comm)
     let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
     let folder = try rt.openStage(config: config, stage: stage)
     let ft = finetuneConfig(config)

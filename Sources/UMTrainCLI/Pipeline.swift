@@ -138,9 +138,9 @@ struct PipelineCommand: ParsableCommand {
             models.append(("ce_finetune", root + "/ce_finetune/model.safetensors"))
         }
         // 6. Evaluate.
-        let data = try TrainingData.load(config, file: configOptions.config ?? "<defaults>")
+        let data = try TrainingData.load(config, file: configOptions.config ?? "<defaults>", comm: rt.comm)
         let sets = try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels,
-                                              resize: config.data.resize, loading: config.data.loadingMode)
+                                              resize: config.data.resize, loading: config.data.loadingMode, comm: rt.comm)
         var reports: [(String, OODReport)] = []
         for m in models {
             let r = try timed("evaluate \(m.label)") {
@@ -161,7 +161,7 @@ struct PipelineCommand: ParsableCommand {
 
 /// Shared by `train` and `pipeline`.
 func trainStage(config: RunConfig, rt: Runtime) throws {
-    let data = try TrainingData.load(config, file: "config")
+    let data = try TrainingData.load(config, file: "config", comm: rt.comm)
     let folder = try rt.openStage(config: config, stage: "train")
     let model = try ModelFactory.make(config.model, seed: UInt64(config.seed))
     let trainer = try Trainer(config: config, comm: rt.comm, model: model, data: data, folder: folder, log: rt.log)

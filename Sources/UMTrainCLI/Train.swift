@@ -58,7 +58,7 @@ struct TrainCommand: ParsableCommand {
         runOnRanks(runtime) { rt in
             let (config, notes) = try configOptions.load()
             // Check the data before anything is written, so a failed launch leaves no folder.
-            let data = try TrainingData.load(config, file: configOptions.config ?? "<defaults>")
+            let data = try TrainingData.load(config, file: configOptions.config ?? "<defaults>", comm: rt.comm)
             rt.log(try rt.header(command: "train"))
             for n in notes { rt.log("note: \(n)") }
             let folder = try rt.openStage(config: config, stage: stage)

@@ -131,6 +131,17 @@ final class LazyLoadingTests: XCTestCase {
         XCTAssertEqual(results[0].predictions, results[1].predictions)
     }
 
+    func testFolderIndexSerializationRoundTripsForRankZeroBroadcast() throws {
+        for (dir, layout) in [(root + "/train", FolderLayout.classFolders), (root + "/val", .flat)] {
+            let index = try ImageFolderIndex.scan(root: dir, layout: layout)
+            XCTAssertEqual(try ImageFolderIndex(serialized: index.serialized()), index)
+            let sub = index.subset(positions: [3, 1])
+            XCTAssertEqual(sub.ids, [3, 1])
+            XCTAssertEqual(try ImageFolderIndex(serialized: sub.serialized()), sub)
+        }
+        XCTAssertThrowsError(try ImageFolderIndex(serialized: Array("garbage".utf8)))
+    }
+
     func testAutoLoadingPicksMemoryForSmallSetsAndTheLimitIsPerSet() {
         XCTAssertFalse(SampleSet.loadsLazily(.auto, files: 1000, sampleBytes: 3 * 224 * 224))
         // ImageNet-1k train: 1,281,167 x 150,528 bytes = 193 GB.
