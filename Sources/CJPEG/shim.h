@@ -7,12 +7,14 @@
 #include <string.h>
 #include <setjmp.h>
 #include <jpeglib.h>
+#include <jerror.h>
 
 // libjpeg reports fatal errors through error_exit, which must not return (the default calls
 // exit()). Swift cannot setjmp, so decoding and encoding run in these C helpers: the error
 // manager formats the message and longjmps back to the helper, which cleans up and returns -1.
-// Warnings (corrupt-data messages such as "Premature end of JPEG file", which libjpeg would
-// otherwise paper over with grey pixels) are treated as errors too.
+// Warnings: "Premature end of JPEG file" (the data ran out: libjpeg would fill the rest with
+// grey) is an error, as PIL raises "image file is truncated" for it. Every other warning
+// (extraneous bytes before a marker, an unknown JFIF revision, ...) is ignored, as PIL does.
 
 struct umjpeg_error_mgr {
     struct jpeg_error_mgr pub;
@@ -33,17 +35,20 @@ static void umjpeg_error_exit(j_common_ptr cinfo) {
 }
 
 static void umjpeg_emit_message(j_common_ptr cinfo, int msg_level) {
-    if (msg_level < 0) {
-        // A warning: corrupt or truncated data. Fail rather than return a damaged image.
+    if (msg_level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+        // Truncated file: fail rather than return an image padded with grey.
         umjpeg_error_exit(cinfo);
     }
-    // Trace messages (msg_level >= 0) are ignored.
+    // Other warnings and trace messages (msg_level >= 0) are ignored.
 }
 
 /// Decodes a baseline or progressive JPEG held in memory. Output: *pixels (malloc'd, free with
 /// free()) holds height x width x channels bytes, interleaved (HWC); channels is 1 for a
 /// grayscale JPEG and 3 otherwise (YCbCr/RGB converted to RGB by libjpeg, ISLOW IDCT, fancy
-/// upsampling: the libjpeg defaults PIL uses). CMYK/YCCK JPEGs are rejected.
+/// upsampling: the libjpeg defaults PIL uses). CMYK and YCCK JPEGs are decoded to CMYK by
+/// libjpeg and converted to RGB as PIL does: the stored values are taken as inverted (Adobe
+/// convention, PIL's "CMYK;I"), then R = (255 - K) - (C * (255 - K)) / 255 per channel with
+/// PIL's rounded division by 255 (Pillow's cmyk2rgb).
 /// Returns 0 on success, -1 with a message on failure.
 static inline int umjpeg_decode(const unsigned char *data, unsigned long size,
                                 unsigned char **pixels, int *width, int *height, int *channels,
@@ -65,19 +70,13 @@ static inline int umjpeg_decode(const unsigned char *data, unsigned long size,
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, size);
     jpeg_read_header(&cinfo, TRUE);
-    if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
-        if (message && message_size > 0) {
-            strncpy(message, "CMYK/YCCK JPEG is not supported", message_size - 1);
-            message[message_size - 1] = 0;
-        }
-        jpeg_destroy_decompress(&cinfo);
-        return -1;
-    }
-    cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : (cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB);
     jpeg_start_decompress(&cinfo);
-    int c = cinfo.output_components;
+    int c = cmyk ? 3 : cinfo.output_components;
     size_t stride = (size_t)cinfo.output_width * (size_t)c;
-    out = (unsigned char *)malloc(stride * cinfo.output_height);
+    // CMYK rows are read into the tail of a 4-byte-per-pixel row and converted in place.
+    out = (unsigned char *)malloc(stride * cinfo.output_height + (cmyk ? (size_t)cinfo.output_width * 4 : 0));
     if (!out) {
         if (message && message_size > 0) {
             strncpy(message, "out of memory", message_size - 1);
@@ -87,8 +86,26 @@ static inline int umjpeg_decode(const unsigned char *data, unsigned long size,
         return -1;
     }
     while (cinfo.output_scanline < cinfo.output_height) {
-        JSAMPROW row = out + (size_t)cinfo.output_scanline * stride;
+        size_t y = cinfo.output_scanline;
+        if (!cmyk) {
+            JSAMPROW row = out + y * stride;
+            jpeg_read_scanlines(&cinfo, &row, 1);
+            continue;
+        }
+        unsigned char *scratch = out + stride * cinfo.output_height;
+        JSAMPROW row = scratch;
         jpeg_read_scanlines(&cinfo, &row, 1);
+        unsigned char *dst = out + y * stride;
+        for (JDIMENSION x = 0; x < cinfo.output_width; x++) {
+            const unsigned char *p = scratch + 4 * (size_t)x;
+            int nk = p[3];  // 255 - K with K = 255 - stored value (inverted CMYK)
+            for (int k = 0; k < 3; k++) {
+                int ink = 255 - p[k];
+                int t = ink * nk + 128;
+                int v = nk - (((t >> 8) + t) >> 8);
+                dst[3 * (size_t)x + k] = (unsigned char)(v < 0 ? 0 : (v > 255 ? 255 : v));
+            }
+        }
     }
     jpeg_finish_decompress(&cinfo);
     *width = (int)cinfo.output_width;

@@ -64,7 +64,8 @@ public enum ImageFormat: String, Sendable {
 public enum ImageDecoder {
     /// Reads and decodes the file at `path`.
     /// - Throws: `DatasetError.cannotRead` (open/read), `ImageFileError.notAnImage` (signature),
-    ///   `.corruptImage` (decoder error), `.unsupportedImage` (e.g. CMYK JPEG).
+    ///   `.corruptImage` (decoder error), `.unsupportedImage` (formats the libraries cannot convert). CMYK/YCCK JPEGs are converted to
+    ///   RGB as Pillow does; libjpeg warnings other than a truncated file are ignored, as Pillow does.
     public static func decodeFile(_ path: String, channels: Int? = nil) throws -> DecodedImage {
         let bytes = try readWholeFile(path)
         return try decode(bytes, path: path, channels: channels)
@@ -127,9 +128,6 @@ public enum ImageDecoder {
         }
         guard status == 0, let data = pixels else {
             let text = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-            if text.hasPrefix("CMYK") {
-                throw ImageFileError.unsupportedImage(path: path, format: "JPEG", reason: text)
-            }
             throw ImageFileError.corruptImage(path: path, format: "JPEG", message: text)
         }
         defer { free(data) }

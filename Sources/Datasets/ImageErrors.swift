@@ -9,7 +9,7 @@ public enum ImageFileError: Error, Equatable, Sendable, CustomStringConvertible 
     case notAnImage(path: String, found: String)
     /// The decoder (libjpeg-turbo or libpng) rejected the data: truncated or damaged file.
     case corruptImage(path: String, format: String, message: String)
-    /// A valid image of a kind the reader does not handle (e.g. a CMYK JPEG).
+    /// A valid image of a kind the reader does not handle (e.g. a PNG libpng cannot convert).
     case unsupportedImage(path: String, format: String, reason: String)
     /// The folder holds no image file (`.jpg`, `.jpeg`, `.png`, any case) where one is needed.
     /// `detail` says where the reader looked.

@@ -58,4 +58,28 @@ final class TorchBilinearCrossCheckTests: XCTestCase {
             XCTAssertGreaterThan(exact, out.count * 3 / 4, "\(h)x\(w): too few non-tie values to be a real check")
         }
     }
+
+    /// CMYK JPEGs decode to RGB as Pillow does (inverted Adobe CMYK, Pillow's cmyk2rgb), and
+    /// "L" goes through that RGB (PIL converts CMYK -> RGB -> L).
+    func testCMYKJPEGEqualsPillow() throws {
+        let jpeg = bytes(hex: PILJPEGVariants.cmyk)
+        let rgb = try ImageDecoder.decode(jpeg, path: "cmyk.jpg")
+        XCTAssertEqual(rgb.channels, 3)
+        XCTAssertEqual([rgb.height, rgb.width], [PILJPEGVariants.height, PILJPEGVariants.width])
+        XCTAssertEqual(rgb.pixels, bytes(hex: PILJPEGVariants.cmykRGB))
+        let gray = try ImageDecoder.decode(jpeg, path: "cmyk.jpg", channels: 1)
+        XCTAssertEqual(gray.pixels, bytes(hex: PILJPEGVariants.cmykL))
+    }
+
+    /// libjpeg warnings that Pillow ignores (extraneous bytes, unknown JFIF revision) do not fail
+    /// the decode; a truncated file does, as in Pillow ("image file is truncated").
+    func testJPEGWarningsAreIgnoredButTruncationFails() throws {
+        XCTAssertEqual(try ImageDecoder.decode(bytes(hex: PILJPEGVariants.extraneous), path: "x.jpg").pixels,
+                       bytes(hex: PILJPEGVariants.extraneousRGB))
+        XCTAssertEqual(try ImageDecoder.decode(bytes(hex: PILJPEGVariants.jfif201), path: "j.jpg").pixels,
+                       bytes(hex: PILJPEGVariants.jfif201RGB))
+        XCTAssertThrowsError(try ImageDecoder.decode(bytes(hex: PILJPEGVariants.truncated), path: "t.jpg")) { error in
+            XCTAssertTrue("\(error)".contains("t.jpg") && "\(error)".contains("Premature end"), "\(error)")
+        }
+    }
 }
