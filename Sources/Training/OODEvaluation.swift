@@ -137,10 +137,11 @@ public enum OODEvaluation {
                 // A folder of JPEG/PNG images (Textures, Places, SUN, iNaturalist, ...): decoded,
                 // converted to the model's channels, resized (shorter side) and centre-cropped to
                 // the model's input size; in memory or lazily (`loading`). Unreadable files are
-                // skipped and counted (lazy sets: files that fail the signature check).
+                // skipped and counted (lazy sets are decoded once up front to find them, so the
+                // same files are skipped either way).
                 let loaded = try SampleSet.folder(root: s.images, layout: .flat, channels: channels,
                                                   transform: ResizeCenterCrop(resizeShorterSide: resize > 0 ? resize : imageSize, cropSize: imageSize),
-                                                  loading: loading, skipBadFiles: true, comm: comm)
+                                                  loading: loading, skipBadFiles: true, fullCheck: true, comm: comm)
                 if !loaded.skipped.isEmpty && (comm?.rank ?? 0) == 0 {
                     writeSkipped(name: s.name, count: loaded.skipped.count, first: loaded.skipped[0].path)
                 }

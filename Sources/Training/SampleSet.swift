@@ -168,25 +168,29 @@ public struct SampleSet: Sendable {
     /// r, r + worldSize, ...) and their findings allgathered: every rank ends with the same
     /// index. Collective when `comm` is given.
     ///
-    /// Lazy folders are checked up front by file signature (first 8 bytes: catches empty,
-    /// text and HTML files); a file that passes but fails to decode stops the run when its batch
-    /// is read, with an error naming the file.
-    /// - Parameter skipBadFiles: leave unreadable files out (reported in `skipped`) instead of
-    ///   failing; eager reads decode every file, lazy reads check signatures only.
+    /// Lazy folders are checked up front: by file signature (first 8 bytes: catches empty, text
+    /// and HTML files), or with `fullCheck` by decoding every file (what an eager read does; for
+    /// sets of up to tens of thousands of files, such as OOD sets). Without `fullCheck` a file
+    /// that passes but fails to decode stops the run when its batch is read, with an error
+    /// naming the file.
+    /// - Parameters:
+    ///   - skipBadFiles: leave unreadable files out (reported in `skipped`) instead of failing.
+    ///   - fullCheck: lazy reads decode every file up front (split across ranks), so skipping
+    ///     and failing match the eager read exactly.
     /// - Returns: the set, the skipped files, and whether it was loaded lazily.
     /// - Throws: `ImageFileError.cannotList` / `.emptyFolder` from the scan; without
     ///   `skipBadFiles`, the first bad file's error (`DatasetError` / `ImageFileError`, or
     ///   `SampleSetError.badFile` for a file another rank checked); communicator errors.
     public static func folder(root: String, layout: FolderLayout, channels: Int, transform: ResizeCenterCrop,
-                              loading: Loading, skipBadFiles: Bool, trainingCrop: RandomResizedCrop? = nil,
-                              comm: Communicator? = nil) throws -> (set: SampleSet, skipped: [SkippedFile], lazy: Bool) {
+                              loading: Loading, skipBadFiles: Bool, fullCheck: Bool = false,
+                              trainingCrop: RandomResizedCrop? = nil, comm: Communicator? = nil) throws -> (set: SampleSet, skipped: [SkippedFile], lazy: Bool) {
         let shared = comm.flatMap { $0.worldSize > 1 ? $0 : nil }
         let scanned = try shared.map { try scanOnRoot(root: root, layout: layout, comm: $0) }
             ?? ImageFolderIndex.scan(root: root, layout: layout)
         let bytes = channels * transform.cropHeight * transform.cropWidth
         if loadsLazily(loading, files: scanned.count, sampleBytes: bytes) {
-            let (index, skipped) = try shared.map { try verifySharded(scanned, skipBadFiles: skipBadFiles, comm: $0) }
-                ?? scanned.verified(skipBadFiles: skipBadFiles, fullDecode: false)
+            let (index, skipped) = try shared.map { try verifySharded(scanned, skipBadFiles: skipBadFiles, fullDecode: fullCheck, comm: $0) }
+                ?? scanned.verified(skipBadFiles: skipBadFiles, fullDecode: fullCheck)
             let folder = LazyImageFolder(index: index, channels: channels, evaluation: transform)
             return (SampleSet(lazy: folder, trainingCrop: trainingCrop), skipped, true)
         }
@@ -212,16 +216,18 @@ public struct SampleSet: Sendable {
         return try ImageFolderIndex(serialized: Array(payload.dropFirst()))
     }
 
-    /// Each rank checks the signatures of its share of the files; the bad positions and reasons
+    /// Each rank checks (signature, or full decode) its share of the files; the bad positions and reasons
     /// are allgathered, so every rank drops (or fails on) the same files. Collective.
-    static func verifySharded(_ index: ImageFolderIndex, skipBadFiles: Bool, comm: Communicator)
+    static func verifySharded(_ index: ImageFolderIndex, skipBadFiles: Bool, fullDecode: Bool, comm: Communicator)
         throws -> (index: ImageFolderIndex, skipped: [SkippedFile]) {
         var badPositions: [Int64] = []
         var reasons: [String] = []
         var localErrors: [Int: Error] = [:]
         var k = comm.rank
         while k < index.count {
-            do { try ImageDecoder.checkSignature(index.paths[k]) } catch {
+            do {
+                if fullDecode { _ = try ImageDecoder.decodeFile(index.paths[k]) } else { try ImageDecoder.checkSignature(index.paths[k]) }
+            } catch {
                 badPositions.append(Int64(k))
                 reasons.append("\(error)")
                 localErrors[k] = error
