@@ -102,6 +102,16 @@ public struct TrainingData: Sendable {
             train = trainRead.set
             test = try SampleSet.folder(root: d.testImages, layout: .classFolders, channels: config.model.inChannels,
                                         transform: t, loading: loading, skipBadFiles: false, comm: comm).set
+            if test.classNames != train.classNames {
+                let missing = train.classNames.filter { !test.classNames.contains($0) }
+                let extra = test.classNames.filter { !train.classNames.contains($0) }
+                let detail = (missing.isEmpty ? "" : "missing \(missing.prefix(5).joined(separator: ", "))\(missing.count > 5 ? ", ..." : "")")
+                    + (extra.isEmpty ? "" : (missing.isEmpty ? "" : "; ") + "extra \(extra.prefix(5).joined(separator: ", "))\(extra.count > 5 ? ", ..." : ""))")
+                throw ConfigError.invalidValue(file: file, key: "data.test_images",
+                                               expected: "the same \(train.classNames.count) class folders as data.train_images",
+                                               actual: "\(test.classNames.count) class folders in '\(d.testImages)' (\(detail))",
+                                               hint: "a class's label is its index among the sorted class folder names, so both roots need the same class folders (an empty class folder is not allowed; keep at least one image per class).")
+            }
             if train.classCount != config.model.numClasses {
                 throw ConfigError.invalidValue(file: file, key: "model.num_classes", expected: "\(train.classCount) (class folders in \(d.trainImages))",
                                                actual: "\(config.model.numClasses)", hint: "set model.num_classes to the number of class folders.")
@@ -124,7 +134,15 @@ public struct TrainingData: Sendable {
                                                expected: "at most the \(trainIds.count) images left after the validation split",
                                                actual: "\(d.trainSubset)", hint: "use 0 for all of them.")
             }
-            trainIds = Array(trainIds.prefix(d.trainSubset))
+            if d.format == "folder" {
+                // Folder ids run class by class, so the first N would be the first classes only:
+                // take a seeded random N instead (stream "sub"), kept in ascending id order.
+                let order = Shuffle.permutation(count: trainIds.count, seed: UInt64(d.validationSeed), stream: 0x73_75_62)
+                trainIds = order.prefix(d.trainSubset).map { trainIds[$0] }.sorted()
+            } else {
+                // IDX and CIFAR files are already in random class order.
+                trainIds = Array(trainIds.prefix(d.trainSubset))
+            }
         }
         // With random_resized_crop the flip is part of that transform.
         let augmentation = d.randomCrop || (d.horizontalFlip && !d.randomResizedCrop)

@@ -177,6 +177,32 @@ final class LazyLoadingTests: XCTestCase {
         XCTAssertNotEqual(a, plain)
     }
 
+    func testTrainSubsetOfAFolderIsASeededSampleAcrossClasses() throws {
+        var c = config(loading: "lazy")
+        c.data.trainSubset = 9
+        let d = try TrainingData.load(c, file: "cfg.yaml")
+        XCTAssertEqual(d.trainIds.count, 9)
+        XCTAssertEqual(d.trainIds, d.trainIds.sorted())
+        XCTAssertTrue(Set(d.trainIds).isDisjoint(with: d.validationIds))
+        XCTAssertEqual(Set(d.trainIds.map { d.trainSet.labels[$0] }).count, 3, "all classes, not the first ones: \(d.trainIds)")
+        XCTAssertEqual(try TrainingData.load(c, file: "cfg.yaml").trainIds, d.trainIds, "seeded")
+    }
+
+    func testTestRootWithOtherClassFoldersIsRefused() throws {
+        try FileManager.default.moveItem(atPath: root + "/val/cat", toPath: root + "/val-cat")
+        XCTAssertThrowsError(try TrainingData.load(config(loading: "lazy"), file: "cfg.yaml")) { error in
+            let m = "\(error)"
+            XCTAssertTrue(m.contains("data.test_images") && m.contains("missing cat"), m)
+        }
+        try FileManager.default.moveItem(atPath: root + "/val-cat", toPath: root + "/val/cat")
+        try FileManager.default.createDirectory(atPath: root + "/val/zebra", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: root + "/val/cat/img0.png", toPath: root + "/val/zebra/z.png")
+        XCTAssertThrowsError(try TrainingData.load(config(loading: "memory"), file: "cfg.yaml")) { error in
+            let m = "\(error)"
+            XCTAssertTrue(m.contains("data.test_images") && m.contains("extra zebra"), m)
+        }
+    }
+
     func testConfigChecksTheNewDataKeys() {
         var c = config(loading: "sometimes")
         XCTAssertThrowsError(try c.validate(file: "cfg.yaml")) { XCTAssertTrue("\($0)".contains("data.loading"), "\($0)") }
