@@ -9,7 +9,9 @@
 #   3. SIGTERM makes every rank finish its step, write a checkpoint and exit 75;
 #   4. the stall inspector on rank 0 names a rank that is slowed down on purpose;
 #   5. `umtrain score` with a saved detector reproduces evaluate's per-sample scores;
-#   6. lazy folder loading trains bit-identically to in-memory loading on 2 ranks.
+#   6. lazy folder loading trains bit-identically to in-memory loading on 2 ranks, and a bad
+#      file stops both ranks;
+#   7. a configuration error on one node only ends the job within seconds, naming it.
 # Ends with one line: "training: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -191,6 +193,26 @@ if [ "$r3" != 0 ] && grep -aq "zz-broken.png" "$LOG_DIR/train-folder-broken.log"
   ok "a bad file in a lazy folder stops both ranks (exit $r3, ${secs} s) with an error naming it"
 else
   bad "bad file in a lazy folder: exit $r3 after ${secs} s; see $LOG_DIR/train-folder-broken.log"
+fi
+
+# 7. A configuration error on one node only (data path present on rank 0's node, missing on
+#    rank 1's: MPMD with two working directories): rank 1 must name the error and the job must
+#    end within seconds, not at the stall timeout with an unrelated message.
+mkdir -p "$OUT/nodeA" "$OUT/nodeB"
+ln -sfn "$FOLDER" "$OUT/nodeA/d"
+UBIN="$ROOT/.build/release/umtrain"
+NARGS="train --config $ROOT/$CFG --name nodes --set output_dir=$OUT --set data.format=folder --set data.train_images=d/train --set data.test_images=d/val --set data.validation_size=80 --set data.train_subset=0 --set train.epochs=1"
+s=$(date +%s.%N)
+set +e
+timeout -k 5 120 mpirun --oversubscribe --mca btl_vader_single_copy_mechanism none -x OPENBLAS_NUM_THREADS=1 \
+  -np 1 -wdir "$OUT/nodeA" "$UBIN" $NARGS : -np 1 -wdir "$OUT/nodeB" "$UBIN" $NARGS >"$LOG_DIR/train-node-config.log" 2>&1
+r=$?
+set -e
+secs=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+if [ "$r" != 0 ] && grep -aq "\[rank 1\] error: .*data.train_images" "$LOG_DIR/train-node-config.log" && awk -v t="$secs" 'BEGIN {exit !(t <= 40)}'; then
+  ok "a config error on one node only: rank 1 names it and the job ends in ${secs} s (exit $r)"
+else
+  bad "node-specific config error: exit $r after ${secs} s; see $LOG_DIR/train-node-config.log"
 fi
 
 # 4. Stall inspector: rank 2 of 3 is slowed by 0.3 s per step; rank 0 must name it.

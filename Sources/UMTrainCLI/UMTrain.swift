@@ -157,6 +157,10 @@ public final class Runtime {
 /// Runs `body` with a started runtime. Any error on any rank is printed as
 /// `[rank r] error: …` on stderr and ends the whole job (MPI_Abort), so no rank is left
 /// waiting in a collective.
+/// How long a rank that hit a configuration error waits in MPI_Finalize for the others to stop
+/// with the same error before it exits on its own (seconds).
+let configErrorGraceSeconds = 10.0
+
 func runOnRanks(_ options: RuntimeOptions, _ body: (Runtime) throws -> Void) {
     var runtime: Runtime?
     do {
@@ -167,10 +171,23 @@ func runOnRanks(_ options: RuntimeOptions, _ body: (Runtime) throws -> Void) {
     } catch {
         let rank = runtime?.rank ?? MPIEnvironment.launcherRank ?? 0
         let message = "[rank \(rank)] error: \(error)\n"
-        // Configuration errors are raised identically on every rank before any collective:
-        // rank 0 reports once and every rank ends cleanly (no MPI_Abort banner).
+        // Configuration errors are normally raised identically on every rank before any
+        // collective: rank 0 reports once and every rank ends cleanly (no MPI_Abort banner).
+        // Some depend on the node (a data path present on one node and not on another): then
+        // the other ranks never reach MPI_Finalize, so a watchdog ends this rank after
+        // `configErrorGraceSeconds` with its own message, and mpirun stops the job.
         if error is ConfigError {
             if rank == 0 { writeToStandardError("error: \(error)\n") }
+            if let rt = runtime, rt.worldSize > 1 {
+                let text = rank == 0
+                    ? "[rank 0] the other ranks did not stop with the same error within \(Int(configErrorGraceSeconds)) s: ending the job\n"
+                    : "[rank \(rank)] error: \(error) (raised on this rank but not on all: the files or paths differ between nodes)\n"
+                Thread.detachNewThread {
+                    Thread.sleep(forTimeInterval: configErrorGraceSeconds)
+                    writeToStandardError(text)
+                    _exit(1)
+                }
+            }
             runtime?.finish()
             Foundation.exit(1)
         }
