@@ -105,7 +105,7 @@ public enum EstimateStage {
         let view: Int? = e.augment ? config.train.epochs : nil
         if e.augment && data.augmentation == nil && data.trainSet.trainingCrop == nil {
             throw ConfigError.invalidValue(file: "config", key: "estimate.augment", expected: "false when no training augmentation is configured",
-                                           actual: "true", hint: "enable data.random_crop / data.horizontal_flip, or set estimate.augment: false.")
+                                           actual: "true", hint: "enable data.random_crop, data.horizontal_flip or data.random_resized_crop, or set estimate.augment: false.")
         }
         guard let rule = AtypicalRule.parse(e.rule, q: e.q) else {
             throw ConfigError.invalidValue(file: "config", key: "estimate.rule", expected: "flip, quantile or increase",

@@ -128,7 +128,8 @@ public enum OODEvaluation {
         var out: [OODSet] = []
         for s in specs {
             guard FileManager.default.fileExists(atPath: s.images) else {
-                throw OODEvaluationError.missingSet(name: s.name, path: s.images, key: e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest)
+                throw OODEvaluationError.missingSet(name: s.name, path: s.images,
+                                                    key: validation ? "evaluate.validation_ood_sets" : (e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest))
             }
             let ds: SampleSet
             var isDirectory: ObjCBool = false
@@ -159,6 +160,33 @@ public enum OODEvaluation {
             out.append(OODSet(name: s.name, synthetic: s.synthetic, dataset: ds))
         }
         return out
+    }
+
+    /// Checks, without reading any image, that every configured OOD test set (manifest and
+    /// `evaluate.ood_sets`) and, with `evaluate.tune`, every validation OOD set exists, and that
+    /// the validation sets are disjoint from the test sets: the pipeline's pre-flight check, so a
+    /// wrong path fails before hours of training rather than at the evaluation stage.
+    /// - Throws: `OODEvaluationError.missingSet` / `.noSets`, `ConfigError` naming the key.
+    public static func checkSetPaths(_ e: EvaluateSection) throws {
+        let tests = try testSpecs(e)
+        guard !tests.isEmpty else { throw OODEvaluationError.noSets("the manifest has no ood sets and evaluate.ood_sets is empty") }
+        for s in tests where !FileManager.default.fileExists(atPath: s.images) {
+            throw OODEvaluationError.missingSet(name: s.name, path: s.images, key: e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest)
+        }
+        if e.tune {
+            let std = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
+            let testPaths = Set(tests.map { std($0.images) })
+            for v in e.explicitValidationSets {
+                guard FileManager.default.fileExists(atPath: v.images) else {
+                    throw OODEvaluationError.missingSet(name: v.name, path: v.images, key: "evaluate.validation_ood_sets")
+                }
+                if testPaths.contains(std(v.images)) {
+                    throw ConfigError.invalidValue(file: "config", key: "evaluate.validation_ood_sets", expected: "sets disjoint from the OOD test sets",
+                                                   actual: "'\(v.name)' uses \(v.images), an OOD test set",
+                                                   hint: "tuning on test data inflates every metric (pitfalls F10); use a separate set.")
+                }
+            }
+        }
     }
 
     static func writeSkipped(name: String, count: Int, first: String) {

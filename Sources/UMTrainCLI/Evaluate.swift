@@ -100,6 +100,15 @@ struct ScoreCommand: ParsableCommand {
     func run() throws {
         runOnRanks(runtime) { rt in
             let (config, _) = try configOptions.load()
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: input, isDirectory: &isFolder) else {
+                throw ConfigError.invalidValue(file: "command line", key: "--input", expected: "an IDX image file or a folder of JPEG/PNG images",
+                                               actual: "'\(input)' (missing)", hint: "check the path.")
+            }
+            if !isFolder.boolValue, ["jpg", "jpeg", "png"].contains((input as NSString).pathExtension.lowercased()) {
+                throw ConfigError.invalidValue(file: "command line", key: "--input", expected: "an IDX image file or a folder of JPEG/PNG images",
+                                               actual: "the single image '\(input)'", hint: "put the image(s) in a folder and pass the folder.")
+            }
             let (fitted, settings) = try DetectorStore.read(detector)
             var e = config.evaluate
             e.oodManifest = ""

@@ -56,6 +56,7 @@ struct PipelineCommand: ParsableCommand {
             let (config, notes) = try configOptions.load()
             rt.log(try rt.header(command: "pipeline"))
             for n in notes { rt.log("note: \(n)") }
+            try preflight(config: config, file: configOptions.config ?? "<defaults>")
             guard let seedText = seeds, let list = parsedSeeds(seedText) else {
                 _ = try runPipeline(config: config, rt: rt)
                 return
@@ -77,6 +78,35 @@ struct PipelineCommand: ParsableCommand {
             rt.log("\n" + md)
             rt.log("wrote \(dir)/seeds-summary.md")
         }
+    }
+
+    /// Checks what later stages need before the first one starts, so a wrong path or an
+    /// impossible setting fails in seconds, not after hours of training: the starting weights,
+    /// the OOD set paths, and settings that only the estimate stage would refuse.
+    /// - Throws: `ConfigError` / `OODEvaluationError` naming the key or option.
+    func preflight(config: RunConfig, file: String) throws {
+        if let checkpoint, !FileManager.default.fileExists(atPath: checkpoint) {
+            throw ConfigError.invalidValue(file: file, key: "--checkpoint", expected: "an existing safetensors file", actual: "'\(checkpoint)' (missing)",
+                                           hint: "give the path of trained weights (docs/import.md converts PyTorch checkpoints).")
+        }
+        if from <= .train && checkpoint == nil && config.train.epochs == 0 {
+            throw ConfigError.invalidValue(file: file, key: "train.epochs", expected: "at least 1, or --checkpoint FILE",
+                                           actual: "0 with no --checkpoint (the model would stay at its random initialisation)",
+                                           hint: "configs that start from imported weights (e.g. imagenet-resnet50-umap.yaml) need --checkpoint; see docs/import.md.")
+        }
+        if from > .train && checkpoint == nil {
+            let weights = config.outputDir + "/" + config.name + "/train/model.safetensors"
+            if !FileManager.default.fileExists(atPath: weights) {
+                throw ConfigError.invalidValue(file: file, key: "--from", expected: "a run whose train stage finished, or --checkpoint FILE",
+                                               actual: "'\(from.rawValue)' but \(weights) is missing", hint: "run the train stage first, or pass --checkpoint.")
+            }
+        }
+        let d = config.data
+        if config.estimate.augment && !(d.randomCrop || d.horizontalFlip || d.randomResizedCrop) {
+            throw ConfigError.invalidValue(file: file, key: "estimate.augment", expected: "false when no training augmentation is configured",
+                                           actual: "true", hint: "enable data.random_crop, data.horizontal_flip or data.random_resized_crop, or set estimate.augment: false.")
+        }
+        if from <= .evaluate { try OODEvaluation.checkSetPaths(config.evaluate) }
     }
 
     /// One pipeline run (all stages) for `config`. Collective.

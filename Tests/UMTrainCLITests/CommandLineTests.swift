@@ -1,4 +1,5 @@
 import ArgumentParser
+import Training
 @testable import UMTrainCLI
 import XCTest
 
@@ -30,5 +31,42 @@ final class CommandLineTests: XCTestCase {
         XCTAssertNotEqual(MultiRankSuite.value(rank: 0, index: 3), MultiRankSuite.value(rank: 1, index: 3))
         XCTAssertEqual(MultiRankSuite.unevenCount(rank: 1), 0)
         XCTAssertEqual(MultiRankSuite.unevenCount(rank: 2), 7)
+    }
+}
+
+/// The pipeline's pre-flight check refuses, before any stage runs, what a later stage would.
+final class PipelinePreflightTests: XCTestCase {
+    func pipeline(_ args: [String]) throws -> PipelineCommand {
+        let cmd = try UMTrain.parseAsRoot(["pipeline"] + args)
+        return try XCTUnwrap(cmd as? PipelineCommand)
+    }
+
+    func testPreflightNamesTheKeyOfWhatALaterStageWouldRefuse() throws {
+        var c = RunConfig()
+        c.evaluate.oodManifest = ""
+        c.evaluate.oodSets = [OODSetConfig(name: "gone", images: "/nonexistent/ood", synthetic: false)]
+        XCTAssertThrowsError(try pipeline([]).preflight(config: c, file: "cfg.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("/nonexistent/ood") && "\(error)".contains("evaluate.ood_sets"), "\(error)")
+        }
+        c.evaluate.oodSets = [OODSetConfig(name: "here", images: "/tmp", synthetic: false)]
+        XCTAssertNoThrow(try pipeline([]).preflight(config: c, file: "cfg.yaml"))
+        c.evaluate.tune = true
+        c.evaluate.validationOODSets = [OODSetConfig(name: "val", images: "/nonexistent/val", synthetic: false)]
+        XCTAssertThrowsError(try pipeline([]).preflight(config: c, file: "cfg.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("evaluate.validation_ood_sets"), "\(error)")
+        }
+        c.evaluate.tune = false
+        c.estimate.augment = true
+        XCTAssertThrowsError(try pipeline([]).preflight(config: c, file: "cfg.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("estimate.augment"), "\(error)")
+        }
+        c.estimate.augment = false
+        c.train.epochs = 0
+        XCTAssertThrowsError(try pipeline([]).preflight(config: c, file: "cfg.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("train.epochs") && "\(error)".contains("--checkpoint"), "\(error)")
+        }
+        XCTAssertThrowsError(try pipeline(["--checkpoint", "/nonexistent/w.safetensors"]).preflight(config: c, file: "cfg.yaml")) { error in
+            XCTAssertTrue("\(error)".contains("--checkpoint"), "\(error)")
+        }
     }
 }
