@@ -165,12 +165,13 @@ for split, prefix, count in [("train", "train", 480), ("val", "t10k", 120)]:
         os.makedirs(folder, exist_ok=True)
         png(os.path.join(folder, "%05d.png" % i), images[i * 784:(i + 1) * 784], 28, 28)
 PY
-lazyrun() {  # lazyrun NAME LOADING
-  timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain train --config "$CFG" --name "$1" --set output_dir="$OUT" \
+lazyrun() {  # lazyrun NAME LOADING [extra args...]
+  local name=$1 loading=$2; shift 2
+  timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain train --config "$CFG" --name "$name" --set output_dir="$OUT" \
     --set data.format=folder --set data.train_images="$FOLDER/train" --set data.test_images="$FOLDER/val" \
-    --set data.loading="$2" --set data.validation_size=80 --set data.train_subset=0 --set data.random_crop=true \
+    --set data.loading="$loading" --set data.validation_size=80 --set data.train_subset=0 --set data.random_crop=true \
     --set data.padding=2 --set data.horizontal_flip=true --set train.epochs=2 --set train.eval_batch_size=50 \
-    --stall-timeout 60 >"$LOG_DIR/train-$1.log" 2>&1
+    --stall-timeout 60 "$@" >"$LOG_DIR/train-$name.log" 2>&1
 }
 set +e
 lazyrun folder-lazy lazy; r1=$?
@@ -189,10 +190,21 @@ s=$(date +%s.%N)
 set +e; lazyrun folder-broken lazy; r3=$?; set -e
 secs=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
 rm -f "$FOLDER/train/class3/zz-broken.png"
+# Resuming on changed data (a file added: ids shift, the validation split reshuffles) is refused.
+cp "$FOLDER/train/class3/$(ls "$FOLDER/train/class3" | head -1)" "$FOLDER/train/class3/aa-added.png"
+set +e; lazyrun folder-lazy lazy --resume --set train.epochs=3; r4=$?; set -e
+rm -f "$FOLDER/train/class3/aa-added.png"
+set +e; lazyrun folder-lazy-resume lazy; lazyrun folder-lazy-resume lazy --resume --set train.epochs=3; r5=$?; set -e
 if [ "$r3" != 0 ] && grep -aq "zz-broken.png" "$LOG_DIR/train-folder-broken.log" && awk -v t="$secs" 'BEGIN {exit !(t <= 30)}'; then
   ok "a bad file in a lazy folder stops both ranks (exit $r3, ${secs} s) with an error naming it"
 else
   bad "bad file in a lazy folder: exit $r3 after ${secs} s; see $LOG_DIR/train-folder-broken.log"
+fi
+if [ "$r4" != 0 ] && grep -aq "written for other training data" "$LOG_DIR/train-folder-lazy.log" \
+   && [ "$r5" = 0 ] && grep -aq "resumed from" "$LOG_DIR/train-folder-lazy-resume.log"; then
+  ok "resume refuses a checkpoint written for other training data (a file was added), and resumes on the same data"
+else
+  bad "resume on changed data: exit $r4; see $LOG_DIR/train-folder-lazy.log"
 fi
 
 # 7. A configuration error on one node only (data path present on rank 0's node, missing on

@@ -71,6 +71,8 @@ public final class Trainer {
     public let comm: Communicator
     public let model: Classifier
     public let data: TrainingData
+    /// `data.fingerprint()`, computed once (saved with checkpoints, checked on resume).
+    lazy var dataFingerprint: String = data.fingerprint()
     public let folder: RunFolder?
     public var lossTransform: LossTransform?
     /// Optional method hooks (UMAP).
@@ -466,6 +468,7 @@ public final class Trainer {
                 "seed": config.seed, "momentum_initialized": momentumInitialized,
                 "rng": "counter-based Philox/SplitMix64 keyed by (seed, epoch, sample id, layer): no per-rank state to save",
                 "config_yaml": (try? config.yaml()) ?? "",
+                "data_fingerprint": dataFingerprint, "train_count": data.trainIds.count, "validation_count": data.validationIds.count,
             ]
             files["state.json"] = [UInt8](try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys]))
         }
@@ -518,6 +521,12 @@ public final class Trainer {
               let ep = state["epoch"] as? Int, let sie = state["step_in_epoch"] as? Int, let gs = state["global_step"] as? Int,
               let ws = state["world_size"] as? Int else {
             throw TrainingError.resume("\(chosen)/state.json lacks epoch/step_in_epoch/global_step/world_size")
+        }
+        if let saved = state["data_fingerprint"] as? String, saved != dataFingerprint {
+            let then = "\(state["train_count"] as? Int ?? -1) training / \(state["validation_count"] as? Int ?? -1) held-out ids"
+            throw TrainingError.resume("\(chosen) was written for other training data (fingerprint \(saved), \(then); now \(dataFingerprint), "
+                + "\(data.trainIds.count) / \(data.validationIds.count)): files were added, removed or renamed, or data.* settings changed, "
+                + "which reshuffles the validation split. Hint: restore the data as it was, or start a new run (another --name).")
         }
         if !dropMomentum, momentum.count > 0 {
             guard let rec = optFile.record(named: "momentum"), rec.shape == [momentum.count] else {

@@ -163,6 +163,26 @@ public struct TrainingData: Sendable {
         }
     }
 
+    /// A 64-bit FNV-1a digest (16 hex digits) of what defines the training data: the training
+    /// file's ids and labels, the training and held-out id lists, and, for a lazily read folder,
+    /// the file paths. Saved with every checkpoint; resuming on other data is refused. (Pixel
+    /// contents are not hashed: a file replaced in place under the same name goes unnoticed.)
+    public func fingerprint() -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func byte(_ b: UInt8) { h ^= UInt64(b); h = h &* 0x0000_0100_0000_01b3 }
+        func word(_ v: Int) { var x = UInt64(bitPattern: Int64(v)); for _ in 0..<8 { byte(UInt8(x & 0xff)); x >>= 8 } }
+        word(trainSet.count)
+        for (id, label) in zip(trainSet.ids, trainSet.labels) { word(id); word(label) }
+        word(trainIds.count)
+        trainIds.forEach(word)
+        word(validationIds.count)
+        validationIds.forEach(word)
+        if case let .lazy(folder) = trainSet.storage {
+            for path in folder.index.paths { path.utf8.forEach(byte); byte(0) }
+        }
+        return String(h, radix: 16).leftPadded(to: 16)
+    }
+
     /// Normalised images `[positions.count, C, H, W]` and labels of `set` at `positions`
     /// (no augmentation).
     /// - Throws: decoding errors of a lazy folder (naming the file).
@@ -205,4 +225,8 @@ public struct TrainingData: Sendable {
             k += 1
         }
     }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }
