@@ -134,6 +134,10 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
             throw bad("data.random_resized_crop", "false for data.format \(data.format)", true,
                       "it needs the full decoded images of a folder dataset; use data.random_crop for IDX/CIFAR")
         }
+        if data.randomResizedCrop && data.loading == "memory" {
+            throw bad("data.random_resized_crop", "false with data.loading: memory", true,
+                      "the crop is taken from the full decoded image, which only lazy loading keeps: use data.loading: lazy or auto")
+        }
         if data.randomResizedCrop && data.randomCrop {
             throw bad("data.random_crop", "false when data.random_resized_crop is true", true, "choose one training crop")
         }

@@ -200,6 +200,9 @@ public struct SampleSet: Sendable {
 
     /// Rank 0 scans; the index (or rank 0's error) is broadcast. Collective.
     static func scanOnRoot(root: String, layout: FolderLayout, comm: Communicator) throws -> ImageFolderIndex {
+        let previousPhase = comm.phase
+        comm.phase = "start-up: rank 0 is scanning the image folder \(root) (raise --stall-timeout for very large folders on slow file systems)"
+        defer { comm.phase = previousPhase }
         var payload: [UInt8] = []
         var failure: Error?
         if comm.rank == 0 {
@@ -220,6 +223,9 @@ public struct SampleSet: Sendable {
     /// are allgathered, so every rank drops (or fails on) the same files. Collective.
     static func verifySharded(_ index: ImageFolderIndex, skipBadFiles: Bool, fullDecode: Bool, comm: Communicator)
         throws -> (index: ImageFolderIndex, skipped: [SkippedFile]) {
+        let previousPhase = comm.phase
+        comm.phase = "start-up: checking the files of \(index.root) (split across ranks)"
+        defer { comm.phase = previousPhase }
         var badPositions: [Int64] = []
         var reasons: [String] = []
         var localErrors: [Int: Error] = [:]

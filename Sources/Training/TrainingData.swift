@@ -88,7 +88,8 @@ public struct TrainingData: Sendable {
             }
             let size = config.model.imageSize
             let t = ResizeCenterCrop(resizeShorterSide: d.resize > 0 ? d.resize : size, cropSize: size)
-            let loading = SampleSet.Loading(rawValue: d.loading) ?? .auto
+            // random_resized_crop needs the full images, so `auto` means lazy with it.
+            let loading = d.randomResizedCrop && d.loadingMode == .auto ? .lazy : d.loadingMode
             let crop = d.randomResizedCrop
                 ? RandomResizedCrop(size: size, horizontalFlip: d.horizontalFlip, seed: UInt64(config.seed)) : nil
             let trainRead = try SampleSet.folder(root: d.trainImages, layout: .classFolders, channels: config.model.inChannels,
