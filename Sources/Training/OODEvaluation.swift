@@ -56,8 +56,12 @@ public struct OODReport: Sendable {
 public enum OODEvaluationError: Error, CustomStringConvertible {
     case missingSet(name: String, path: String, key: String)
     case noSets(String)
+    /// A set folder that cannot be listed or holds no readable image.
+    case unreadableSet(name: String, key: String, reason: String)
     public var description: String {
         switch self {
+        case let .unreadableSet(name, key, reason):
+            return "OOD set '\(name)' (from \(key)): \(reason)"
         case let .missingSet(name, path, key):
             return "OOD set '\(name)': \(path) does not exist (from \(key)). Hint: run launch/prepare-data.sh, or fix the path."
         case let .noSets(m):
@@ -140,9 +144,15 @@ public enum OODEvaluation {
                 // the model's input size; in memory or lazily (`loading`). Unreadable files are
                 // skipped and counted (lazy sets are decoded once up front to find them, so the
                 // same files are skipped either way).
-                let loaded = try SampleSet.folder(root: s.images, layout: .flat, channels: channels,
+                let loaded: (set: SampleSet, skipped: [SkippedFile], lazy: Bool)
+                do {
+                    loaded = try SampleSet.folder(root: s.images, layout: .flat, channels: channels,
                                                   transform: ResizeCenterCrop(resizeShorterSide: resize > 0 ? resize : imageSize, cropSize: imageSize),
                                                   loading: loading, skipBadFiles: true, fullCheck: true, comm: comm)
+                } catch let error as ImageFileError {
+                    throw OODEvaluationError.unreadableSet(name: s.name, key: validation ? "evaluate.validation_ood_sets"
+                                                           : (e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest), reason: "\(error)")
+                }
                 if !loaded.skipped.isEmpty && (comm?.rank ?? 0) == 0 {
                     writeSkipped(name: s.name, count: loaded.skipped.count, first: loaded.skipped[0].path)
                 }
