@@ -54,8 +54,8 @@ public enum ImageFormat: String, Sendable {
 /// - `3`: grayscale sources are replicated into R = G = B (PIL's `convert("RGB")`).
 /// Alpha is dropped without compositing (as PIL's `convert("RGB")` / `convert("L")` from RGBA).
 /// 16-bit PNGs keep the high byte of each sample (PIL does so for 16-bit RGB; for 16-bit gray,
-/// PIL's "I;16" -> "L" clips at 255 instead, which is not followed). libpng linearises 16-bit
-/// files that carry gAMA/sRGB/iCCP chunks before that (rare in datasets).
+/// PIL's "I;16" -> "L" clips at 255 instead, which is not followed). gAMA, cHRM and iCCP
+/// chunks are ignored, as PIL ignores them (libpng would otherwise apply them).
 /// JPEGs are decoded with libjpeg's defaults (ISLOW IDCT, fancy upsampling), as PIL does, to RGB
 /// before any luma conversion (so a colour JPEG read as grayscale equals PIL's
 /// `Image.open(f).convert("L")`, not libjpeg's raw Y plane).
@@ -82,11 +82,42 @@ public enum ImageDecoder {
             case .jpeg?:
                 return try decodeJPEG(raw, path: path, channels: channels)
             case .png?:
+                if let plain = withoutColourSpaceChunks(raw) {
+                    return try plain.withUnsafeBytes { try decodePNG($0, path: path, channels: channels) }
+                }
                 return try decodePNG(raw, path: path, channels: channels)
             case nil:
                 throw ImageFileError.notAnImage(path: path, found: describeHead(ArraySlice(raw.prefix(8))))
             }
         }
+    }
+
+    /// PNG chunks that make libpng's simplified API transform the samples (gamma, chromaticities,
+    /// an ICC profile). PIL ignores them and returns the stored samples.
+    static let colourSpaceChunks: Set<String> = ["gAMA", "cHRM", "iCCP"]
+
+    /// The PNG without its gAMA/cHRM/iCCP chunks, or nil when it has none (or its chunk layout
+    /// cannot be walked, which the decoder then reports). Other chunks, and their CRCs, are kept
+    /// byte for byte.
+    static func withoutColourSpaceChunks(_ raw: UnsafeRawBufferPointer) -> [UInt8]? {
+        var offset = 8
+        var keep: [Range<Int>] = [0 ..< 8]
+        var dropped = false
+        while offset + 12 <= raw.count {
+            let length = Int(raw[offset]) << 24 | Int(raw[offset + 1]) << 16 | Int(raw[offset + 2]) << 8 | Int(raw[offset + 3])
+            let end = offset + 12 + length
+            guard end <= raw.count else { return nil }
+            let type = String(decoding: raw[offset + 4 ..< offset + 8], as: UTF8.self)
+            if colourSpaceChunks.contains(type) { dropped = true } else { keep.append(offset ..< end) }
+            offset = end
+            if type == "IEND" { break }
+        }
+        guard dropped else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        for r in keep { out.append(contentsOf: raw[r]) }
+        if offset < raw.count { out.append(contentsOf: raw[offset...]) }
+        return out
     }
 
     /// Reads the first 8 bytes of `path` and checks for the JPEG or PNG signature.

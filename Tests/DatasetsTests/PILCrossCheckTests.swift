@@ -58,7 +58,10 @@ final class TorchBilinearCrossCheckTests: XCTestCase {
             XCTAssertGreaterThan(exact, out.count * 3 / 4, "\(h)x\(w): too few non-tie values to be a real check")
         }
     }
+}
 
+/// JPEG and PNG variants that Pillow reads in its own way (fixtures in PILJPEGVariants.swift).
+final class PillowVariantsCrossCheckTests: XCTestCase {
     /// CMYK JPEGs decode to RGB as Pillow does (inverted Adobe CMYK, Pillow's cmyk2rgb), and
     /// "L" goes through that RGB (PIL converts CMYK -> RGB -> L).
     func testCMYKJPEGEqualsPillow() throws {
@@ -80,6 +83,39 @@ final class TorchBilinearCrossCheckTests: XCTestCase {
                        bytes(hex: PILJPEGVariants.jfif201RGB))
         XCTAssertThrowsError(try ImageDecoder.decode(bytes(hex: PILJPEGVariants.truncated), path: "t.jpg")) { error in
             XCTAssertTrue("\(error)".contains("t.jpg") && "\(error)".contains("Premature end"), "\(error)")
+        }
+    }
+
+    /// PIL ignores PNG gamma/chromaticity chunks and returns the stored samples; so do we.
+    func testPNGGammaChunkIsIgnoredAsPillowDoes() throws {
+        // Grayscale: libpng's simplified API would gamma-correct gray samples (RGB ones of a
+        // gamma-1.0 file pass unchanged; both are checked).
+        for channels in [1, 3] {
+            var pixels = [UInt8](repeating: 0, count: channels * 6 * 7)
+            for i in 0..<pixels.count { pixels[i] = UInt8((i * 37) % 256) }
+            let image = DecodedImage(pixels: pixels, channels: channels, height: 6, width: 7)
+            // Keep only the critical chunks of our encoder's output (it may add sRGB, which would
+            // override gAMA), then insert gAMA (gamma 1.0 = 100000) right after IHDR (8 + 25 bytes), with a valid CRC.
+            let body: [UInt8] = Array("gAMA".utf8) + [0x00, 0x01, 0x86, 0xA0]
+            var crc: UInt32 = 0xFFFF_FFFF
+            for b in body {
+                crc ^= UInt32(b)
+                for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+            }
+            crc ^= 0xFFFF_FFFF
+            let chunk: [UInt8] = [0, 0, 0, 4] + body + [UInt8(crc >> 24), UInt8(crc >> 16 & 0xff), UInt8(crc >> 8 & 0xff), UInt8(crc & 0xff)]
+            let encoded = try ImageEncoder.png(image)
+            var png = Array(encoded[0 ..< 8])
+            var at = 8
+            while at + 12 <= encoded.count {
+                let length = Int(encoded[at]) << 24 | Int(encoded[at + 1]) << 16 | Int(encoded[at + 2]) << 8 | Int(encoded[at + 3])
+                let type = String(decoding: encoded[at + 4 ..< at + 8], as: UTF8.self)
+                if ["IHDR", "IDAT", "IEND"].contains(type) { png += encoded[at ..< at + 12 + length] }
+                at += 12 + length
+            }
+            let withGamma = Array(png[0 ..< 33]) + chunk + Array(png[33...])
+            XCTAssertEqual(try ImageDecoder.decode(withGamma, path: "g.png").pixels, pixels)
+            XCTAssertEqual(try ImageDecoder.decode(png, path: "p.png").pixels, pixels)
         }
     }
 }
