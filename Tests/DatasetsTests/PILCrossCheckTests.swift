@@ -88,8 +88,7 @@ final class PillowVariantsCrossCheckTests: XCTestCase {
 
     /// PIL ignores PNG gamma/chromaticity chunks and returns the stored samples; so do we.
     func testPNGGammaChunkIsIgnoredAsPillowDoes() throws {
-        // Grayscale: libpng's simplified API would gamma-correct gray samples (RGB ones of a
-        // gamma-1.0 file pass unchanged; both are checked).
+        // libpng's simplified API would apply the file's gamma; PIL returns the stored samples.
         for channels in [1, 3] {
             var pixels = [UInt8](repeating: 0, count: channels * 6 * 7)
             for i in 0..<pixels.count { pixels[i] = UInt8((i * 37) % 256) }
