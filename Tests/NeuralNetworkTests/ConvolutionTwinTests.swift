@@ -23,6 +23,11 @@ final class ConvolutionTwinTests: XCTestCase {
         Case(input: [3, 4, 5, 5], outChannels: 3, kernel: (1, 1), stride: (1, 1), padding: (0, 0), bias: false, targetColumns: 1),
         Case(input: [2, 3, 6, 6], outChannels: 2, kernel: (1, 1), stride: (2, 2), padding: (0, 0), bias: true, targetColumns: 8192),
         Case(input: [2, 1, 4, 4], outChannels: 2, kernel: (5, 5), stride: (1, 1), padding: (2, 2), bias: true, targetColumns: 16),
+        // Shifted-block im2col/col2im with chunks of 2 + 1 samples, a non-square kernel, a
+        // padding wider than the plane, and output taller than the input.
+        Case(input: [3, 2, 5, 4], outChannels: 3, kernel: (3, 3), stride: (1, 1), padding: (1, 1), bias: false, targetColumns: 40),
+        Case(input: [3, 2, 4, 5], outChannels: 2, kernel: (1, 3), stride: (1, 1), padding: (1, 1), bias: true, targetColumns: 1 << 20),
+        Case(input: [2, 3, 2, 3], outChannels: 4, kernel: (3, 5), stride: (1, 1), padding: (2, 2), bias: false, targetColumns: 6),
     ]
 
     func testForwardAndBackwardMatchNaiveTwin() {
