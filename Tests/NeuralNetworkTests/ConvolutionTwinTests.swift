@@ -91,4 +91,22 @@ final class ConvolutionTwinTests: XCTestCase {
         XCTAssertEqual(conv.weight.grad.maxAbs(), 0)
         XCTAssertEqual(conv.bias!.grad.scalars, [4, 4], "bias grad = sum of a 2x2 output of ones")
     }
+
+    /// Same input => bitwise the same logits, input gradient and parameter gradients, run to
+    /// run (fresh models from one seed; chunked convs, shifted-block im2col/col2im, BatchNorm
+    /// recomputing xhat).
+    func testResNet20StepIsBitwiseDeterministic() {
+        let x = randomTensor([5, 3, 12, 10], seed: 21)
+        var runs: [[[UInt32]]] = []
+        for _ in 0..<2 {
+            let model = Models.resnet20(seed: 4)
+            let logits = model.forward(x, context: ForwardContext(mode: .train))
+            let gx = model.backward(randomTensor(logits.shape, seed: 22))
+            runs.append([logits.scalars.map(\.bitPattern), gx.scalars.map(\.bitPattern)]
+                        + model.parameters.map { $0.grad.scalars.map(\.bitPattern) })
+        }
+        XCTAssertEqual(runs[0].count, runs[1].count)
+        for (i, (a, b)) in zip(runs[0], runs[1]).enumerated() { XCTAssertEqual(a, b, "tensor \(i)") }
+        XCTAssertGreaterThan(runs[0][1].filter { $0 != 0 }.count, 0, "the input gradient is not all zero")
+    }
 }
