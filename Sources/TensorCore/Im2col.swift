@@ -63,21 +63,33 @@ extension Kernels {
                     // Valid output columns: 0 <= ow*sw - pw + kw < W.
                     let owStart = Swift.max(0, (pw - kw + sw - 1) / sw)
                     let owEnd = Swift.min(ow, (w + pw - kw + sw - 1) / sw)  // exclusive
+                    if owStart >= owEnd {
+                        dstRow.update(repeating: 0, count: oh * ow)
+                        continue
+                    }
                     for y in 0..<oh {
                         let dst = dstRow + y * ow
                         let iy = y * sh - ph + kh
-                        if iy < 0 || iy >= h || owStart >= owEnd {
+                        if iy < 0 || iy >= h {
                             dst.update(repeating: 0, count: ow)
                             continue
                         }
-                        if owStart > 0 { dst.update(repeating: 0, count: owStart) }
-                        if owEnd < ow { (dst + owEnd).update(repeating: 0, count: ow - owEnd) }
                         let src = plane + iy * w - pw + kw
                         if sw == 1 {
                             (dst + owStart).update(from: src + owStart, count: owEnd - owStart)
                         } else {
                             var x = owStart
                             while x < owEnd { dst[x] = src[x * sw]; x += 1 }
+                        }
+                    }
+                    // Edge columns of the rows inside the input, column-outer (strided stores;
+                    // a per-row zero fill of 1-2 floats would be one memset call per row).
+                    for x in 0..<ow where x < owStart || x >= owEnd {
+                        var y = 0
+                        while y < oh {
+                            let iy = y * sh - ph + kh
+                            if iy >= 0 && iy < h { dstRow[y * ow + x] = 0 }
+                            y += 1
                         }
                     }
                 }
@@ -193,11 +205,7 @@ extension Kernels {
                     let t0 = y0 * w + Swift.max(0, -dx), t1 = y1 * w - Swift.max(0, dx)
                     (dst + t0).update(from: src + (t0 + dy * w + dx), count: t1 - t0)
                     // The block copy wrapped neighbouring-row values into the edge columns.
-                    if dx < 0 {
-                        for y in y0..<y1 { let r = dst + y * w; for x in 0..<(-dx) { r[x] = 0 } }
-                    } else if dx > 0 {
-                        for y in y0..<y1 { let r = dst + y * w + (w - dx); for x in 0..<dx { r[x] = 0 } }
-                    }
+                    zeroEdgeColumns(dst, width: w, rows: y0..<y1, dx: dx)
                 }
             }
         }
@@ -240,15 +248,23 @@ extension Kernels {
                     let dx = kw - pw
                     if Swift.abs(dx) >= w { continue }
                     let s = columns + (rowBase + kh * kW + kw) * ldColumns
-                    if dx < 0 {
-                        for y in y0..<y1 { let r = s + y * w; for x in 0..<(-dx) { r[x] = 0 } }
-                    } else if dx > 0 {
-                        for y in y0..<y1 { let r = s + y * w + (w - dx); for x in 0..<dx { r[x] = 0 } }
-                    }
+                    zeroEdgeColumns(s, width: w, rows: y0..<y1, dx: dx)
                     let t0 = y0 * w + Swift.max(0, -dx), t1 = y1 * w - Swift.max(0, dx)
                     addInPlace(t1 - t0, source: s + t0, destination: dstPlane + (t0 + dy * w + dx))
                 }
             }
+        }
+    }
+
+    /// Sets columns `0..<-dx` (dx < 0) or `W-dx..<W` (dx > 0) of `rows` of a `[*, W]` block to 0.
+    /// Column-outer, row-inner (strided stores): a row-inner loop of 1-2 floats is turned into
+    /// one memset call per row by the compiler.
+    @inline(__always)
+    static func zeroEdgeColumns(_ block: UnsafeMutablePointer<Float>, width w: Int, rows: Range<Int>, dx: Int) {
+        let columns = dx < 0 ? 0..<(-dx) : (w - dx)..<w
+        for x in columns {
+            var q = block + rows.lowerBound * w + x
+            for _ in rows { q.pointee = 0; q += w }
         }
     }
 
