@@ -26,12 +26,18 @@ public final class BatchNorm2d: Layer {
     public let runningVar: Parameter
     public let numBatchesTracked = Int64Buffer(localName: "num_batches_tracked")
 
-    private var xhat: Tensor?          // normalised input (training) or input (eval), [N, C, H, W]
+    private var input: Tensor?         // forward input [N, C, H, W] (a reference, not a copy)
     private var invStd: [Double] = []  // per channel
+    // The Float mean and 1/std the forward normalised with: backward recomputes
+    // xhat = (x - mean) * invStd with exactly the same operations, so it sees the same values
+    // without the forward storing a normalised copy of the activations.
+    private var normMean: [Float] = []
+    private var normInvStd: [Float] = []
     private var globalCount: Double = 0
     private var wasTraining = false
     private var accumulate = true
     private var reducer: (any BatchNormStatisticsReducer)?
+    private let xhatScratch = Scratch()
 
     public init(numFeatures: Int, affine: Bool = true, eps: Double = 1e-5, momentum: Double = 0.1) {
         precondition(numFeatures > 0, "BatchNorm2d: numFeatures \(numFeatures) must be positive")
@@ -99,7 +105,7 @@ public final class BatchNorm2d: Layer {
             let m = stats[2 * c]
             globalCount = m
             if m == 0 {
-                xhat = x
+                input = x
                 invStd = []
                 return Tensor(zeros: x.shape)
             }
@@ -124,27 +130,24 @@ public final class BatchNorm2d: Layer {
         }
         invStd = variance.map { 1 / ($0 + eps).squareRoot() }
 
-        var normalised = Tensor(uninitialized: x.shape)  // both fully written below
-        var y = Tensor(uninitialized: x.shape)
+        normMean = mean.map { Float($0) }
+        normInvStd = invStd.map { Float($0) }
+        var y = Tensor(uninitialized: x.shape)  // fully written below
         x.withUnsafeBufferPointer { xb in
-            normalised.withUnsafeMutableBufferPointer { nb in
-                y.withUnsafeMutableBufferPointer { yb in
-                    for s in 0..<n {
-                        for ch in 0..<c {
-                            let base = (s * c + ch) * p
-                            let mu = Float(mean[ch]), istd = Float(invStd[ch])
-                            let g = gamma[ch], b = beta[ch]
-                            for i in 0..<p {
-                                let v = (xb[base + i] - mu) * istd
-                                nb[base + i] = v
-                                yb[base + i] = v * g + b
-                            }
-                        }
+            y.withUnsafeMutableBufferPointer { yb in
+                let xp = xb.baseAddress!, yp = yb.baseAddress!
+                for s in 0..<n {
+                    for ch in 0..<c {
+                        let base = (s * c + ch) * p
+                        let mu = normMean[ch], istd = normInvStd[ch]
+                        let g = gamma[ch], b = beta[ch]
+                        let src = xp + base, dst = yp + base
+                        for i in 0..<p { dst[i] = ((src[i] - mu) * istd) * g + b }
                     }
                 }
             }
         }
-        xhat = normalised
+        input = x
         return y
     }
 
@@ -153,7 +156,7 @@ public final class BatchNorm2d: Layer {
     /// batch); eval mode: `dx = dy * weight * invStd_running`. Accumulates `weight.grad +=
     /// sum(dy * xhat)`, `bias.grad += sum(dy)` (local sums).
     public func backward(_ gradOutput: Tensor) -> Tensor {
-        guard let xh = xhat else { preconditionFailure("BatchNorm2d.backward called without a forward") }
+        guard let xh = input else { preconditionFailure("BatchNorm2d.backward called without a forward") }
         precondition(gradOutput.shape == xh.shape, "BatchNorm2d.backward: gradOutput \(gradOutput.shape) != \(xh.shape)")
         let (n, c) = (xh.shape[0], xh.shape[1])
         let p = xh.shape[2] * xh.shape[3]
@@ -162,13 +165,18 @@ public final class BatchNorm2d: Layer {
         let gamma = weight?.value.scalars ?? [Float](repeating: 1, count: c)
         // Local per-channel sums of dy and dy * xhat.
         var sums = [Double](repeating: 0, count: 2 * c)
-        if !(wasTraining && globalCount == 0) {
+        if !(wasTraining && globalCount == 0) && n > 0 {
+            // xhat of one plane at a time (recomputed as in forward) into a small scratch.
+            let plane = xhatScratch.reserve(p)
             gradOutput.withUnsafeBufferPointer { gb in
                 xh.withUnsafeBufferPointer { xb in
                     for s in 0..<n {
                         for ch in 0..<c {
                             let base = (s * c + ch) * p
-                            let (sdy, sdyx) = Kernels.sumAndDot(gb.baseAddress! + base, xb.baseAddress! + base, count: p)
+                            let src = xb.baseAddress! + base
+                            let mu = normMean[ch], istd = normInvStd[ch]
+                            for i in 0..<p { plane[i] = (src[i] - mu) * istd }
+                            let (sdy, sdyx) = Kernels.sumAndDot(gb.baseAddress! + base, plane, count: p)
                             sums[ch] += sdy
                             sums[c + ch] += sdyx
                         }
@@ -193,13 +201,16 @@ public final class BatchNorm2d: Layer {
             gradOutput.withUnsafeBufferPointer { gb in
                 xh.withUnsafeBufferPointer { xb in
                     gx.withUnsafeMutableBufferPointer { ob in
+                        let gp = gb.baseAddress!, xp = xb.baseAddress!, op = ob.baseAddress!
                         for ch in 0..<c {
                             let k = Float(Double(gamma[ch]) * invStd[ch])
                             let meanDy = Float(sums[ch] / m), meanDyX = Float(sums[c + ch] / m)
+                            let mu = normMean[ch], istd = normInvStd[ch]
                             for s in 0..<n {
                                 let base = (s * c + ch) * p
+                                let g = gp + base, x = xp + base, o = op + base
                                 for i in 0..<p {
-                                    ob[base + i] = k * (gb[base + i] - meanDy - xb[base + i] * meanDyX)
+                                    o[i] = k * (g[i] - meanDy - ((x[i] - mu) * istd) * meanDyX)
                                 }
                             }
                         }

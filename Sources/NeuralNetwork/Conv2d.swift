@@ -35,8 +35,12 @@ public enum Initializers {
 /// Implementation: im2col + one sgemm per chunk of samples laid side by side
 /// (`W[Cout, Cin*KH*KW] x cols[Cin*KH*KW, B*OH*OW]`), so the GEMM N dimension is large while the
 /// column buffer stays bounded (`maxColumnFloats`). 1x1 convolutions with stride 1 and no
-/// padding skip im2col (a transpose copy, or none for one sample). Backward recomputes the
-/// columns: `dW += dY[Cout, B*P] x cols^T`, `dcols = W^T x dY`, then col2im.
+/// padding skip im2col (a transpose copy, or none for one sample). Stride-1 convolutions whose
+/// output width equals the input width (3x3 padding 1, ...) use the shifted-block
+/// `Kernels.im2colShifted` / `col2imShifted`. Backward recomputes the columns:
+/// `dW^T[rows, Cout] = cols x dY^T` (summed over chunks in a scratch, then added to `weight.grad`
+/// once), `dcols = W^T x dY`, then col2im, which overwrites `gradInput` (no zero-fill).
+/// `targetColumns` 1024 was the fastest of 256-131072 measured (2026-11-30, docs/performance.md).
 public final class Conv2d: Layer {
     public let inChannels: Int
     public let outChannels: Int
@@ -65,6 +69,7 @@ public final class Conv2d: Layer {
     private var accumulate = true
     private let columns = Scratch()
     private let product = Scratch()
+    private let weightGradScratch = Scratch()
 
     /// Square-kernel convenience; `rng` draws the PyTorch default initialisation.
     public convenience init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
@@ -105,6 +110,24 @@ public final class Conv2d: Layer {
         return Swift.max(1, Swift.min(batch, byTarget, byMemory))
     }
 
+    func im2colSample(_ x: UnsafePointer<Float>, _ g: WindowGeometry, _ dst: UnsafeMutablePointer<Float>, ld: Int) {
+        if Kernels.isShiftedBlockGeometry(g) {
+            Kernels.im2colShifted(x, geometry: g, columns: dst, ldColumns: ld)
+        } else {
+            Kernels.im2col(x, geometry: g, columns: dst, ldColumns: ld)
+        }
+    }
+
+    /// col2im of one sample, OVERWRITING `gin` (clobbers padding entries of `cols`).
+    func col2imSample(_ cols: UnsafeMutablePointer<Float>, ld: Int, _ g: WindowGeometry, _ gin: UnsafeMutablePointer<Float>) {
+        if Kernels.isShiftedBlockGeometry(g) {
+            Kernels.col2imShifted(cols, ldColumns: ld, geometry: g, gradInput: gin, accumulate: false)
+        } else {
+            gin.update(repeating: 0, count: g.channels * g.inputPlane)
+            Kernels.col2im(cols, ldColumns: ld, geometry: g, gradInput: gin)
+        }
+    }
+
     /// `x [N, Cin, H, W] => [N, Cout, OH, OW]`.
     public func forward(_ x: Tensor, context: ForwardContext) -> Tensor {
         let (n, c, h, w) = expectRank4(x, "Conv2d")
@@ -128,22 +151,23 @@ public final class Conv2d: Layer {
                     var start = 0
                     while start < n {
                         let b = Swift.min(chunk, n - start)
-                        let cols: UnsafePointer<Float>
-                        if pointwise && b == 1 {
-                            cols = xp + start * c * h * w
-                        } else {
-                            let buf = columns.reserve(rows * b * p)
-                            if pointwise {
-                                Kernels.batchToChannelMajor(xp + start * c * h * w, batch: b, channels: c, plane: p, dst: buf)
-                            } else {
-                                for s in 0..<b {
-                                    Kernels.im2col(xp + (start + s) * c * h * w, geometry: g, columns: buf + s * p,
-                                                   ldColumns: b * p)
-                                }
-                            }
-                            cols = UnsafePointer(buf)
-                        }
                         let out = yp + start * o * p
+                        if pointwise && b == 1 {
+                            // The sample's [Cin, P] block is its own column matrix.
+                            Kernels.sgemm(transposeA: false, transposeB: false, m: o, n: p, k: rows, alpha: 1,
+                                          a: wp, lda: rows, b: xp + start * c * h * w, ldb: p, beta: 0, c: out, ldc: p)
+                            start += b
+                            continue
+                        }
+                        let buf = columns.reserve(rows * b * p)
+                        if pointwise {
+                            Kernels.batchToChannelMajor(xp + start * c * h * w, batch: b, channels: c, plane: p, dst: buf)
+                        } else {
+                            for s in 0..<b {
+                                im2colSample(xp + (start + s) * c * h * w, g, buf + s * p, ld: b * p)
+                            }
+                        }
+                        let cols = UnsafePointer(buf)
                         if b == 1 {
                             Kernels.sgemm(transposeA: false, transposeB: false, m: o, n: p, k: rows, alpha: 1,
                                           a: wp, lda: rows, b: cols, ldb: p, beta: 0, c: out, ldc: p)
@@ -181,7 +205,7 @@ public final class Conv2d: Layer {
         let p = g.outputPlane, rows = g.columnRows, o = outChannels
         precondition(gradOutput.shape == [n, o, g.outputHeight, g.outputWidth],
                      "Conv2d.backward: gradOutput \(gradOutput.shape) != output [\(n), \(o), \(g.outputHeight), \(g.outputWidth)]")
-        var gradInput = Tensor(zeros: x.shape)
+        var gradInput = Tensor(uninitialized: x.shape)  // every sample's block is overwritten below
         if n == 0 { return gradInput }
         let effectiveWeight = usedWeight ?? WeightMasking.effective(weight.value, weightMask)
         let masked = weightMask != nil
@@ -200,67 +224,103 @@ public final class Conv2d: Layer {
             }
             bias.grad.withUnsafeMutableBufferPointer { for i in 0..<o { $0[i] += Float(sums[i]) } }
         }
+        let sampleIn = c * h * w
         x.withUnsafeBufferPointer { xb in
             effectiveWeight.withUnsafeBufferPointer { wb in
                 gradOutput.withUnsafeBufferPointer { gb in
                     gradInput.withUnsafeMutableBufferPointer { gib in
                         let xp = xb.baseAddress!, wp = wb.baseAddress!, gp = gb.baseAddress!, gip = gib.baseAddress!
+                        func withWeightGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+                            if rawWeightGrad != nil {
+                                rawWeightGrad!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+                            } else {
+                                weight.grad.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+                            }
+                        }
+                        // dW^T [rows, Cout] = cols [rows, K] x dY^T, summed over chunks here and added to
+                        // the [Cout, rows] gradient once at the end: OpenBLAS runs this orientation
+                        // faster when Cout is small (16 x 144 x 1024: 51 vs 67 GFLOP/s measured).
+                        let weightGradT = wantWeight ? weightGradScratch.reserve(rows * o) : nil
+                        var weightGradTouched = false
+                        func accumulateWeightGradient(dy: UnsafePointer<Float>, cols: UnsafePointer<Float>, k: Int) {
+                            // dy [Cout, k] and cols [rows, k], both with leading dimension k.
+                            Kernels.sgemm(transposeA: false, transposeB: true, m: rows, n: o, k: k, alpha: 1,
+                                          a: cols, lda: k, b: dy, ldb: k,
+                                          beta: weightGradTouched ? 1 : 0, c: weightGradT!, ldc: o)
+                            weightGradTouched = true
+                        }
                         var start = 0
                         while start < n {
                             let b = Swift.min(chunk, n - start)
-                            // dY of the chunk as [Cout, B*P].
-                            let dy: UnsafePointer<Float>
-                            if b == 1 {
-                                dy = gp + start * o * p
-                            } else {
+                            // One sample per chunk: its NCHW blocks are the GEMM operands (no copies).
+                            let single = b == 1
+                            // dY of the chunk as [Cout, B*P], when a batched GEMM needs it.
+                            var dyBatched: UnsafePointer<Float>? = nil
+                            if !single {
                                 let buf = product.reserve(o * b * p)
                                 Kernels.batchToChannelMajor(gp + start * o * p, batch: b, channels: o, plane: p, dst: buf)
-                                dy = UnsafePointer(buf)
+                                dyBatched = UnsafePointer(buf)
                             }
                             if wantWeight {
-                                let cols: UnsafePointer<Float>
-                                if pointwise && b == 1 {
-                                    cols = xp + start * c * h * w
+                                if single {
+                                    for s in 0..<b {
+                                        let cols: UnsafePointer<Float>
+                                        if pointwise {
+                                            cols = xp + (start + s) * sampleIn
+                                        } else {
+                                            let buf = columns.reserve(rows * p)
+                                            im2colSample(xp + (start + s) * sampleIn, g, buf, ld: p)
+                                            cols = UnsafePointer(buf)
+                                        }
+                                        accumulateWeightGradient(dy: gp + (start + s) * o * p, cols: cols, k: p)
+                                    }
                                 } else {
                                     let buf = columns.reserve(rows * b * p)
                                     if pointwise {
-                                        Kernels.batchToChannelMajor(xp + start * c * h * w, batch: b, channels: c, plane: p, dst: buf)
+                                        Kernels.batchToChannelMajor(xp + start * sampleIn, batch: b, channels: c, plane: p, dst: buf)
                                     } else {
                                         for s in 0..<b {
-                                            Kernels.im2col(xp + (start + s) * c * h * w, geometry: g, columns: buf + s * p,
-                                                           ldColumns: b * p)
+                                            im2colSample(xp + (start + s) * sampleIn, g, buf + s * p, ld: b * p)
                                         }
                                     }
-                                    cols = UnsafePointer(buf)
-                                }
-                                let accumulateInto = { (dwb: UnsafeMutableBufferPointer<Float>) in
-                                    Kernels.sgemm(transposeA: false, transposeB: true, m: o, n: rows, k: b * p, alpha: 1,
-                                                  a: dy, lda: b * p, b: cols, ldb: b * p, beta: 1,
-                                                  c: dwb.baseAddress!, ldc: rows)
-                                }
-                                if rawWeightGrad != nil {
-                                    rawWeightGrad!.withUnsafeMutableBufferPointer(accumulateInto)
-                                } else {
-                                    weight.grad.withUnsafeMutableBufferPointer(accumulateInto)
+                                    accumulateWeightGradient(dy: dyBatched!, cols: buf, k: b * p)
                                 }
                             }
-                            let gin = gip + start * c * h * w
-                            if pointwise && b == 1 {
-                                Kernels.sgemm(transposeA: true, transposeB: false, m: rows, n: p, k: o, alpha: 1,
-                                              a: wp, lda: rows, b: dy, ldb: p, beta: 0, c: gin, ldc: p)
+                            let gin = gip + start * sampleIn
+                            if single {
+                                for s in 0..<b {
+                                    let dy = gp + (start + s) * o * p
+                                    if pointwise {
+                                        Kernels.sgemm(transposeA: true, transposeB: false, m: rows, n: p, k: o, alpha: 1,
+                                                      a: wp, lda: rows, b: dy, ldb: p, beta: 0, c: gin + s * sampleIn, ldc: p)
+                                    } else {
+                                        let dcols = columns.reserve(rows * p)
+                                        Kernels.sgemm(transposeA: true, transposeB: false, m: rows, n: p, k: o, alpha: 1,
+                                                      a: wp, lda: rows, b: dy, ldb: p, beta: 0, c: dcols, ldc: p)
+                                        col2imSample(dcols, ld: p, g, gin + s * sampleIn)
+                                    }
+                                }
                             } else {
                                 let dcols = columns.reserve(rows * b * p)
                                 Kernels.sgemm(transposeA: true, transposeB: false, m: rows, n: b * p, k: o, alpha: 1,
-                                              a: wp, lda: rows, b: dy, ldb: b * p, beta: 0, c: dcols, ldc: b * p)
+                                              a: wp, lda: rows, b: dyBatched!, ldb: b * p, beta: 0, c: dcols, ldc: b * p)
                                 if pointwise {
                                     Kernels.channelMajorToBatch(dcols, batch: b, channels: c, plane: p, dst: gin, accumulate: false)
                                 } else {
                                     for s in 0..<b {
-                                        Kernels.col2im(dcols + s * p, ldColumns: b * p, geometry: g, gradInput: gin + s * c * h * w)
+                                        col2imSample(dcols + s * p, ld: b * p, g, gin + s * sampleIn)
                                     }
                                 }
                             }
                             start += b
+                        }
+                        if weightGradTouched {
+                            withWeightGrad { dw in
+                                for oc in 0..<o {
+                                    let dst = dw + oc * rows
+                                    for r in 0..<rows { dst[r] += weightGradT![r * o + oc] }
+                                }
+                            }
                         }
                     }
                 }

@@ -21,7 +21,16 @@ extension Kernels {
     /// ReLU forward: `out[i] = max(x[i], 0)` for `i < n`.
     @inlinable
     public static func reluForward(_ n: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        for i in 0..<n { out[i] = x[i] > 0 ? x[i] : 0 }
+        // Explicit 8-wide select (NaN, failing `> 0`, becomes 0 as in the scalar tail).
+        let zero = SIMD8<Float>(repeating: 0)
+        let s = UnsafeRawPointer(x), d = UnsafeMutableRawPointer(out)
+        var i = 0
+        while i + 8 <= n {
+            let v = s.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            d.storeBytes(of: zero.replacing(with: v, where: v .> zero), toByteOffset: i * 4, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { out[i] = x[i] > 0 ? x[i] : 0; i += 1 }
     }
 
     /// ReLU backward: `gradInput[i] = output[i] > 0 ? gradOutput[i] : 0` (PyTorch: zero

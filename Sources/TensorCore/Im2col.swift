@@ -63,21 +63,33 @@ extension Kernels {
                     // Valid output columns: 0 <= ow*sw - pw + kw < W.
                     let owStart = Swift.max(0, (pw - kw + sw - 1) / sw)
                     let owEnd = Swift.min(ow, (w + pw - kw + sw - 1) / sw)  // exclusive
+                    if owStart >= owEnd {
+                        dstRow.update(repeating: 0, count: oh * ow)
+                        continue
+                    }
                     for y in 0..<oh {
                         let dst = dstRow + y * ow
                         let iy = y * sh - ph + kh
-                        if iy < 0 || iy >= h || owStart >= owEnd {
+                        if iy < 0 || iy >= h {
                             dst.update(repeating: 0, count: ow)
                             continue
                         }
-                        if owStart > 0 { dst.update(repeating: 0, count: owStart) }
-                        if owEnd < ow { (dst + owEnd).update(repeating: 0, count: ow - owEnd) }
                         let src = plane + iy * w - pw + kw
                         if sw == 1 {
                             (dst + owStart).update(from: src + owStart, count: owEnd - owStart)
                         } else {
                             var x = owStart
                             while x < owEnd { dst[x] = src[x * sw]; x += 1 }
+                        }
+                    }
+                    // Edge columns of the rows inside the input, column-outer (strided stores;
+                    // a per-row zero fill of 1-2 floats would be one memset call per row).
+                    for x in 0..<ow where x < owStart || x >= owEnd {
+                        var y = 0
+                        while y < oh {
+                            let iy = y * sh - ph + kh
+                            if iy >= 0 && iy < h { dstRow[y * ow + x] = 0 }
+                            y += 1
                         }
                     }
                 }
@@ -148,5 +160,126 @@ extension Kernels {
                 }
             }
         }
+    }
+}
+
+// MARK: - Shifted-block fast path (stride 1, output width = input width)
+
+extension Kernels {
+    /// `true` when `g` has stride 1 in both directions and `OW == W` (kernel width
+    /// `2 * padW + 1`, e.g. 3x3 with padding 1, 1x1 without padding): every im2col row is then
+    /// the input plane shifted by `(kh - padH) * W + (kw - padW)` floats, with whole output rows
+    /// outside the input and `|kw - padW|` edge columns per row set to 0.
+    @inlinable
+    public static func isShiftedBlockGeometry(_ g: WindowGeometry) -> Bool {
+        g.strideHeight == 1 && g.strideWidth == 1 && g.outputWidth == g.width
+    }
+
+    /// im2col for ``isShiftedBlockGeometry(_:)`` geometries: same result as ``im2col(_:geometry:columns:ldColumns:)``
+    /// (`[C, H, W] => [C*KH*KW, OH*OW]` with row stride `ldColumns`), but each row is one
+    /// contiguous copy of the valid block plus a few zero stores instead of one copy per output
+    /// row. Precondition: `isShiftedBlockGeometry(g)`.
+    public static func im2colShifted(_ input: UnsafePointer<Float>, geometry g: WindowGeometry,
+                                     columns: UnsafeMutablePointer<Float>, ldColumns: Int) {
+        precondition(isShiftedBlockGeometry(g), "im2colShifted: geometry \(g) needs stride 1 and output width = input width")
+        let oh = g.outputHeight, h = g.height, w = g.width
+        let plane = oh * w
+        var row = 0
+        for c in 0..<g.channels {
+            let src = input + c * h * w
+            for kh in 0..<g.kernelHeight {
+                let dy = kh - g.paddingHeight
+                // Output rows y whose input row y + dy exists.
+                let y0 = Swift.max(0, -dy), y1 = Swift.min(oh, h - dy)
+                for kw in 0..<g.kernelWidth {
+                    let dx = kw - g.paddingWidth
+                    let dst = columns + row * ldColumns
+                    row += 1
+                    if y1 <= y0 || Swift.abs(dx) >= w {
+                        dst.update(repeating: 0, count: plane)
+                        continue
+                    }
+                    if y0 > 0 { dst.update(repeating: 0, count: y0 * w) }
+                    if y1 < oh { (dst + y1 * w).update(repeating: 0, count: (oh - y1) * w) }
+                    // dst[t] = src[t + dy*W + dx] over the valid block, read inside the plane.
+                    let t0 = y0 * w + Swift.max(0, -dx), t1 = y1 * w - Swift.max(0, dx)
+                    (dst + t0).update(from: src + (t0 + dy * w + dx), count: t1 - t0)
+                    // The block copy wrapped neighbouring-row values into the edge columns.
+                    zeroEdgeColumns(dst, width: w, rows: y0..<y1, dx: dx)
+                }
+            }
+        }
+    }
+
+    /// col2im for ``isShiftedBlockGeometry(_:)`` geometries: `gradInput[c, iy, ix] (+)= sum of
+    /// columns[row, col]` over every window position that read `(c, iy, ix)` (the adjoint of
+    /// im2col, as ``col2im(_:ldColumns:geometry:gradInput:)``). With `accumulate == false`,
+    /// `gradInput` is overwritten (its prior contents are never read), which saves zero-filling it.
+    ///
+    /// Each row is added as one contiguous shifted block. To make that exact, this CLOBBERS
+    /// `columns`: the entries at padding positions (those no input element reads) are set to 0
+    /// before the block add. Summation order per element: the centre tap first (when it covers
+    /// the whole plane and `accumulate == false`), then the other taps in row order.
+    /// Precondition: `isShiftedBlockGeometry(g)`.
+    public static func col2imShifted(_ columns: UnsafeMutablePointer<Float>, ldColumns: Int, geometry g: WindowGeometry,
+                                     gradInput: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        precondition(isShiftedBlockGeometry(g), "col2imShifted: geometry \(g) needs stride 1 and output width = input width")
+        let oh = g.outputHeight, h = g.height, w = g.width
+        let kH = g.kernelHeight, kW = g.kernelWidth, ph = g.paddingHeight, pw = g.paddingWidth
+        // The centre tap (dy = 0, dx = 0) reads every input element exactly once when OH >= H.
+        let centre = ph < kH && pw < kW && oh >= h ? ph * kW + pw : -1
+        for c in 0..<g.channels {
+            let dstPlane = gradInput + c * h * w
+            let rowBase = c * kH * kW
+            var skip = -1
+            if !accumulate {
+                if centre >= 0 {
+                    dstPlane.update(from: columns + (rowBase + centre) * ldColumns, count: h * w)
+                    skip = centre
+                } else {
+                    dstPlane.update(repeating: 0, count: h * w)
+                }
+            }
+            for kh in 0..<kH {
+                let dy = kh - ph
+                let y0 = Swift.max(0, -dy), y1 = Swift.min(oh, h - dy)
+                if y1 <= y0 { continue }
+                for kw in 0..<kW where kh * kW + kw != skip {
+                    let dx = kw - pw
+                    if Swift.abs(dx) >= w { continue }
+                    let s = columns + (rowBase + kh * kW + kw) * ldColumns
+                    zeroEdgeColumns(s, width: w, rows: y0..<y1, dx: dx)
+                    let t0 = y0 * w + Swift.max(0, -dx), t1 = y1 * w - Swift.max(0, dx)
+                    addInPlace(t1 - t0, source: s + t0, destination: dstPlane + (t0 + dy * w + dx))
+                }
+            }
+        }
+    }
+
+    /// Sets columns `0..<-dx` (dx < 0) or `W-dx..<W` (dx > 0) of `rows` of a `[*, W]` block to 0.
+    /// Column-outer, row-inner (strided stores): a row-inner loop of 1-2 floats is turned into
+    /// one memset call per row by the compiler.
+    @inline(__always)
+    static func zeroEdgeColumns(_ block: UnsafeMutablePointer<Float>, width w: Int, rows: Range<Int>, dx: Int) {
+        let columns = dx < 0 ? 0..<(-dx) : (w - dx)..<w
+        for x in columns {
+            var q = block + rows.lowerBound * w + x
+            for _ in rows { q.pointee = 0; q += w }
+        }
+    }
+
+    /// `destination[i] += source[i]` for `i < n` (explicit 8-wide SIMD; the buffers must not
+    /// overlap).
+    @inlinable
+    public static func addInPlace(_ n: Int, source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>) {
+        let s = UnsafeRawPointer(source), d = UnsafeMutableRawPointer(destination)
+        var i = 0
+        while i + 8 <= n {
+            let a = d.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            let b = s.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            d.storeBytes(of: a + b, toByteOffset: i * 4, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { destination[i] += source[i]; i += 1 }
     }
 }

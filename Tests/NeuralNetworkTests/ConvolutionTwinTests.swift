@@ -23,6 +23,11 @@ final class ConvolutionTwinTests: XCTestCase {
         Case(input: [3, 4, 5, 5], outChannels: 3, kernel: (1, 1), stride: (1, 1), padding: (0, 0), bias: false, targetColumns: 1),
         Case(input: [2, 3, 6, 6], outChannels: 2, kernel: (1, 1), stride: (2, 2), padding: (0, 0), bias: true, targetColumns: 8192),
         Case(input: [2, 1, 4, 4], outChannels: 2, kernel: (5, 5), stride: (1, 1), padding: (2, 2), bias: true, targetColumns: 16),
+        // Shifted-block im2col/col2im with chunks of 2 + 1 samples, a non-square kernel, a
+        // padding wider than the plane, and output taller than the input.
+        Case(input: [3, 2, 5, 4], outChannels: 3, kernel: (3, 3), stride: (1, 1), padding: (1, 1), bias: false, targetColumns: 40),
+        Case(input: [3, 2, 4, 5], outChannels: 2, kernel: (1, 3), stride: (1, 1), padding: (1, 1), bias: true, targetColumns: 1 << 20),
+        Case(input: [2, 3, 2, 3], outChannels: 4, kernel: (3, 5), stride: (1, 1), padding: (2, 2), bias: false, targetColumns: 6),
     ]
 
     func testForwardAndBackwardMatchNaiveTwin() {
@@ -85,5 +90,23 @@ final class ConvolutionTwinTests: XCTestCase {
         _ = conv.backward(Tensor(shape: y.shape, filledWith: 1))
         XCTAssertEqual(conv.weight.grad.maxAbs(), 0)
         XCTAssertEqual(conv.bias!.grad.scalars, [4, 4], "bias grad = sum of a 2x2 output of ones")
+    }
+
+    /// Same input => bitwise the same logits, input gradient and parameter gradients, run to
+    /// run (fresh models from one seed; chunked convs, shifted-block im2col/col2im, BatchNorm
+    /// recomputing xhat).
+    func testResNet20StepIsBitwiseDeterministic() {
+        let x = randomTensor([5, 3, 12, 10], seed: 21)
+        var runs: [[[UInt32]]] = []
+        for _ in 0..<2 {
+            let model = Models.resnet20(seed: 4)
+            let logits = model.forward(x, context: ForwardContext(mode: .train))
+            let gx = model.backward(randomTensor(logits.shape, seed: 22))
+            runs.append([logits.scalars.map(\.bitPattern), gx.scalars.map(\.bitPattern)]
+                        + model.parameters.map { $0.grad.scalars.map(\.bitPattern) })
+        }
+        XCTAssertEqual(runs[0].count, runs[1].count)
+        for (i, (a, b)) in zip(runs[0], runs[1]).enumerated() { XCTAssertEqual(a, b, "tensor \(i)") }
+        XCTAssertGreaterThan(runs[0][1].filter { $0 != 0 }.count, 0, "the input gradient is not all zero")
     }
 }

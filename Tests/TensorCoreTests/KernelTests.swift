@@ -90,6 +90,134 @@ final class Im2colTests: XCTestCase {
     }
 }
 
+/// The shifted-block im2col / col2im (stride 1, output width = input width) against the
+/// definitions, on odd shapes: non-square planes and kernels, one channel, padding wider than
+/// the plane, output taller than the input, several samples side by side (`ldColumns > OH*OW`).
+final class ShiftedIm2colTests: XCTestCase {
+    static let geometries: [WindowGeometry] = [
+        WindowGeometry(channels: 3, height: 5, width: 7, kernelHeight: 3, kernelWidth: 3, paddingHeight: 1, paddingWidth: 1),
+        WindowGeometry(channels: 1, height: 1, width: 1, kernelHeight: 3, kernelWidth: 3, paddingHeight: 1, paddingWidth: 1),
+        WindowGeometry(channels: 2, height: 4, width: 3, kernelHeight: 3, kernelWidth: 3, paddingHeight: 0, paddingWidth: 1),
+        WindowGeometry(channels: 2, height: 3, width: 6, kernelHeight: 1, kernelWidth: 5, paddingHeight: 1, paddingWidth: 2),
+        WindowGeometry(channels: 1, height: 2, width: 2, kernelHeight: 5, kernelWidth: 5, paddingHeight: 2, paddingWidth: 2),
+        WindowGeometry(channels: 2, height: 6, width: 4, kernelHeight: 2, kernelWidth: 1, paddingHeight: 1, paddingWidth: 0),
+        WindowGeometry(channels: 2, height: 5, width: 5, kernelHeight: 5, kernelWidth: 3, paddingHeight: 3, paddingWidth: 1),
+    ]
+
+    private func naiveIm2col(_ x: [Float], _ g: WindowGeometry) -> [Float] {
+        var out = [Float](repeating: 0, count: g.columnRows * g.outputPlane)
+        for c in 0..<g.channels { for kh in 0..<g.kernelHeight { for kw in 0..<g.kernelWidth {
+            let row = (c * g.kernelHeight + kh) * g.kernelWidth + kw
+            for oy in 0..<g.outputHeight { for ox in 0..<g.outputWidth {
+                let iy = oy - g.paddingHeight + kh, ix = ox - g.paddingWidth + kw
+                let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
+                out[row * g.outputPlane + oy * g.outputWidth + ox] = inside ? x[(c * g.height + iy) * g.width + ix] : 0
+            } }
+        } } }
+        return out
+    }
+
+    /// Accumulating col2im from the definition, in Double.
+    private func naiveCol2im(_ cols: [Float], _ g: WindowGeometry) -> [Double] {
+        var out = [Double](repeating: 0, count: g.channels * g.inputPlane)
+        for c in 0..<g.channels { for kh in 0..<g.kernelHeight { for kw in 0..<g.kernelWidth {
+            let row = (c * g.kernelHeight + kh) * g.kernelWidth + kw
+            for oy in 0..<g.outputHeight { for ox in 0..<g.outputWidth {
+                let iy = oy - g.paddingHeight + kh, ix = ox - g.paddingWidth + kw
+                if iy >= 0 && iy < g.height && ix >= 0 && ix < g.width {
+                    out[(c * g.height + iy) * g.width + ix] += Double(cols[row * g.outputPlane + oy * g.outputWidth + ox])
+                }
+            } }
+        } } }
+        return out
+    }
+
+    func testGeometriesQualify() {
+        for g in Self.geometries { XCTAssertTrue(Kernels.isShiftedBlockGeometry(g), "\(g)") }
+        XCTAssertFalse(Kernels.isShiftedBlockGeometry(Im2colTests.geometries[1]), "stride 2 does not qualify")
+        XCTAssertFalse(Kernels.isShiftedBlockGeometry(Im2colTests.geometries[2]), "4x4 kernel without padding shrinks the width")
+    }
+
+    func testIm2colShiftedMatchesDefinitionSideBySide() {
+        for (i, g) in Self.geometries.enumerated() {
+            let p = g.outputPlane, samples = 3
+            let xs = (0..<samples).map { randomTensor([g.channels * g.inputPlane], seed: UInt64(60 + 7 * i + $0)).scalars }
+            var cols = [Float](repeating: .nan, count: g.columnRows * samples * p)
+            cols.withUnsafeMutableBufferPointer { cb in
+                for s in 0..<samples {
+                    xs[s].withUnsafeBufferPointer {
+                        Kernels.im2colShifted($0.baseAddress!, geometry: g, columns: cb.baseAddress! + s * p, ldColumns: samples * p)
+                    }
+                }
+            }
+            for s in 0..<samples {
+                let expected = naiveIm2col(xs[s], g)
+                for r in 0..<g.columnRows {
+                    XCTAssertEqual(Array(cols[(r * samples * p + s * p)..<(r * samples * p + s * p + p)]),
+                                   Array(expected[(r * p)..<(r * p + p)]), "geometry \(i) sample \(s) row \(r)")
+                }
+            }
+        }
+    }
+
+    func testCol2imShiftedMatchesDefinitionOverwritingAndAccumulating() {
+        for (i, g) in Self.geometries.enumerated() {
+            let p = g.outputPlane, samples = 2, s = 1  // the second of two samples side by side
+            let c = randomTensor([g.columnRows * p], seed: UInt64(80 + i)).scalars
+            var wide = [Float](repeating: 1e6, count: g.columnRows * samples * p)  // sample 0 must not be read
+            for r in 0..<g.columnRows { for j in 0..<p { wide[r * samples * p + s * p + j] = c[r * p + j] } }
+            let expected = naiveCol2im(c, g)
+            let prior = randomTensor([g.channels * g.inputPlane], seed: UInt64(90 + i)).scalars
+            for accumulate in [false, true] {
+                var cols = wide
+                var out = accumulate ? prior : [Float](repeating: .nan, count: prior.count)
+                cols.withUnsafeMutableBufferPointer { cb in out.withUnsafeMutableBufferPointer { ob in
+                    Kernels.col2imShifted(cb.baseAddress! + s * p, ldColumns: samples * p, geometry: g,
+                                          gradInput: ob.baseAddress!, accumulate: accumulate)
+                } }
+                for j in 0..<out.count {
+                    let want = expected[j] + (accumulate ? Double(prior[j]) : 0)
+                    XCTAssertEqual(Double(out[j]), want, accuracy: 1e-5 * Swift.max(1, abs(want)),
+                                   "geometry \(i) accumulate \(accumulate) element \(j)")
+                }
+                // Only padding entries of the sample's own block may have changed, and only to 0.
+                for r in 0..<g.columnRows { for j in 0..<(samples * p) {
+                    let before = wide[r * samples * p + j], after = cols[r * samples * p + j]
+                    if before != after { XCTAssertTrue(j >= s * p && after == 0, "geometry \(i) row \(r) column \(j)") }
+                } }
+            }
+        }
+    }
+
+    func testCol2imShiftedIsDeterministic() {
+        let g = Self.geometries[0]
+        let c = randomTensor([g.columnRows * g.outputPlane], seed: 5).scalars
+        var results: [[Float]] = []
+        for _ in 0..<2 {
+            var cols = c
+            var out = [Float](repeating: 0, count: g.channels * g.inputPlane)
+            cols.withUnsafeMutableBufferPointer { cb in out.withUnsafeMutableBufferPointer { ob in
+                Kernels.col2imShifted(cb.baseAddress!, ldColumns: g.outputPlane, geometry: g, gradInput: ob.baseAddress!,
+                                      accumulate: false)
+            } }
+            results.append(out)
+        }
+        XCTAssertEqual(results[0].map(\.bitPattern), results[1].map(\.bitPattern))
+    }
+
+    func testAddInPlaceOddLengths() {
+        for n in [0, 1, 7, 8, 9, 23] {
+            let a = randomTensor([n + 1], seed: UInt64(n)).scalars, b = randomTensor([n + 1], seed: UInt64(100 + n)).scalars
+            var d = a
+            b.withUnsafeBufferPointer { bb in d.withUnsafeMutableBufferPointer { db in
+                Kernels.addInPlace(n, source: bb.baseAddress!, destination: db.baseAddress!)
+            } }
+            for j in 0..<n { XCTAssertEqual(d[j], a[j] + b[j]) }
+            XCTAssertEqual(d[n], a[n], "element n is untouched")
+        }
+    }
+}
+
 final class PoolingKernelTests: XCTestCase {
     private let cases: [(shape: [Int], kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int))] = [
         ([1, 1, 4, 4], (2, 2), (2, 2), (0, 0)),
