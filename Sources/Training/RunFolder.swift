@@ -48,7 +48,7 @@ public struct RunFolder: Sendable {
             h.write(line)
             try? h.close()
         } else {
-            FileManager.default.createFile(atPath: metricsPath, contents: line)
+            _ = FileManager.default.createFile(atPath: metricsPath, contents: line)
         }
     }
 }
