@@ -63,20 +63,7 @@ public struct ImageDataset: Sendable {
     /// Positions of the given global ids, in the order given.
     /// Precondition: every id is present in `ids`.
     public func positions(ofIds wanted: [Int]) -> [Int] {
-        if ids.elementsEqual(0..<count) {
-            for id in wanted {
-                precondition(id >= 0 && id < count, "ImageDataset.positions(ofIds:): id \(id) not in this dataset (ids 0..<\(count))")
-            }
-            return wanted
-        }
-        var index = [Int: Int](minimumCapacity: count)
-        for (position, id) in ids.enumerated() { index[id] = position }
-        return wanted.map { id in
-            guard let p = index[id] else {
-                preconditionFailure("ImageDataset.positions(ofIds:): id \(id) is not in this dataset of \(count) samples")
-            }
-            return p
-        }
+        SampleIds.positions(of: wanted, in: ids, owner: "ImageDataset")
     }
 
     /// The samples with the given global ids, in the order given, keeping their ids, labels and
@@ -143,5 +130,29 @@ public struct ValidationSplit: Sendable, Equatable {
         let validation = order[0..<validationSize].map { ids[$0] }.sorted()
         let train = order[validationSize...].map { ids[$0] }.sorted()
         return ValidationSplit(trainIds: train, validationIds: validation)
+    }
+}
+
+/// Id-to-position lookup shared by the sample containers.
+public enum SampleIds {
+    /// The positions in `ids` of the `wanted` ids, in the order given: the identity when `ids` is
+    /// `0..<ids.count` (no table built), else through a dictionary.
+    /// Precondition: every wanted id is in `ids` (`owner` names the container in the message).
+    public static func positions(of wanted: [Int], in ids: [Int], owner: String) -> [Int] {
+        let count = ids.count
+        if ids.elementsEqual(0..<count) {
+            for id in wanted {
+                precondition(id >= 0 && id < count, "\(owner).positions(ofIds:): id \(id) not in this set (ids 0..<\(count))")
+            }
+            return wanted
+        }
+        var index = [Int: Int](minimumCapacity: count)
+        for (position, id) in ids.enumerated() { index[id] = position }
+        return wanted.map { id in
+            guard let p = index[id] else {
+                preconditionFailure("\(owner).positions(ofIds:): id \(id) is not in this set of \(count) samples")
+            }
+            return p
+        }
     }
 }

@@ -116,14 +116,7 @@ public enum OODEvaluation {
                                 loading: SampleSet.Loading = .auto, comm: Communicator? = nil) throws -> [OODSet] {
         var specs: [OODSetConfig]
         if validation {
-            specs = e.explicitValidationSets
-            let std = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
-            let testPaths = Set(try testSpecs(e).map { std($0.images) })
-            for v in specs where testPaths.contains(std(v.images)) {
-                throw ConfigError.invalidValue(file: "config", key: "evaluate.validation_ood_sets", expected: "sets disjoint from the OOD test sets",
-                                               actual: "'\(v.name)' uses \(v.images), an OOD test set",
-                                               hint: "tuning on test data inflates every metric (pitfalls F10); use a separate set.")
-            }
+            specs = try validationSpecs(e)
             if specs.isEmpty { return [] }
         } else {
             specs = try testSpecs(e)
@@ -184,19 +177,24 @@ public enum OODEvaluation {
             throw OODEvaluationError.missingSet(name: s.name, path: s.images, key: e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest)
         }
         if e.tune {
-            let std = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
-            let testPaths = Set(tests.map { std($0.images) })
-            for v in e.explicitValidationSets {
-                guard FileManager.default.fileExists(atPath: v.images) else {
-                    throw OODEvaluationError.missingSet(name: v.name, path: v.images, key: "evaluate.validation_ood_sets")
-                }
-                if testPaths.contains(std(v.images)) {
-                    throw ConfigError.invalidValue(file: "config", key: "evaluate.validation_ood_sets", expected: "sets disjoint from the OOD test sets",
-                                                   actual: "'\(v.name)' uses \(v.images), an OOD test set",
-                                                   hint: "tuning on test data inflates every metric (pitfalls F10); use a separate set.")
-                }
+            for v in try validationSpecs(e) where !FileManager.default.fileExists(atPath: v.images) {
+                throw OODEvaluationError.missingSet(name: v.name, path: v.images, key: "evaluate.validation_ood_sets")
             }
         }
+    }
+
+    /// The validation OOD set specs, checked disjoint from the OOD test sets (by standardised
+    /// path): tuning on test data inflates every metric (pitfalls F10).
+    /// - Throws: `ConfigError` naming `evaluate.validation_ood_sets`.
+    static func validationSpecs(_ e: EvaluateSection) throws -> [OODSetConfig] {
+        let std = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
+        let testPaths = Set(try testSpecs(e).map { std($0.images) })
+        for v in e.explicitValidationSets where testPaths.contains(std(v.images)) {
+            throw ConfigError.invalidValue(file: "config", key: "evaluate.validation_ood_sets", expected: "sets disjoint from the OOD test sets",
+                                           actual: "'\(v.name)' uses \(v.images), an OOD test set",
+                                           hint: "tuning on test data inflates every metric (pitfalls F10); use a separate set.")
+        }
+        return e.explicitValidationSets
     }
 
     static func writeSkipped(name: String, count: Int, first: String) {

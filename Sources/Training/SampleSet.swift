@@ -84,18 +84,7 @@ public struct SampleSet: Sendable {
     /// Precondition: every id is in the set.
     public func positions(ofIds wanted: [Int]) -> [Int] {
         if case let .memory(d) = storage { return d.positions(ofIds: wanted) }
-        if ids.elementsEqual(0..<count) {
-            for id in wanted {
-                precondition(id >= 0 && id < count, "SampleSet.positions(ofIds:): id \(id) not in this set (ids 0..<\(count))")
-            }
-            return wanted
-        }
-        var index = [Int: Int](minimumCapacity: count)
-        for (position, id) in ids.enumerated() { index[id] = position }
-        return wanted.map { id in
-            guard let p = index[id] else { preconditionFailure("SampleSet.positions(ofIds:): id \(id) is not in this set of \(count) samples") }
-            return p
-        }
+        return SampleIds.positions(of: wanted, in: ids, owner: "SampleSet")
     }
 
     /// `positions(ofIds:)` of each batch of ids, with one id lookup for all of them.
