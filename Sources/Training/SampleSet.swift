@@ -178,8 +178,8 @@ public struct SampleSet: Sendable {
             ?? ImageFolderIndex.scan(root: root, layout: layout)
         let bytes = channels * transform.cropHeight * transform.cropWidth
         if loadsLazily(loading, files: scanned.count, sampleBytes: bytes) {
-            let (index, skipped) = try shared.map { try verifySharded(scanned, skipBadFiles: skipBadFiles, fullDecode: fullCheck, comm: $0) }
-                ?? scanned.verified(skipBadFiles: skipBadFiles, fullDecode: fullCheck)
+            let (index, skipped) = try verifySharded(scanned, skipBadFiles: skipBadFiles, fullDecode: fullCheck,
+                                                     comm: shared ?? LocalCommunicator())
             let folder = LazyImageFolder(index: index, channels: channels, evaluation: transform)
             return (SampleSet(lazy: folder, trainingCrop: trainingCrop), skipped, true)
         }
@@ -208,7 +208,8 @@ public struct SampleSet: Sendable {
         return try ImageFolderIndex(serialized: Array(payload.dropFirst()))
     }
 
-    /// Each rank checks (signature, or full decode) its share of the files; the bad positions and reasons
+    /// Each rank checks (signature, or full decode) all of its share of the files, so one run
+    /// reports every bad file; the bad positions and reasons
     /// are allgathered, so every rank drops (or fails on) the same files. Collective.
     static func verifySharded(_ index: ImageFolderIndex, skipBadFiles: Bool, fullDecode: Bool, comm: Communicator)
         throws -> (index: ImageFolderIndex, skipped: [SkippedFile]) {
@@ -226,7 +227,6 @@ public struct SampleSet: Sendable {
                 badPositions.append(Int64(k))
                 reasons.append("\(error)")
                 localErrors[k] = error
-                if !skipBadFiles { break }
             }
             k += comm.worldSize
         }
@@ -238,6 +238,10 @@ public struct SampleSet: Sendable {
         let bad = Set(allBad)
         if !bad.isEmpty && !skipBadFiles {
             let first = bad.min()!
+            guard bad.count == 1 else {
+                let listed = bad.sorted().prefix(5).map { reasonOf[$0] ?? index.paths[$0] }
+                throw SampleSetError.badFiles(root: index.root, count: bad.count, first: listed)
+            }
             if let mine = localErrors[first] { throw mine }
             throw SampleSetError.badFile(path: index.paths[first], reason: reasonOf[first] ?? "unreadable")
         }
@@ -257,11 +261,16 @@ public enum SampleSetError: Error, CustomStringConvertible {
     /// A file that another rank checked is unreadable (`reason` is that rank's error message,
     /// which names the file).
     case badFile(path: String, reason: String)
+    /// Several unreadable files (all are found in one pass; the first few are listed).
+    case badFiles(root: String, count: Int, first: [String])
 
     public var description: String {
         switch self {
         case let .scanFailedOnRoot(root, message):
             return "\(root): rank 0 could not scan the image folder: \(message)"
+        case let .badFiles(root, count, first):
+            return "\(root): \(count) unreadable image files; the first \(first.count):\n  " + first.joined(separator: "\n  ")
+                + "\nHint: delete or replace them (every bad file is found in one pass, so one clean-up is enough)."
         case let .badFile(path, reason):
             return reason.contains(path) ? reason + " (found by another rank's file check)"
                 : "\(path): unreadable image: \(reason). Hint: delete or replace the file."

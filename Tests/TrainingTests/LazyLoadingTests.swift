@@ -233,6 +233,15 @@ final class LazyLoadingTests: XCTestCase {
         }
     }
 
+    func testEveryBadFileOfALazyFolderIsReportedInOneRun() throws {
+        try Data("<html>".utf8).write(to: URL(fileURLWithPath: root + "/train/ant/zz1.png"))
+        try Data().write(to: URL(fileURLWithPath: root + "/train/cat/zz2.png"))
+        XCTAssertThrowsError(try TrainingData.load(config(loading: "lazy"), file: "test")) { error in
+            let m = "\(error)"
+            XCTAssertTrue(m.contains("2 unreadable image files") && m.contains("zz1.png") && m.contains("zz2.png"), m)
+        }
+    }
+
     func testLazyOODFolderSetScoresLikeTheInMemoryOne() throws {
         let c = config(loading: "memory")
         let d = try TrainingData.load(c, file: "test")
