@@ -9,19 +9,7 @@ import XCTest
 /// (augmentation keyed by (seed, epoch, id)) for every pass.
 final class EstimateAugmentTests: XCTestCase {
     func data(augmentation: Augmentation?) -> TrainingData {
-        var rng = SplitMix64(seed: 8)
-        let count = 120
-        var images = [UInt8](repeating: 0, count: count * 64)
-        var labels = [Int](repeating: 0, count: count)
-        for i in 0..<count {
-            labels[i] = i % 4
-            for p in 0..<64 {
-                let top = p / 8 < 4, left = p % 8 < 4
-                let bright = [top && left, top && !left, !top && left, !top && !left][i % 4]
-                images[i * 64 + p] = UInt8(truncatingIfNeeded: Int(rng.next() % 90) + (bright ? 150 : 0))
-            }
-        }
-        let ds = ImageDataset(images: images, labels: labels, channels: 1, height: 8, width: 8, classCount: 4)
+        let ds = QuadrantImages.make(count: 120, seed: 8, noise: 90, brightness: 150)
         return TrainingData(trainSet: ds, trainIds: Array(0..<96), validationIds: Array(96..<120), testSet: ds,
                             normalizer: ChannelNormalizer(mean: [0.4], std: [0.3]), augmentation: augmentation)
     }

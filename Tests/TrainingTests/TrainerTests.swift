@@ -11,20 +11,7 @@ import XCTest
 final class TrainerTests: XCTestCase {
     /// 1x8x8 images whose class is which quadrant is bright.
     func data(count: Int = 96) -> TrainingData {
-        var rng = SplitMix64(seed: 5)
-        var images = [UInt8](repeating: 0, count: count * 64)
-        var labels = [Int](repeating: 0, count: count)
-        for i in 0..<count {
-            let label = i % 4
-            labels[i] = label
-            for p in 0..<64 {
-                let top = p / 8 < 4, left = p % 8 < 4
-                let bright = (label == 0 && top && left) || (label == 1 && top && !left)
-                    || (label == 2 && !top && left) || (label == 3 && !top && !left)
-                images[i * 64 + p] = UInt8(truncatingIfNeeded: Int(rng.next() % 64) + (bright ? 180 : 0))
-            }
-        }
-        let ds = ImageDataset(images: images, labels: labels, channels: 1, height: 8, width: 8, classCount: 4, classNames: [])
+        let ds = QuadrantImages.make(count: count, seed: 5, noise: 64, brightness: 180)
         return TrainingData(trainSet: ds, trainIds: Array(0..<count), validationIds: [], testSet: ds,
                             normalizer: ChannelNormalizer(mean: [0.3], std: [0.3]))
     }

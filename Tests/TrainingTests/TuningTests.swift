@@ -11,18 +11,9 @@ import XCTest
 /// direct way (a full `fit` per candidate).
 final class TuningTests: XCTestCase {
     func testTunedKAndPercentileAreTheArgmaxOfTheDirectSearch() throws {
+        let ds = QuadrantImages.make(count: 160, seed: 21, noise: 120, brightness: 120)
         var rng = SplitMix64(seed: 21)
-        let count = 160
-        var images = [UInt8](repeating: 0, count: count * 64), labels = [Int](repeating: 0, count: count)
-        for i in 0..<count {
-            labels[i] = i % 4
-            for p in 0..<64 {
-                let top = p / 8 < 4, left = p % 8 < 4
-                let bright = [top && left, top && !left, !top && left, !top && !left][i % 4]
-                images[i * 64 + p] = UInt8(truncatingIfNeeded: Int(rng.next() % 120) + (bright ? 120 : 0))
-            }
-        }
-        let ds = ImageDataset(images: images, labels: labels, channels: 1, height: 8, width: 8, classCount: 4)
+        for _ in 0..<(160 * 64) { _ = rng.next() }  // continue the stream for the noise set, as before
         let data = TrainingData(trainSet: ds, trainIds: Array(0..<120), validationIds: Array(120..<160), testSet: ds,
                                 normalizer: ChannelNormalizer(mean: [0.4], std: [0.3]))
         var noise = [UInt8](repeating: 0, count: 50 * 64)
