@@ -55,6 +55,81 @@ final class ConvolutionTwinTests: XCTestCase {
         }
     }
 
+    /// Winograd F(2x2, 3x3) against the naive twin: odd and even planes (ragged last tile row /
+    /// column), padding 0, 1 and 2, non-square planes, batch 1, several chunks (small
+    /// `targetTiles`), bias, and the default choice for wide layers.
+    func testWinogradMatchesNaiveTwin() {
+        struct WCase { let input: [Int]; let outChannels: Int; let padding: (Int, Int); let bias: Bool; let targetTiles: Int }
+        let wcases: [WCase] = [
+            WCase(input: [1, 3, 7, 5], outChannels: 4, padding: (1, 1), bias: true, targetTiles: 512),
+            WCase(input: [3, 2, 6, 6], outChannels: 5, padding: (1, 1), bias: false, targetTiles: 9),
+            WCase(input: [2, 3, 5, 8], outChannels: 2, padding: (0, 0), bias: true, targetTiles: 1),
+            WCase(input: [2, 2, 4, 3], outChannels: 3, padding: (2, 2), bias: false, targetTiles: 512),
+            WCase(input: [3, 4, 3, 3], outChannels: 3, padding: (0, 1), bias: true, targetTiles: 4),
+            WCase(input: [1, 1, 1, 1], outChannels: 2, padding: (1, 1), bias: true, targetTiles: 512),
+            WCase(input: [4, 16, 8, 8], outChannels: 24, padding: (1, 1), bias: false, targetTiles: 40),
+            // 8-wide SIMD blocks plus 4-wide and scalar tails (19 tiles per row), and whole rows of
+            // 8-wide blocks written straight to the output (32 columns).
+            WCase(input: [2, 3, 9, 37], outChannels: 2, padding: (1, 1), bias: true, targetTiles: 512),
+            WCase(input: [2, 2, 6, 32], outChannels: 3, padding: (1, 1), bias: false, targetTiles: 30),
+            WCase(input: [1, 2, 5, 36], outChannels: 2, padding: (0, 0), bias: false, targetTiles: 512),
+            WCase(input: [1, 2, 4, 25], outChannels: 2, padding: (1, 1), bias: true, targetTiles: 512),
+        ]
+        for (i, c) in wcases.enumerated() {
+            var rng = RandomStream(seed: UInt64(400 + i))
+            let padded = Conv2d(inChannels: c.input[1], outChannels: c.outChannels, kernelSize: (3, 3), stride: (1, 1),
+                                padding: c.padding, bias: c.bias, rng: &rng)
+            // The automatic choice picks Winograd only for the wide case.
+            padded.algorithm = .automatic
+            XCTAssertEqual(padded.usesWinograd, Swift.min(c.input[1], c.outChannels) >= Conv2d.winogradMinimumChannels,
+                           "case \(i): automatic choice")
+            padded.algorithm = .im2col
+            XCTAssertFalse(padded.usesWinograd)
+            padded.algorithm = .winograd
+            XCTAssertTrue(padded.usesWinograd)
+            padded.targetTiles = c.targetTiles
+            let x = randomTensor(c.input, seed: UInt64(500 + i))
+            let y = padded.forward(x, context: ForwardContext(mode: .train))
+            let ref = NaiveKernels.conv2d(x, weight: padded.weight.value, bias: padded.bias?.value, stride: (1, 1), padding: c.padding)
+            XCTAssertEqual(y.shape, ref.shape, "case \(i)")
+            assertClose(y, ref, absolute: 1e-5, relative: 1e-4, "winograd forward case \(i)")
+            let gy = randomTensor(y.shape, seed: UInt64(600 + i))
+            padded.weight.grad = Tensor(shape: padded.weight.shape, filledWith: 0.5)
+            let gx = padded.backward(gy)
+            let refGrads = NaiveKernels.conv2dBackward(x, weight: padded.weight.value, gradOutput: gy, stride: (1, 1),
+                                                       padding: c.padding)
+            assertClose(gx, refGrads.gradInput, absolute: 1e-5, relative: 1e-4, "winograd backward data case \(i)")
+            assertClose(padded.weight.grad, refGrads.gradWeight + Tensor(shape: padded.weight.shape, filledWith: 0.5),
+                        absolute: 1e-4, relative: 1e-4, "winograd backward weight case \(i)")
+            if let bias = padded.bias {
+                assertClose(bias.grad, refGrads.gradBias, absolute: 1e-4, relative: 1e-4, "winograd backward bias case \(i)")
+            }
+        }
+    }
+
+    /// A UMAP-masked layer gives the same output and gradients (weight and mask score) with
+    /// Winograd as with im2col.
+    func testWinogradWithWeightMaskMatchesIm2col() {
+        var results: [[Tensor]] = []
+        for algorithm in [Conv2d.Algorithm.im2col, .winograd] {
+            var rng = RandomStream(seed: 77)
+            let conv = Conv2d(inChannels: 5, outChannels: 6, kernelSize: 3, padding: 1, bias: false, rng: &rng)
+            conv.algorithm = algorithm
+            var maskValues = [Float](repeating: 1, count: conv.weight.count)
+            for i in stride(from: 0, to: maskValues.count, by: 3) { maskValues[i] = 0 }
+            conv.weightMask = Tensor(shape: conv.weight.shape, values: maskValues)
+            conv.weightMaskGradient = Tensor(zeros: conv.weight.shape)
+            let x = randomTensor([2, 5, 7, 6], seed: 78)
+            let y = conv.forward(x, context: ForwardContext(mode: .train))
+            let gx = conv.backward(randomTensor(y.shape, seed: 79))
+            results.append([y, gx, conv.weight.grad, conv.weightMaskGradient!])
+        }
+        for (k, name) in ["output", "input gradient", "weight gradient", "mask gradient"].enumerated() {
+            assertClose(results[1][k], results[0][k], absolute: 1e-5, relative: 1e-4, name)
+        }
+        XCTAssertGreaterThan(results[1][3].maxAbs(), 0, "mask gradient is non-trivial")
+    }
+
     func testBatchOfZeroSamples() {
         var rng = RandomStream(seed: 1)
         let conv = Conv2d(inChannels: 2, outChannels: 3, kernelSize: 3, padding: 1, rng: &rng)
