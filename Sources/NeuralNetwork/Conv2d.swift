@@ -59,7 +59,9 @@ public final class Conv2d: Layer {
         /// im2col + sgemm for every geometry.
         case im2col
         /// Winograd F(2x2, 3x3) where the geometry allows (3x3, stride 1), else im2col.
-        case winograd
+        case winograd2
+        /// Winograd F(4x4, 3x3) where the geometry allows (3x3, stride 1), else im2col.
+        case winograd4
     }
 
     /// The default `algorithm` of new layers: `UMTRAIN_CONV_ALGORITHM` if set to a valid name,
@@ -70,7 +72,9 @@ public final class Conv2d: Layer {
     }()
 
     /// `.automatic` uses Winograd only when input and output channels are both at least this.
-    public static let winogradMinimumChannels = 16
+    public static let winogradMinimumChannels = 8
+    /// The Winograd variant `.automatic` picks: F(4x4, 3x3).
+    public static let automaticWinogradTile = 4
 
 
     public let inChannels: Int
@@ -86,9 +90,10 @@ public final class Conv2d: Layer {
     public var maxColumnFloats = 4 << 20
     /// Convolution algorithm (default `Conv2d.defaultAlgorithm`).
     public var algorithm: Algorithm = Conv2d.defaultAlgorithm
-    /// Target number of Winograd tiles (2x2 output blocks, samples side by side) per chunk:
-    /// 128-192 was fastest of 64-2048 measured on wrn40_2 (the transform buffers stay in L2).
-    public var targetTiles = 192
+    /// Target number of Winograd tiles (m x m output blocks, samples side by side) per chunk;
+    /// nil: about 768 outputs (192 tiles of F(2x2), 48 of F(4x4)), the fastest of 64-2048 tiles
+    /// (F(2x2)) and 32-256 (F(4x4)) measured on wrn40_2: the transform buffers stay in L2.
+    public var targetTiles: Int?
 
     /// Optional elementwise mask `[Cout, Cin, KH, KW]`: the layer computes with `weight * mask`
     /// (see `WeightMasking`; UMAP score-masked layers).
@@ -137,15 +142,20 @@ public final class Conv2d: Layer {
                        paddingHeight: padding.height, paddingWidth: padding.width)
     }
 
-    /// Whether forward and backward run Winograd F(2x2, 3x3) (see `algorithm`).
-    public var usesWinograd: Bool {
-        guard kernelSize == (3, 3) && stride == (1, 1) else { return false }
+    /// The Winograd output tile `m` of F(m x m, 3x3) that forward and backward run, or nil for
+    /// im2col (see `algorithm`).
+    public var winogradTile: Int? {
+        guard kernelSize == (3, 3) && stride == (1, 1) else { return nil }
         switch algorithm {
-        case .im2col: return false
-        case .winograd: return true
-        case .automatic: return Swift.min(inChannels, outChannels) >= Conv2d.winogradMinimumChannels
+        case .im2col: return nil
+        case .winograd2: return 2
+        case .winograd4: return 4
+        case .automatic: return Swift.min(inChannels, outChannels) >= Conv2d.winogradMinimumChannels ? Conv2d.automaticWinogradTile : nil
         }
     }
+
+    /// Whether forward and backward run Winograd (see `winogradTile`).
+    public var usesWinograd: Bool { winogradTile != nil }
 
     var isPointwise: Bool {
         kernelSize == (1, 1) && stride == (1, 1) && padding == (0, 0)
@@ -257,13 +267,15 @@ public final class Conv2d: Layer {
     }
 
     func winogradGeometry(_ h: Int, _ w: Int) -> WinogradGeometry {
-        WinogradGeometry(height: h, width: w, paddingHeight: padding.height, paddingWidth: padding.width)
+        WinogradGeometry(height: h, width: w, paddingHeight: padding.height, paddingWidth: padding.width,
+                         outputTile: winogradTile ?? 2)
     }
 
     /// Samples per Winograd chunk: about `targetTiles` tiles, transform buffers within `maxColumnFloats`.
     func winogradChunk(batch: Int, tiles: Int) -> Int {
-        let byTarget = Swift.max(1, targetTiles / Swift.max(tiles, 1))
-        let byMemory = Swift.max(1, maxColumnFloats / Swift.max(16 * Swift.max(inChannels, outChannels) * tiles, 1))
+        let m = winogradTile ?? 2, planes = m + 2
+        let byTarget = Swift.max(1, (targetTiles ?? 768 / (m * m)) / Swift.max(tiles, 1))
+        let byMemory = Swift.max(1, maxColumnFloats / Swift.max(planes * planes * Swift.max(inChannels, outChannels) * tiles, 1))
         return Swift.max(1, Swift.min(batch, byTarget, byMemory))
     }
 
@@ -274,14 +286,16 @@ public final class Conv2d: Layer {
         (floats + 15) / 16 * 16 + 16
     }
 
-    /// Winograd F(2x2, 3x3) forward: `y [N, Cout, OH, OW] = conv(x, weight)` (bias not added).
+    /// Winograd F(m x m, 3x3) forward (m = `winogradTile`): `y [N, Cout, OH, OW] = conv(x, weight)` (bias not added).
     func winogradForward(_ x: Tensor, weight: Tensor, into y: inout Tensor) {
         let (n, c) = (x.shape[0], x.shape[1])
         let wg = winogradGeometry(x.shape[2], x.shape[3])
         let o = outChannels, tiles = wg.tiles, sampleIn = c * wg.height * wg.width, sampleOut = o * wg.outputHeight * wg.outputWidth
         let chunk = winogradChunk(batch: n, tiles: tiles)
-        let u = winogradWeights.reserve(16 * o * c)
-        weight.withUnsafeBufferPointer { Kernels.winogradTransformWeights($0.baseAddress!, outChannels: o, inChannels: c, into: u) }
+        let f4 = wg.outputTile == 4, np = (wg.outputTile + 2) * (wg.outputTile + 2)
+        let u = winogradWeights.reserve(np * o * c)
+        weight.withUnsafeBufferPointer { f4 ? Kernels.winograd4TransformWeights($0.baseAddress!, outChannels: o, inChannels: c, into: u)
+                                               : Kernels.winogradTransformWeights($0.baseAddress!, outChannels: o, inChannels: c, into: u) }
         x.withUnsafeBufferPointer { xb in
             y.withUnsafeMutableBufferPointer { yb in
                 let xp = xb.baseAddress!, yp = yb.baseAddress!
@@ -289,18 +303,18 @@ public final class Conv2d: Layer {
                 while start < n {
                     let b = Swift.min(chunk, n - start), t = b * tiles
                     let vs = Conv2d.winogradPlaneStride(c * t), ms = Conv2d.winogradPlaneStride(o * t)
-                    let v = columns.reserve(16 * vs), m = product.reserve(16 * ms)
+                    let v = columns.reserve(np * vs), m = product.reserve(np * ms)
                     for s in 0..<b {
-                        Kernels.winogradTransformInput(xp + (start + s) * sampleIn, channels: c, geometry: wg, into: v,
-                                                       tileOffset: s * tiles, ld: t, xiStride: vs)
+                        (f4 ? Kernels.winograd4TransformInput : Kernels.winogradTransformInput)(xp + (start + s) * sampleIn, c, wg, v,
+                                                       s * tiles, t, vs)
                     }
-                    for xi in 0..<16 {
+                    for xi in 0..<np {
                         Kernels.sgemm(transposeA: false, transposeB: false, m: o, n: t, k: c, alpha: 1,
                                       a: u + xi * o * c, lda: c, b: v + xi * vs, ldb: t, beta: 0, c: m + xi * ms, ldc: t)
                     }
                     for s in 0..<b {
-                        Kernels.winogradTransformOutput(m, tileOffset: s * tiles, ld: t, xiStride: ms, channels: o,
-                                                        geometry: wg, into: yp + (start + s) * sampleOut)
+                        (f4 ? Kernels.winograd4TransformOutput : Kernels.winogradTransformOutput)(m, s * tiles, t, ms, o,
+                                                        wg, yp + (start + s) * sampleOut)
                     }
                     start += b
                 }
@@ -308,7 +322,7 @@ public final class Conv2d: Layer {
         }
     }
 
-    /// Winograd F(2x2, 3x3) backward: OVERWRITES `gradInput`; with `weightGrad`, ACCUMULATES
+    /// Winograd F(m x m, 3x3) backward: OVERWRITES `gradInput`; with `weightGrad`, ACCUMULATES
     /// `dL/dweight` through it (called with a pointer to the `[Cout, Cin, 3, 3]` gradient).
     func winogradBackward(_ x: Tensor, gradOutput: Tensor, weight: Tensor, gradInput: inout Tensor,
                           weightGrad: ((UnsafeMutablePointer<Float>) -> Void) -> Void, wantWeight: Bool) {
@@ -316,9 +330,11 @@ public final class Conv2d: Layer {
         let wg = winogradGeometry(x.shape[2], x.shape[3])
         let o = outChannels, tiles = wg.tiles, sampleIn = c * wg.height * wg.width, sampleOut = o * wg.outputHeight * wg.outputWidth
         let chunk = winogradChunk(batch: n, tiles: tiles)
-        let u = winogradWeights.reserve(16 * o * c)
-        weight.withUnsafeBufferPointer { Kernels.winogradTransformWeights($0.baseAddress!, outChannels: o, inChannels: c, into: u) }
-        let du = wantWeight ? weightGradScratch.reserve(16 * o * c) : nil
+        let f4 = wg.outputTile == 4, np = (wg.outputTile + 2) * (wg.outputTile + 2)
+        let u = winogradWeights.reserve(np * o * c)
+        weight.withUnsafeBufferPointer { f4 ? Kernels.winograd4TransformWeights($0.baseAddress!, outChannels: o, inChannels: c, into: u)
+                                               : Kernels.winogradTransformWeights($0.baseAddress!, outChannels: o, inChannels: c, into: u) }
+        let du = wantWeight ? weightGradScratch.reserve(np * o * c) : nil
         var touched = false
         x.withUnsafeBufferPointer { xb in
             gradOutput.withUnsafeBufferPointer { gb in
@@ -328,18 +344,18 @@ public final class Conv2d: Layer {
                     while start < n {
                         let b = Swift.min(chunk, n - start), t = b * tiles
                         let vs = Conv2d.winogradPlaneStride(c * t), ms = Conv2d.winogradPlaneStride(o * t)
-                        let dm = product.reserve(16 * ms), v = columns.reserve(16 * vs)
+                        let dm = product.reserve(np * ms), v = columns.reserve(np * vs)
                         for s in 0..<b {
-                            Kernels.winogradTransformGradOutput(gp + (start + s) * sampleOut, channels: o, geometry: wg, into: dm,
-                                                                tileOffset: s * tiles, ld: t, xiStride: ms)
+                            (f4 ? Kernels.winograd4TransformGradOutput : Kernels.winogradTransformGradOutput)(gp + (start + s) * sampleOut, o, wg, dm,
+                                                                s * tiles, t, ms)
                         }
                         if let du {
                             for s in 0..<b {
-                                Kernels.winogradTransformInput(xp + (start + s) * sampleIn, channels: c, geometry: wg, into: v,
-                                                               tileOffset: s * tiles, ld: t, xiStride: vs)
+                                (f4 ? Kernels.winograd4TransformInput : Kernels.winogradTransformInput)(xp + (start + s) * sampleIn, c, wg, v,
+                                                               s * tiles, t, vs)
                             }
                             // dU[xi] [Cout, Cin] (+)= dM[xi] [Cout, T] x V[xi]^T
-                            for xi in 0..<16 {
+                            for xi in 0..<np {
                                 Kernels.sgemm(transposeA: false, transposeB: true, m: o, n: c, k: t, alpha: 1,
                                               a: dm + xi * ms, lda: t, b: v + xi * vs, ldb: t,
                                               beta: touched ? 1 : 0, c: du + xi * o * c, ldc: c)
@@ -347,13 +363,13 @@ public final class Conv2d: Layer {
                             touched = true
                         }
                         // dV[xi] [Cin, T] = U[xi]^T x dM[xi] (into the V buffer, no longer needed)
-                        for xi in 0..<16 {
+                        for xi in 0..<np {
                             Kernels.sgemm(transposeA: true, transposeB: false, m: c, n: t, k: o, alpha: 1,
                                           a: u + xi * o * c, lda: c, b: dm + xi * ms, ldb: t, beta: 0, c: v + xi * vs, ldc: t)
                         }
                         for s in 0..<b {
-                            Kernels.winogradTransformGradInput(v, tileOffset: s * tiles, ld: t, xiStride: vs, channels: c,
-                                                               geometry: wg, into: gip + (start + s) * sampleIn)
+                            (f4 ? Kernels.winograd4TransformGradInput : Kernels.winogradTransformGradInput)(v, s * tiles, t, vs, c,
+                                                               wg, gip + (start + s) * sampleIn)
                         }
                         start += b
                     }
@@ -361,7 +377,8 @@ public final class Conv2d: Layer {
             }
         }
         if let du, touched {
-            weightGrad { Kernels.winogradAccumulateWeightGradient(du, outChannels: o, inChannels: c, into: $0) }
+            weightGrad { f4 ? Kernels.winograd4AccumulateWeightGradient(du, outChannels: o, inChannels: c, into: $0)
+                        : Kernels.winogradAccumulateWeightGradient(du, outChannels: o, inChannels: c, into: $0) }
         }
     }
 

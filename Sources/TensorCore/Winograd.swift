@@ -28,9 +28,13 @@ public struct WinogradGeometry: Equatable, Sendable {
     public let width: Int
     public let paddingHeight: Int
     public let paddingWidth: Int
+    /// Output tile size `m` of F(m x m, 3x3): 2 or 4.
+    public let outputTile: Int
 
-    /// Precondition: non-negative padding and a padded input of at least 3x3.
-    public init(height: Int, width: Int, paddingHeight: Int, paddingWidth: Int) {
+    /// Precondition: non-negative padding, a padded input of at least 3x3, output tile 2 or 4.
+    public init(height: Int, width: Int, paddingHeight: Int, paddingWidth: Int, outputTile: Int = 2) {
+        precondition(outputTile == 2 || outputTile == 4, "WinogradGeometry: output tile \(outputTile) must be 2 or 4")
+        self.outputTile = outputTile
         precondition(paddingHeight >= 0 && paddingWidth >= 0 && height + 2 * paddingHeight >= 3
                      && width + 2 * paddingWidth >= 3,
                      "WinogradGeometry: input \(height)x\(width) with padding \(paddingHeight)x\(paddingWidth) is smaller than the 3x3 kernel")
@@ -44,10 +48,10 @@ public struct WinogradGeometry: Equatable, Sendable {
     public var outputHeight: Int { height + 2 * paddingHeight - 2 }
     /// `W + 2*padW - 2`.
     public var outputWidth: Int { width + 2 * paddingWidth - 2 }
-    /// `ceil(OH / 2)`.
-    public var tilesHigh: Int { (outputHeight + 1) / 2 }
-    /// `ceil(OW / 2)`.
-    public var tilesWide: Int { (outputWidth + 1) / 2 }
+    /// `ceil(OH / m)`.
+    public var tilesHigh: Int { (outputHeight + outputTile - 1) / outputTile }
+    /// `ceil(OW / m)`.
+    public var tilesWide: Int { (outputWidth + outputTile - 1) / outputTile }
     /// Tiles per sample and channel.
     public var tiles: Int { tilesHigh * tilesWide }
 }
@@ -142,6 +146,7 @@ extension Kernels {
     /// (see ``WinogradGeometry`` for the layout; `ld >= tileOffset + tiles`, `xiStride >= C * ld`).
     public static func winogradTransformInput(_ x: UnsafePointer<Float>, channels: Int, geometry g: WinogradGeometry,
                                               into v: UnsafeMutablePointer<Float>, tileOffset: Int, ld: Int, xiStride: Int) {
+        precondition(g.outputTile == 2, "winogradTransformInput: geometry has output tile \(g.outputTile), expected 2")
         let th = g.tilesHigh, tw = g.tilesWide, h = g.height, w = g.width
         let ph = g.paddingHeight, pw = g.paddingWidth
         // One zero-padded channel plane: input (y, x) at padded (y + ph, x + pw); tile row i reads
@@ -203,6 +208,7 @@ extension Kernels {
     /// (OVERWRITES `y`; positions past the output edge are dropped).
     public static func winogradTransformOutput(_ mm: UnsafePointer<Float>, tileOffset: Int, ld: Int, xiStride: Int,
                                                channels: Int, geometry g: WinogradGeometry, into y: UnsafeMutablePointer<Float>) {
+        precondition(g.outputTile == 2, "winogradTransformOutput: geometry has output tile \(g.outputTile), expected 2")
         let th = g.tilesHigh, tw = g.tilesWide, oh = g.outputHeight, ow = g.outputWidth
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 8 * tw + 2 * tw)
         defer { scratch.deallocate() }
@@ -265,6 +271,7 @@ extension Kernels {
     /// transform): `dY [Cout, OH, OW] => dM[xi][o][tileOffset + t]`.
     public static func winogradTransformGradOutput(_ dy: UnsafePointer<Float>, channels: Int, geometry g: WinogradGeometry,
                                                    into dm: UnsafeMutablePointer<Float>, tileOffset: Int, ld: Int, xiStride: Int) {
+        precondition(g.outputTile == 2, "winogradTransformGradOutput: geometry has output tile \(g.outputTile), expected 2")
         let th = g.tilesHigh, tw = g.tilesWide, oh = g.outputHeight, ow = g.outputWidth
         // Two output rows padded with zeros to 2 * tw (when OW is odd or a row is past the edge).
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 4 * tw)
@@ -348,6 +355,7 @@ extension Kernels {
     public static func winogradTransformGradInput(_ dv: UnsafePointer<Float>, tileOffset: Int, ld: Int, xiStride: Int,
                                                   channels: Int, geometry g: WinogradGeometry,
                                                   into gradInput: UnsafeMutablePointer<Float>) {
+        precondition(g.outputTile == 2, "winogradTransformGradInput: geometry has output tile \(g.outputTile), expected 2")
         let th = g.tilesHigh, tw = g.tilesWide, h = g.height, w = g.width
         let ph = g.paddingHeight, pw = g.paddingWidth
         let pwidth = 2 * tw + 2

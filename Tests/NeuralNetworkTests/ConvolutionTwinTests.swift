@@ -75,6 +75,7 @@ final class ConvolutionTwinTests: XCTestCase {
             WCase(input: [1, 2, 5, 36], outChannels: 2, padding: (0, 0), bias: false, targetTiles: 512),
             WCase(input: [1, 2, 4, 25], outChannels: 2, padding: (1, 1), bias: true, targetTiles: 512),
         ]
+        for algorithm in [Conv2d.Algorithm.winograd2, .winograd4] {
         for (i, c) in wcases.enumerated() {
             var rng = RandomStream(seed: UInt64(400 + i))
             let padded = Conv2d(inChannels: c.input[1], outChannels: c.outChannels, kernelSize: (3, 3), stride: (1, 1),
@@ -85,25 +86,26 @@ final class ConvolutionTwinTests: XCTestCase {
                            "case \(i): automatic choice")
             padded.algorithm = .im2col
             XCTAssertFalse(padded.usesWinograd)
-            padded.algorithm = .winograd
-            XCTAssertTrue(padded.usesWinograd)
+            padded.algorithm = algorithm
+            XCTAssertEqual(padded.winogradTile, algorithm == .winograd2 ? 2 : 4)
             padded.targetTiles = c.targetTiles
             let x = randomTensor(c.input, seed: UInt64(500 + i))
             let y = padded.forward(x, context: ForwardContext(mode: .train))
             let ref = NaiveKernels.conv2d(x, weight: padded.weight.value, bias: padded.bias?.value, stride: (1, 1), padding: c.padding)
             XCTAssertEqual(y.shape, ref.shape, "case \(i)")
-            assertClose(y, ref, absolute: 1e-5, relative: 1e-4, "winograd forward case \(i)")
+            assertClose(y, ref, absolute: 1e-5, relative: 1e-4, "\(algorithm) forward case \(i)")
             let gy = randomTensor(y.shape, seed: UInt64(600 + i))
             padded.weight.grad = Tensor(shape: padded.weight.shape, filledWith: 0.5)
             let gx = padded.backward(gy)
             let refGrads = NaiveKernels.conv2dBackward(x, weight: padded.weight.value, gradOutput: gy, stride: (1, 1),
                                                        padding: c.padding)
-            assertClose(gx, refGrads.gradInput, absolute: 1e-5, relative: 1e-4, "winograd backward data case \(i)")
+            assertClose(gx, refGrads.gradInput, absolute: 1e-5, relative: 1e-4, "\(algorithm) backward data case \(i)")
             assertClose(padded.weight.grad, refGrads.gradWeight + Tensor(shape: padded.weight.shape, filledWith: 0.5),
-                        absolute: 1e-4, relative: 1e-4, "winograd backward weight case \(i)")
+                        absolute: 1e-4, relative: 1e-4, "\(algorithm) backward weight case \(i)")
             if let bias = padded.bias {
                 assertClose(bias.grad, refGrads.gradBias, absolute: 1e-4, relative: 1e-4, "winograd backward bias case \(i)")
             }
+        }
         }
     }
 
@@ -111,7 +113,7 @@ final class ConvolutionTwinTests: XCTestCase {
     /// Winograd as with im2col.
     func testWinogradWithWeightMaskMatchesIm2col() {
         var results: [[Tensor]] = []
-        for algorithm in [Conv2d.Algorithm.im2col, .winograd] {
+        for algorithm in [Conv2d.Algorithm.im2col, .winograd2, .winograd4] {
             var rng = RandomStream(seed: 77)
             let conv = Conv2d(inChannels: 5, outChannels: 6, kernelSize: 3, padding: 1, bias: false, rng: &rng)
             conv.algorithm = algorithm
@@ -124,10 +126,12 @@ final class ConvolutionTwinTests: XCTestCase {
             let gx = conv.backward(randomTensor(y.shape, seed: 79))
             results.append([y, gx, conv.weight.grad, conv.weightMaskGradient!])
         }
-        for (k, name) in ["output", "input gradient", "weight gradient", "mask gradient"].enumerated() {
-            assertClose(results[1][k], results[0][k], absolute: 1e-5, relative: 1e-4, name)
+        for variant in 1...2 {
+            for (k, name) in ["output", "input gradient", "weight gradient", "mask gradient"].enumerated() {
+                assertClose(results[variant][k], results[0][k], absolute: 1e-5, relative: 1e-4, "variant \(variant): \(name)")
+            }
+            XCTAssertGreaterThan(results[variant][3].maxAbs(), 0, "mask gradient is non-trivial")
         }
-        XCTAssertGreaterThan(results[1][3].maxAbs(), 0, "mask gradient is non-trivial")
     }
 
     func testBatchOfZeroSamples() {

@@ -57,6 +57,14 @@ final class LayerGradientTests: XCTestCase {
         let pointwise = Conv2d(inChannels: 3, outChannels: 2, kernelSize: 1, rng: &rng)
         pointwise.targetColumns = 1  // one sample per chunk: the copy-free 1x1 path
         checkGradients(pointwise, input: randomTensor([2, 3, 3, 3], seed: 4))
+        // Winograd F(2x2, 3x3): odd output size (ragged tiles), two samples in separate chunks.
+        for algorithm in [Conv2d.Algorithm.winograd2, .winograd4] {
+            let winograd = Conv2d(inChannels: 2, outChannels: 3, kernelSize: 3, padding: 1, rng: &rng)
+            winograd.algorithm = algorithm
+            winograd.targetTiles = 1
+            XCTAssertTrue(winograd.usesWinograd)
+            checkGradients(winograd, input: randomTensor([2, 2, 7, 5], seed: 8))
+        }
     }
 
     func testLinearGradients() {
