@@ -1,3 +1,4 @@
+import Foundation
 import NeuralNetwork
 import TensorCore
 import TestSupport
@@ -106,6 +107,41 @@ final class ConvolutionTwinTests: XCTestCase {
                 assertClose(bias.grad, refGrads.gradBias, absolute: 1e-4, relative: 1e-4, "winograd backward bias case \(i)")
             }
         }
+        }
+    }
+
+    /// Rounding error against the Double reference on a WRN-like layer (64 -> 64 channels,
+    /// 16x16, inputs N(0, 1), PyTorch default weights): relative RMS error of the output, input
+    /// gradient and weight gradient per algorithm. Winograd's transforms add error (F(4x4) more
+    /// than F(2x2)), but it must stay within a small multiple of im2col's and far below the
+    /// 1e-3 that would be visible in training.
+    func testWinogradRoundingErrorIsBounded() {
+        func relativeRMS(_ a: Tensor, _ ref: Tensor) -> Double {
+            var num = 0.0, den = 0.0
+            for (x, r) in zip(a.scalars, ref.scalars) { num += Double(x - r) * Double(x - r); den += Double(r) * Double(r) }
+            return (num / den).squareRoot()
+        }
+        let x = randomTensor([2, 64, 16, 16], seed: 901)
+        var errors: [Conv2d.Algorithm: [Double]] = [:]
+        for algorithm in [Conv2d.Algorithm.im2col, .winograd2, .winograd4] {
+            var rng = RandomStream(seed: 900)
+            let conv = Conv2d(inChannels: 64, outChannels: 64, kernelSize: 3, padding: 1, bias: false, rng: &rng)
+            conv.algorithm = algorithm
+            let y = conv.forward(x, context: ForwardContext(mode: .train))
+            let gy = randomTensor(y.shape, seed: 902)
+            let gx = conv.backward(gy)
+            let ref = NaiveKernels.conv2d(x, weight: conv.weight.value, bias: nil, stride: (1, 1), padding: (1, 1))
+            let refGrads = NaiveKernels.conv2dBackward(x, weight: conv.weight.value, gradOutput: gy, stride: (1, 1), padding: (1, 1))
+            errors[algorithm] = [relativeRMS(y, ref), relativeRMS(gx, refGrads.gradInput), relativeRMS(conv.weight.grad, refGrads.gradWeight)]
+        }
+        print("relative RMS error (output, input gradient, weight gradient):", errors.sorted { $0.key.rawValue < $1.key.rawValue }
+            .map { "\($0.key.rawValue) \($0.value.map { String(format: "%.2e", $0) })" }.joined(separator: "; "))
+        for algorithm in [Conv2d.Algorithm.winograd2, .winograd4] {
+            for k in 0..<3 {
+                let e = errors[algorithm]![k], base = errors[.im2col]![k]
+                XCTAssertLessThan(e, 1e-5, "\(algorithm) quantity \(k)")
+                XCTAssertLessThan(e, 30 * Swift.max(base, 1e-8), "\(algorithm) quantity \(k) vs im2col \(base)")
+            }
         }
     }
 
