@@ -65,11 +65,39 @@ public final class Conv2d: Layer {
     }
 
     /// The default `algorithm` of new layers: `UMTRAIN_CONV_ALGORITHM` if set to a valid name,
-    /// else `.automatic`.
+    /// else `.automatic` (an invalid value is reported by `environmentProblem`).
     public static let defaultAlgorithm: Algorithm = {
         guard let raw = getenv("UMTRAIN_CONV_ALGORITHM") else { return .automatic }
         return Algorithm(rawValue: String(cString: raw)) ?? .automatic
     }()
+
+    /// A message when `UMTRAIN_CONV_ALGORITHM` is set to something other than an algorithm
+    /// name (the CLI refuses to start), else nil.
+    public static var environmentProblem: String? {
+        guard let raw = getenv("UMTRAIN_CONV_ALGORITHM") else { return nil }
+        let value = String(cString: raw)
+        if Algorithm(rawValue: value) != nil { return nil }
+        return "UMTRAIN_CONV_ALGORITHM is '\(value)'; expected one of "
+            + Algorithm.allCases.map(\.rawValue).joined(separator: ", ") + ". Hint: unset it for the automatic choice."
+    }
+
+    /// One line for run headers: the default algorithm and what it means.
+    public static var defaultAlgorithmDescription: String {
+        let source = getenv("UMTRAIN_CONV_ALGORITHM") == nil ? "" : " (UMTRAIN_CONV_ALGORITHM)"
+        switch defaultAlgorithm {
+        case .automatic:
+            return "auto: Winograd F(\(automaticWinogradTile)x\(automaticWinogradTile),3x3) for 3x3 stride-1 layers with "
+                + ">= \(winogradMinimumChannels) channels in and out, im2col + sgemm otherwise" + source
+        case .im2col: return "im2col + sgemm for every layer" + source
+        case .winograd2: return "Winograd F(2x2,3x3) for every 3x3 stride-1 layer, im2col + sgemm otherwise" + source
+        case .winograd4: return "Winograd F(4x4,3x3) for every 3x3 stride-1 layer, im2col + sgemm otherwise" + source
+        }
+    }
+
+    /// What this layer runs: `"winograd F(4x4,3x3)"`, `"winograd F(2x2,3x3)"` or `"im2col"`.
+    public var algorithmInUse: String {
+        winogradTile.map { "winograd F(\($0)x\($0),3x3)" } ?? "im2col"
+    }
 
     /// `.automatic` uses Winograd only when input and output channels are both at least this.
     public static let winogradMinimumChannels = 8

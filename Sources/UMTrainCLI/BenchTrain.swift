@@ -220,10 +220,12 @@ struct BenchTrain: ParsableCommand {
                 }
                 let gemmGF = 2 * Double(g.macs) / median(times) / 1e9
                 let perRankTrain = trainGF / Double(rt.worldSize)
-                var line = "sgemm:     \(fmt(gemmGF, 2)) GFLOP/s per rank on the largest conv GEMM (\(g.layer): M=\(g.m) N=\(g.n) K=\(g.k)); "
+                var line = "sgemm:     \(fmt(gemmGF, 2)) GFLOP/s per rank on the largest conv's im2col GEMM (\(g.layer): M=\(g.m) N=\(g.n) K=\(g.k)); "
                     + "train/sgemm \(fmt(perRankTrain / gemmGF, 2))"
                 if !noInference { line += ", inference/sgemm \(fmt(inferGF / Double(rt.worldSize) / gemmGF, 2))" }
                 rt.log(line)
+                rt.log("           conv layers: \(info.algorithmCounts) (GFLOP/s count direct-convolution MACs, so "
+                       + "Winograd layers can exceed the sgemm rate)")
             }
         }
     }

@@ -63,6 +63,8 @@ struct ModelOptions: ParsableArguments {
 struct ConvGemmShape: Equatable {
     let layer: String
     let m, n, k: Int
+    /// What the layer runs (`Conv2d.algorithmInUse`); the shape is the im2col GEMM either way.
+    var algorithm = "im2col"
     /// `m * n * k` multiply-accumulates of one GEMM call.
     var macs: Int { m * n * k }
 }
@@ -106,7 +108,7 @@ struct ModelInfoReport {
             let byTarget = max(1, c.targetColumns / max(plane, 1))
             let byMemory = max(1, c.maxColumnFloats / max(rows * plane, 1))
             let chunk = max(1, min(gemmBatch, byTarget, byMemory))
-            return ConvGemmShape(layer: name, m: c.outChannels, n: chunk * plane, k: rows)
+            return ConvGemmShape(layer: name, m: c.outChannels, n: chunk * plane, k: rows, algorithm: c.algorithmInUse)
         }
         let floats = model.stateEntries().reduce(0) { acc, e in
             if case .float(let p) = e.entry { return acc + p.count } else { return acc }
@@ -114,6 +116,14 @@ struct ModelInfoReport {
         return ModelInfoReport(section: section, trainableParameters: model.trainableParameterCount, floatStateScalars: floats,
                                int64Buffers: model.int64Buffers.count, forwardMACsPerImage: macs, convLayers: convs.count,
                                linearLayers: linears, convGemms: gemms)
+    }
+
+    /// `"12 winograd F(4x4,3x3), 3 im2col"`: conv layers per algorithm, most used first.
+    var algorithmCounts: String {
+        var counts: [String: Int] = [:]
+        for g in convGemms { counts[g.algorithm, default: 0] += 1 }
+        return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+            .map { "\($0.value) \($0.key)" }.joined(separator: ", ")
     }
 
     /// The conv GEMM with the most multiply-accumulates per call (first one on ties).
@@ -181,12 +191,13 @@ struct ModelInfoCommand: ParsableCommand {
         print("  forward FLOPs per image:       \(fmt(2 * Double(r.forwardMACsPerImage) / 1e9, 3)) GFLOP (2 x MACs); "
               + "training about \(fmt(6 * Double(r.forwardMACsPerImage) / 1e9, 3)) GFLOP (3 x forward)")
         if let g = r.largestConvGemm {
-            print("  largest conv GEMM at batch \(gemmBatch): \(g.layer) M=\(g.m) N=\(g.n) K=\(g.k)")
+            print("  largest conv GEMM at batch \(gemmBatch): \(g.layer) M=\(g.m) N=\(g.n) K=\(g.k) (im2col shape)")
         }
+        print("  conv algorithms: \(r.algorithmCounts); default \(Conv2d.defaultAlgorithmDescription)")
         if gemms {
             print("  conv GEMMs at batch \(gemmBatch) (per chunk):")
             for g in r.convGemms {
-                print("    \(g.layer.padding(toLength: 36, withPad: " ", startingAt: 0)) M=\(g.m) N=\(g.n) K=\(g.k)")
+                print("    \(g.layer.padding(toLength: 36, withPad: " ", startingAt: 0)) M=\(g.m) N=\(g.n) K=\(g.k)  \(g.algorithm)")
             }
         }
     }

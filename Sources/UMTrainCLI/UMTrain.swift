@@ -1,4 +1,5 @@
 import ArgumentParser
+import NeuralNetwork
 import Distributed
 import Foundation
 import TensorCore
@@ -85,6 +86,7 @@ public final class Runtime {
 
     /// Creates the communicator and configures BLAS threads.
     public static func start(_ options: RuntimeOptions) throws -> Runtime {
+        if let problem = Conv2d.environmentProblem { throw ValidationError(problem) }
         let threads = BLASKernel.configureThreads(requested: options.blasThreads)
         let useMPI: Bool
         switch options.comm {
@@ -130,6 +132,7 @@ public final class Runtime {
           mpi: \(mpi)
           openblas: \(BLASKernel.config)
           blas kernel: \(BLASKernel.statusLine()), \(blasThreads) thread(s) per rank
+          conv: \(Conv2d.defaultAlgorithmDescription)
           malloc: \(AllocatorTuning.describe(environment: ProcessInfo.processInfo.environment))
         """
     }
