@@ -180,20 +180,26 @@ final class ConvolutionTwinTests: XCTestCase {
     }
 
     func testInputGradientOnlyModeLeavesParameterGradientsUntouched() {
-        var rng = RandomStream(seed: 2)
-        let model = Sequential([
-            Conv2d(inChannels: 1, outChannels: 2, kernelSize: 3, padding: 1, rng: &rng),
-            BatchNorm2d(numFeatures: 2), ReLU(), GlobalAvgPool2d(),
-            Linear(inFeatures: 2, outFeatures: 3, rng: &rng),
-        ])
-        for p in model.parameters { p.grad = Tensor(shape: p.shape, filledWith: 0.25) }
-        let x = randomTensor([2, 1, 4, 4], seed: 3)
-        let y = model.forward(x, context: .eval)
-        let gx = model.backward(randomTensor(y.shape, seed: 4))
-        XCTAssertEqual(gx.shape, x.shape)
-        XCTAssertGreaterThan(gx.maxAbs(), 0, "the input gradient is computed")
-        for p in model.parameters {
-            XCTAssertEqual(p.grad.scalars, [Float](repeating: 0.25, count: p.count), "\(p.name) must be untouched")
+        // An im2col conv and a Winograd conv (F(2x2) and F(4x4)).
+        for algorithm in [Conv2d.Algorithm.winograd2, .winograd4] {
+            var rng = RandomStream(seed: 2)
+            let winograd = Conv2d(inChannels: 2, outChannels: 2, kernelSize: 3, padding: 1, rng: &rng)
+            winograd.algorithm = algorithm
+            let model = Sequential([
+                Conv2d(inChannels: 1, outChannels: 2, kernelSize: 3, padding: 1, rng: &rng),
+                winograd,
+                BatchNorm2d(numFeatures: 2), ReLU(), GlobalAvgPool2d(),
+                Linear(inFeatures: 2, outFeatures: 3, rng: &rng),
+            ])
+            for p in model.parameters { p.grad = Tensor(shape: p.shape, filledWith: 0.25) }
+            let x = randomTensor([2, 1, 4, 4], seed: 3)
+            let y = model.forward(x, context: .eval)
+            let gx = model.backward(randomTensor(y.shape, seed: 4))
+            XCTAssertEqual(gx.shape, x.shape)
+            XCTAssertGreaterThan(gx.maxAbs(), 0, "the input gradient is computed")
+            for p in model.parameters {
+                XCTAssertEqual(p.grad.scalars, [Float](repeating: 0.25, count: p.count), "\(algorithm): \(p.name) must be untouched")
+            }
         }
     }
 
