@@ -1,3 +1,4 @@
+import NeuralNetwork
 import Distributed
 import Foundation
 import TensorCore
@@ -70,6 +71,7 @@ public enum Provenance {
             "openblas_config": BLASKernel.config,
             "blas_kernel": BLASKernel.statusLine(),
             "blas_threads_per_rank": blasThreads,
+            "conv_algorithm": Conv2d.defaultAlgorithmDescription,
             "world_size": comm.worldSize,
             "rank_hosts": hosts,
             "seed": config.seed,
@@ -78,6 +80,7 @@ public enum Provenance {
         ]
         r["environment"] = ProcessInfo.processInfo.environment.filter {
             $0.key.hasPrefix("OPENBLAS_") || $0.key.hasPrefix("OMPI_MCA_") || $0.key.hasPrefix("SLURM_JOB")
+                || $0.key.hasPrefix("UMTRAIN_")
         }
         return r
     }
