@@ -132,6 +132,8 @@ public final class Conv2d: Layer {
     /// Multiply-accumulates of the last forward, whole batch:
     /// `N * Cout * OH * OW * Cin * KH * KW` (bias additions not counted).
     public private(set) var lastForwardMACs = 0
+    /// Input shape `[N, Cin, H, W]` of the last forward (nil before the first).
+    public private(set) var lastInputShape: [Int]?
 
     private var input: Tensor?
     private var usedWeight: Tensor?
@@ -218,6 +220,7 @@ public final class Conv2d: Layer {
         let (n, c, h, w) = expectRank4(x, "Conv2d")
         precondition(c == inChannels, "Conv2d: expected \(inChannels) input channels, got input \(x.shape)")
         input = x
+        lastInputShape = x.shape
         accumulate = context.computeParameterGradients
         let g = geometry(h, w)
         let p = g.outputPlane, rows = g.columnRows, o = outChannels

@@ -7,8 +7,8 @@ import TensorCore
 /// `umtrain bench …`: throughput figures, printed as medians over repeats.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks: communication (comm), BLAS (gemm), model training/inference (train) and the data loader (data). Figures are medians over repeats.",
-        subcommands: [BenchComm.self, BenchGemm.self, BenchTrain.self, BenchData.self]
+        abstract: "Benchmarks: communication (comm), BLAS (gemm), model training/inference (train), each conv layer against sgemm (conv) and the data loader (data). Figures are medians over repeats.",
+        subcommands: [BenchComm.self, BenchGemm.self, BenchTrain.self, BenchConv.self, BenchData.self]
     )
 }
 
