@@ -56,7 +56,9 @@ public enum Initializers {
 /// input tile, so an outlier of size S perturbs the outputs next to it (outside its 3x3 reach)
 /// by about 7e-8 * S (measured: S = 1e3 -> 9e-5, S = 1e4 -> 7e-4 on O(1) outputs); (2) a NaN or
 /// infinite input or output gradient makes whole tiles NaN (up to 8x8 outputs for F(4x4)
-/// instead of 3x3, and an infinity becomes NaN), never crossing into other samples.
+/// instead of 3x3, and an infinity becomes NaN), never crossing into other samples; (3) the
+/// F(4x4) input transform grows values up to 100x, so inputs above about 1e36 overflow to NaN
+/// where im2col and F(2x2) stay finite (measured at 1e37).
 public final class Conv2d: Layer {
     /// How a convolution is computed.
     public enum Algorithm: String, Sendable, CaseIterable {
