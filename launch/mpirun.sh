@@ -8,7 +8,7 @@
 #  - a container-safe shared-memory setting: when CAP_SYS_PTRACE is missing (typical in
 #    Docker/Kubernetes), vader's single-copy CMA fails with "Read -1", so it is disabled;
 #  - one OpenBLAS thread per rank unless OPENBLAS_NUM_THREADS is set, exported (-x) to
-#    every rank along with OPENBLAS_CORETYPE if set;
+#    every rank along with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE and every UMTRAIN_* variable if set;
 #  - pass-through of --hostfile/-H and every other mpirun option for several nodes.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -39,6 +39,10 @@ fi
 extra=(-x OPENBLAS_NUM_THREADS)
 [ -n "${OPENBLAS_CORETYPE+x}" ] && extra+=(-x OPENBLAS_CORETYPE)
 [ -n "${OPENBLAS_L2_SIZE+x}" ] && extra+=(-x OPENBLAS_L2_SIZE)
+# UMTRAIN_* settings (UMTRAIN_CONV_ALGORITHM, UMTRAIN_MALLOC, ...) must reach ranks on other hosts too.
+while IFS='=' read -r name _; do
+  case "$name" in UMTRAIN_*) extra+=(-x "$name") ;; esac
+done < <(env)
 cores=$(nproc)
 if [ -n "$np" ] && [ "$multi_node" = 0 ] && [ "$np" -gt "$cores" ]; then
   extra+=(--oversubscribe --bind-to none)

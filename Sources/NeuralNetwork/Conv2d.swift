@@ -45,12 +45,20 @@ public enum Initializers {
 /// once), `dcols = W^T x dY`, then col2im, which overwrites `gradInput` (no zero-fill).
 /// `targetColumns` 1024 was the fastest of 256-131072 measured (2026-11-30, docs/performance.md).
 ///
-/// 3x3 convolutions with stride 1 can instead run Winograd F(2x2, 3x3) (Lavin & Gray 2016; see
-/// `WinogradGeometry`): 16 GEMMs over the channels with 2.25x fewer multiplies, in forward and
-/// in both backward products. `algorithm` chooses (`.automatic`: Winograd when both channel
-/// counts are at least `winogradMinimumChannels`); the environment variable
-/// `UMTRAIN_CONV_ALGORITHM=auto|im2col|winograd` sets the default for every new layer. The
-/// results agree with im2col up to float rounding (the naive-twin tests cover both).
+/// 3x3 convolutions with stride 1 can instead run Winograd (Lavin & Gray 2016; see
+/// `WinogradGeometry`), in forward and in both backward products: F(4x4, 3x3) (36 GEMMs over
+/// the channels, 4x fewer multiplies) or F(2x2, 3x3) (16 GEMMs, 2.25x fewer). `algorithm`
+/// chooses (`.automatic`: F(4x4, 3x3) when both channel counts are at least
+/// `winogradMinimumChannels`); the environment variable
+/// `UMTRAIN_CONV_ALGORITHM=auto|im2col|winograd2|winograd4` sets the default for every new layer.
+/// The results agree with im2col up to float rounding (the naive-twin tests cover both), with
+/// two differences: (1) the F(4x4) error is relative to the largest activation of each 6x6
+/// input tile, so an outlier of size S perturbs the outputs next to it (outside its 3x3 reach)
+/// by about 7e-8 * S (measured: S = 1e3 -> 9e-5, S = 1e4 -> 7e-4 on O(1) outputs); (2) a NaN or
+/// infinite input or output gradient makes whole tiles NaN (up to 8x8 outputs for F(4x4)
+/// instead of 3x3, and an infinity becomes NaN), never crossing into other samples; (3) the
+/// F(4x4) input transform grows values up to 100x, so inputs above about 1e36 overflow to NaN
+/// where im2col and F(2x2) stay finite (measured at 1e37).
 public final class Conv2d: Layer {
     /// How a convolution is computed.
     public enum Algorithm: String, Sendable, CaseIterable {

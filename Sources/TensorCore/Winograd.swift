@@ -54,6 +54,14 @@ public struct WinogradGeometry: Equatable, Sendable {
     public var tilesWide: Int { (outputWidth + outputTile - 1) / outputTile }
     /// Tiles per sample and channel.
     public var tiles: Int { tilesHigh * tilesWide }
+
+    /// Precondition of every transform: one sample's tiles `tileOffset ..< tileOffset + tiles`
+    /// fit in a row of `ld` floats and `channels` rows fit in one `xiStride` plane.
+    @inline(__always)
+    func checkTransformLayout(_ function: StaticString, channels: Int, tileOffset: Int, ld: Int, xiStride: Int) {
+        precondition(channels >= 0 && tileOffset >= 0 && ld >= tileOffset + tiles && xiStride >= channels * ld,
+                     "\(function): tiles \(tileOffset) ..< \(tileOffset + tiles) of a \(height)x\(width) plane (padding \(paddingHeight)x\(paddingWidth), output tile \(outputTile)) must fit ld \(ld), and \(channels) channels x ld \(ld) must fit xiStride \(xiStride)")
+    }
 }
 
 /// Unaligned SIMD loads and stores for the Winograd transforms.
@@ -147,6 +155,7 @@ extension Kernels {
     public static func winogradTransformInput(_ x: UnsafePointer<Float>, channels: Int, geometry g: WinogradGeometry,
                                               into v: UnsafeMutablePointer<Float>, tileOffset: Int, ld: Int, xiStride: Int) {
         precondition(g.outputTile == 2, "winogradTransformInput: geometry has output tile \(g.outputTile), expected 2")
+        g.checkTransformLayout("winogradTransformInput", channels: channels, tileOffset: tileOffset, ld: ld, xiStride: xiStride)
         let th = g.tilesHigh, tw = g.tilesWide, h = g.height, w = g.width
         let ph = g.paddingHeight, pw = g.paddingWidth
         // One zero-padded channel plane: input (y, x) at padded (y + ph, x + pw); tile row i reads
@@ -209,6 +218,7 @@ extension Kernels {
     public static func winogradTransformOutput(_ mm: UnsafePointer<Float>, tileOffset: Int, ld: Int, xiStride: Int,
                                                channels: Int, geometry g: WinogradGeometry, into y: UnsafeMutablePointer<Float>) {
         precondition(g.outputTile == 2, "winogradTransformOutput: geometry has output tile \(g.outputTile), expected 2")
+        g.checkTransformLayout("winogradTransformOutput", channels: channels, tileOffset: tileOffset, ld: ld, xiStride: xiStride)
         let th = g.tilesHigh, tw = g.tilesWide, oh = g.outputHeight, ow = g.outputWidth
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 8 * tw + 2 * tw)
         defer { scratch.deallocate() }
@@ -272,6 +282,7 @@ extension Kernels {
     public static func winogradTransformGradOutput(_ dy: UnsafePointer<Float>, channels: Int, geometry g: WinogradGeometry,
                                                    into dm: UnsafeMutablePointer<Float>, tileOffset: Int, ld: Int, xiStride: Int) {
         precondition(g.outputTile == 2, "winogradTransformGradOutput: geometry has output tile \(g.outputTile), expected 2")
+        g.checkTransformLayout("winogradTransformGradOutput", channels: channels, tileOffset: tileOffset, ld: ld, xiStride: xiStride)
         let th = g.tilesHigh, tw = g.tilesWide, oh = g.outputHeight, ow = g.outputWidth
         // Two output rows padded with zeros to 2 * tw (when OW is odd or a row is past the edge).
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 4 * tw)
@@ -356,6 +367,7 @@ extension Kernels {
                                                   channels: Int, geometry g: WinogradGeometry,
                                                   into gradInput: UnsafeMutablePointer<Float>) {
         precondition(g.outputTile == 2, "winogradTransformGradInput: geometry has output tile \(g.outputTile), expected 2")
+        g.checkTransformLayout("winogradTransformGradInput", channels: channels, tileOffset: tileOffset, ld: ld, xiStride: xiStride)
         let th = g.tilesHigh, tw = g.tilesWide, h = g.height, w = g.width
         let ph = g.paddingHeight, pw = g.paddingWidth
         let pwidth = 2 * tw + 2

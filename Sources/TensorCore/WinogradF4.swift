@@ -158,6 +158,7 @@ extension Kernels {
     public static func winograd4TransformInput(_ x: UnsafePointer<Float>, channels: Int, geometry g: WinogradGeometry,
                                                into v: UnsafeMutablePointer<Float>, tileOffset: Int, ld: Int, xiStride: Int) {
         precondition(g.outputTile == 4, "winograd4TransformInput: geometry has output tile \(g.outputTile), expected 4")
+        g.checkTransformLayout("winograd4TransformInput", channels: channels, tileOffset: tileOffset, ld: ld, xiStride: xiStride)
         let th = g.tilesHigh, tw = g.tilesWide, h = g.height, w = g.width
         let ph = g.paddingHeight, pw = g.paddingWidth
         // Zero-padded plane; rows are 4 * tw + 8 floats so the 32-float loads at 4j + 4 stay inside.
@@ -212,6 +213,7 @@ extension Kernels {
     public static func winograd4TransformOutput(_ mm: UnsafePointer<Float>, tileOffset: Int, ld: Int, xiStride: Int,
                                                 channels: Int, geometry g: WinogradGeometry, into y: UnsafeMutablePointer<Float>) {
         precondition(g.outputTile == 4, "winograd4TransformOutput: geometry has output tile \(g.outputTile), expected 4")
+        g.checkTransformLayout("winograd4TransformOutput", channels: channels, tileOffset: tileOffset, ld: ld, xiStride: xiStride)
         let th = g.tilesHigh, tw = g.tilesWide, oh = g.outputHeight, ow = g.outputWidth
         let direct = 4 * tw == ow
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 4 * 4 * tw)
@@ -260,6 +262,7 @@ extension Kernels {
     public static func winograd4TransformGradOutput(_ dy: UnsafePointer<Float>, channels: Int, geometry g: WinogradGeometry,
                                                     into dm: UnsafeMutablePointer<Float>, tileOffset: Int, ld: Int, xiStride: Int) {
         precondition(g.outputTile == 4, "winograd4TransformGradOutput: geometry has output tile \(g.outputTile), expected 4")
+        g.checkTransformLayout("winograd4TransformGradOutput", channels: channels, tileOffset: tileOffset, ld: ld, xiStride: xiStride)
         let th = g.tilesHigh, tw = g.tilesWide, oh = g.outputHeight, ow = g.outputWidth
         let direct = 4 * tw == ow
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 4 * 4 * tw)
@@ -318,6 +321,7 @@ extension Kernels {
                                                    channels: Int, geometry g: WinogradGeometry,
                                                    into gradInput: UnsafeMutablePointer<Float>) {
         precondition(g.outputTile == 4, "winograd4TransformGradInput: geometry has output tile \(g.outputTile), expected 4")
+        g.checkTransformLayout("winograd4TransformGradInput", channels: channels, tileOffset: tileOffset, ld: ld, xiStride: xiStride)
         let th = g.tilesHigh, tw = g.tilesWide, h = g.height, w = g.width
         let ph = g.paddingHeight, pw = g.paddingWidth
         let pwidth = 4 * tw + 2
