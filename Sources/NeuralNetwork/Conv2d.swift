@@ -52,7 +52,7 @@ public enum Initializers {
 /// `winogradMinimumChannels`); the environment variable
 /// `UMTRAIN_CONV_ALGORITHM=auto|im2col|winograd2|winograd4` sets the default for every new layer.
 /// The results agree with im2col up to float rounding (the naive-twin tests cover both), with
-/// two differences: (1) the F(4x4) error is relative to the largest activation of each 6x6
+/// three differences: (1) the F(4x4) error is relative to the largest activation of each 6x6
 /// input tile, so an outlier of size S perturbs the outputs next to it (outside its 3x3 reach)
 /// by about 7e-8 * S (measured: S = 1e3 -> 9e-5, S = 1e4 -> 7e-4 on O(1) outputs); (2) a NaN or
 /// infinite input or output gradient makes whole tiles NaN (up to 8x8 outputs for F(4x4)
