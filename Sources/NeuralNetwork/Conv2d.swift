@@ -325,35 +325,91 @@ public final class Conv2d: Layer {
         (floats + 15) / 16 * 16 + 16
     }
 
+    /// The kernels of one Winograd variant, F(2x2, 3x3) or F(4x4, 3x3) (see `Kernels.winograd*`
+    /// and `Kernels.winograd4*`; same argument order, unlabeled here).
+    struct WinogradKernels {
+        typealias WeightTransform = (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void
+        typealias ToDomain = (UnsafePointer<Float>, Int, WinogradGeometry, UnsafeMutablePointer<Float>, Int, Int, Int) -> Void
+        typealias FromDomain = (UnsafePointer<Float>, Int, Int, Int, Int, WinogradGeometry, UnsafeMutablePointer<Float>) -> Void
+        /// Transform-domain positions (`(m + 2)^2`).
+        let planes: Int
+        let transformWeights: WeightTransform
+        let accumulateWeightGradient: WeightTransform
+        let transformInput: ToDomain
+        let transformGradOutput: ToDomain
+        let transformOutput: FromDomain
+        let transformGradInput: FromDomain
+
+        init(outputTile: Int) {
+            if outputTile == 4 {
+                planes = 36
+                transformWeights = Kernels.winograd4TransformWeights
+                accumulateWeightGradient = Kernels.winograd4AccumulateWeightGradient
+                transformInput = Kernels.winograd4TransformInput
+                transformGradOutput = Kernels.winograd4TransformGradOutput
+                transformOutput = Kernels.winograd4TransformOutput
+                transformGradInput = Kernels.winograd4TransformGradInput
+            } else {
+                planes = 16
+                transformWeights = Kernels.winogradTransformWeights
+                accumulateWeightGradient = Kernels.winogradAccumulateWeightGradient
+                transformInput = Kernels.winogradTransformInput
+                transformGradOutput = Kernels.winogradTransformGradOutput
+                transformOutput = Kernels.winogradTransformOutput
+                transformGradInput = Kernels.winogradTransformGradInput
+            }
+        }
+    }
+
+    /// What every Winograd pass over `x` needs: geometry, kernels, chunking, and `U = G w G^T`
+    /// in the `winogradWeights` scratch.
+    private struct WinogradPlan {
+        let geometry: WinogradGeometry
+        let kernels: WinogradKernels
+        let batch, inChannels, outChannels, tiles, sampleIn, sampleOut, chunk: Int
+        let u: UnsafeMutablePointer<Float>
+    }
+
+    private func winogradPlan(_ x: Tensor, weight: Tensor) -> WinogradPlan {
+        let wg = winogradGeometry(x.shape[2], x.shape[3])
+        let kernels = WinogradKernels(outputTile: wg.outputTile)
+        let c = x.shape[1], o = outChannels
+        let u = winogradWeights.reserve(kernels.planes * o * c)
+        weight.withUnsafeBufferPointer { kernels.transformWeights($0.baseAddress!, o, c, u) }
+        return WinogradPlan(geometry: wg, kernels: kernels, batch: x.shape[0], inChannels: c, outChannels: o, tiles: wg.tiles,
+                            sampleIn: c * wg.height * wg.width, sampleOut: o * wg.outputHeight * wg.outputWidth,
+                            chunk: winogradChunk(batch: x.shape[0], tiles: wg.tiles), u: u)
+    }
+
+    /// Input transform of samples `start ..< start + b` into `v` (plane stride `vs`, `t = b * tiles` columns).
+    private func winogradTransformInputs(_ plan: WinogradPlan, _ xp: UnsafePointer<Float>, start: Int, count b: Int,
+                                         into v: UnsafeMutablePointer<Float>, planeStride vs: Int) {
+        for s in 0..<b {
+            plan.kernels.transformInput(xp + (start + s) * plan.sampleIn, plan.inChannels, plan.geometry, v,
+                                        s * plan.tiles, b * plan.tiles, vs)
+        }
+    }
+
     /// Winograd F(m x m, 3x3) forward (m = `winogradTile`): `y [N, Cout, OH, OW] = conv(x, weight)` (bias not added).
     func winogradForward(_ x: Tensor, weight: Tensor, into y: inout Tensor) {
-        let (n, c) = (x.shape[0], x.shape[1])
-        let wg = winogradGeometry(x.shape[2], x.shape[3])
-        let o = outChannels, tiles = wg.tiles, sampleIn = c * wg.height * wg.width, sampleOut = o * wg.outputHeight * wg.outputWidth
-        let chunk = winogradChunk(batch: n, tiles: tiles)
-        let f4 = wg.outputTile == 4, np = (wg.outputTile + 2) * (wg.outputTile + 2)
-        let u = winogradWeights.reserve(np * o * c)
-        weight.withUnsafeBufferPointer { f4 ? Kernels.winograd4TransformWeights($0.baseAddress!, outChannels: o, inChannels: c, into: u)
-                                               : Kernels.winogradTransformWeights($0.baseAddress!, outChannels: o, inChannels: c, into: u) }
+        let plan = winogradPlan(x, weight: weight)
+        let c = plan.inChannels, o = plan.outChannels, np = plan.kernels.planes, u = plan.u
         x.withUnsafeBufferPointer { xb in
             y.withUnsafeMutableBufferPointer { yb in
                 let xp = xb.baseAddress!, yp = yb.baseAddress!
                 var start = 0
-                while start < n {
-                    let b = Swift.min(chunk, n - start), t = b * tiles
+                while start < plan.batch {
+                    let b = Swift.min(plan.chunk, plan.batch - start), t = b * plan.tiles
                     let vs = Conv2d.winogradPlaneStride(c * t), ms = Conv2d.winogradPlaneStride(o * t)
                     let v = columns.reserve(np * vs), m = product.reserve(np * ms)
-                    for s in 0..<b {
-                        (f4 ? Kernels.winograd4TransformInput : Kernels.winogradTransformInput)(xp + (start + s) * sampleIn, c, wg, v,
-                                                       s * tiles, t, vs)
-                    }
+                    winogradTransformInputs(plan, xp, start: start, count: b, into: v, planeStride: vs)
+                    // M[xi] [Cout, T] = U[xi] [Cout, Cin] x V[xi] [Cin, T]
                     for xi in 0..<np {
                         Kernels.sgemm(transposeA: false, transposeB: false, m: o, n: t, k: c, alpha: 1,
                                       a: u + xi * o * c, lda: c, b: v + xi * vs, ldb: t, beta: 0, c: m + xi * ms, ldc: t)
                     }
                     for s in 0..<b {
-                        (f4 ? Kernels.winograd4TransformOutput : Kernels.winogradTransformOutput)(m, s * tiles, t, ms, o,
-                                                        wg, yp + (start + s) * sampleOut)
+                        plan.kernels.transformOutput(m, s * plan.tiles, t, ms, o, plan.geometry, yp + (start + s) * plan.sampleOut)
                     }
                     start += b
                 }
@@ -361,18 +417,12 @@ public final class Conv2d: Layer {
         }
     }
 
-    /// Winograd F(m x m, 3x3) backward: OVERWRITES `gradInput`; with `weightGrad`, ACCUMULATES
-    /// `dL/dweight` through it (called with a pointer to the `[Cout, Cin, 3, 3]` gradient).
+    /// Winograd F(m x m, 3x3) backward: OVERWRITES `gradInput`; with `wantWeight`, ACCUMULATES
+    /// `dL/dweight` through `weightGrad` (called with a pointer to the `[Cout, Cin, 3, 3]` gradient).
     func winogradBackward(_ x: Tensor, gradOutput: Tensor, weight: Tensor, gradInput: inout Tensor,
                           weightGrad: ((UnsafeMutablePointer<Float>) -> Void) -> Void, wantWeight: Bool) {
-        let (n, c) = (x.shape[0], x.shape[1])
-        let wg = winogradGeometry(x.shape[2], x.shape[3])
-        let o = outChannels, tiles = wg.tiles, sampleIn = c * wg.height * wg.width, sampleOut = o * wg.outputHeight * wg.outputWidth
-        let chunk = winogradChunk(batch: n, tiles: tiles)
-        let f4 = wg.outputTile == 4, np = (wg.outputTile + 2) * (wg.outputTile + 2)
-        let u = winogradWeights.reserve(np * o * c)
-        weight.withUnsafeBufferPointer { f4 ? Kernels.winograd4TransformWeights($0.baseAddress!, outChannels: o, inChannels: c, into: u)
-                                               : Kernels.winogradTransformWeights($0.baseAddress!, outChannels: o, inChannels: c, into: u) }
+        let plan = winogradPlan(x, weight: weight)
+        let c = plan.inChannels, o = plan.outChannels, np = plan.kernels.planes, u = plan.u
         let du = wantWeight ? weightGradScratch.reserve(np * o * c) : nil
         var touched = false
         x.withUnsafeBufferPointer { xb in
@@ -380,19 +430,15 @@ public final class Conv2d: Layer {
                 gradInput.withUnsafeMutableBufferPointer { gib in
                     let xp = xb.baseAddress!, gp = gb.baseAddress!, gip = gib.baseAddress!
                     var start = 0
-                    while start < n {
-                        let b = Swift.min(chunk, n - start), t = b * tiles
+                    while start < plan.batch {
+                        let b = Swift.min(plan.chunk, plan.batch - start), t = b * plan.tiles
                         let vs = Conv2d.winogradPlaneStride(c * t), ms = Conv2d.winogradPlaneStride(o * t)
                         let dm = product.reserve(np * ms), v = columns.reserve(np * vs)
                         for s in 0..<b {
-                            (f4 ? Kernels.winograd4TransformGradOutput : Kernels.winogradTransformGradOutput)(gp + (start + s) * sampleOut, o, wg, dm,
-                                                                s * tiles, t, ms)
+                            plan.kernels.transformGradOutput(gp + (start + s) * plan.sampleOut, o, plan.geometry, dm, s * plan.tiles, t, ms)
                         }
                         if let du {
-                            for s in 0..<b {
-                                (f4 ? Kernels.winograd4TransformInput : Kernels.winogradTransformInput)(xp + (start + s) * sampleIn, c, wg, v,
-                                                               s * tiles, t, vs)
-                            }
+                            winogradTransformInputs(plan, xp, start: start, count: b, into: v, planeStride: vs)
                             // dU[xi] [Cout, Cin] (+)= dM[xi] [Cout, T] x V[xi]^T
                             for xi in 0..<np {
                                 Kernels.sgemm(transposeA: false, transposeB: true, m: o, n: c, k: t, alpha: 1,
@@ -407,8 +453,7 @@ public final class Conv2d: Layer {
                                           a: u + xi * o * c, lda: c, b: dm + xi * ms, ldb: t, beta: 0, c: v + xi * vs, ldc: t)
                         }
                         for s in 0..<b {
-                            (f4 ? Kernels.winograd4TransformGradInput : Kernels.winogradTransformGradInput)(v, s * tiles, t, vs, c,
-                                                               wg, gip + (start + s) * sampleIn)
+                            plan.kernels.transformGradInput(v, s * plan.tiles, t, vs, c, plan.geometry, gip + (start + s) * plan.sampleIn)
                         }
                         start += b
                     }
@@ -416,8 +461,7 @@ public final class Conv2d: Layer {
             }
         }
         if let du, touched {
-            weightGrad { f4 ? Kernels.winograd4AccumulateWeightGradient(du, outChannels: o, inChannels: c, into: $0)
-                        : Kernels.winogradAccumulateWeightGradient(du, outChannels: o, inChannels: c, into: $0) }
+            weightGrad { plan.kernels.accumulateWeightGradient(du, o, c, $0) }
         }
     }
 
