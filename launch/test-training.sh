@@ -227,6 +227,21 @@ else
   bad "node-specific config error: exit $r after ${secs} s; see $LOG_DIR/train-node-config.log"
 fi
 
+# 8. Ranks started with different UMTRAIN_CONV_ALGORITHM values (plain mpirun does not forward
+#    the variable to other hosts): every rank must refuse at start-up, naming each rank's value.
+set +e
+timeout -k 5 120 mpirun --oversubscribe --mca btl_vader_single_copy_mechanism none -x OPENBLAS_NUM_THREADS=1 \
+  -np 1 env UMTRAIN_CONV_ALGORITHM=im2col "$UBIN" bench gemm --square-only --repeats 1 : \
+  -np 1 env -u UMTRAIN_CONV_ALGORITHM "$UBIN" bench gemm --square-only --repeats 1 >"$LOG_DIR/conv-algorithm-mismatch.log" 2>&1
+r=$?
+set -e
+if [ "$r" != 0 ] && grep -aq "\[rank 1\] error: ranks disagree on the convolution algorithm (rank 0: im2col, rank 1: auto)" \
+     "$LOG_DIR/conv-algorithm-mismatch.log"; then
+  ok "ranks with different UMTRAIN_CONV_ALGORITHM refuse to start, naming each rank's value (exit $r)"
+else
+  bad "conv algorithm mismatch across ranks: exit $r; see $LOG_DIR/conv-algorithm-mismatch.log"
+fi
+
 # 4. Stall inspector: rank 2 of 3 is slowed by 0.3 s per step; rank 0 must name it.
 log="$LOG_DIR/train-straggler.log"
 set +e

@@ -125,6 +125,15 @@ public final class Runtime {
             perHost[h, default: 0] += 1
         }
         let layout = order.map { "\($0) x\(perHost[$0]!)" }.joined(separator: ", ")
+        // Every rank must compute convolutions the same way (UMTRAIN_CONV_ALGORITHM is per process).
+        let algorithms = try comm.allgather(Array(Conv2d.defaultAlgorithm.rawValue.utf8))
+            .map { String(decoding: $0, as: UTF8.self) }
+        if Set(algorithms).count > 1 {
+            let perRank = algorithms.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: ", ")
+            throw ValidationError("ranks disagree on the convolution algorithm (\(perRank)). Hint: set UMTRAIN_CONV_ALGORITHM "
+                                  + "the same way for every rank (launch/mpirun.sh exports UMTRAIN_* variables; with plain "
+                                  + "mpirun pass -x UMTRAIN_CONV_ALGORITHM) or unset it everywhere.")
+        }
         let mpi = comm is MPICommunicator ? MPIEnvironment.libraryVersion() : "not used (single-process communicator)"
         return """
         umtrain \(UMTrain.version) \(command)
