@@ -48,6 +48,22 @@ enum WinogradF4 {
         return (y0, even1 + odd1, even1 - odd1, even2 + odd2, even2 - odd2, y3)
     }
 
+    /// `G g` for one 3-vector (6 outputs).
+    @inline(__always)
+    static func filterRows<V: SIMD>(_ g0: V, _ g1: V, _ g2: V) -> (V, V, V, V, V, V) where V.Scalar == Float {
+        let s = g0 + g2, a = g0 * (1 / 24 as Float) + g2 * (1 / 6 as Float), b = g1 * (1 / 12 as Float)
+        return (g0 * 0.25, (s + g1) * (-1 / 6 as Float), (s - g1) * (-1 / 6 as Float), a + b, a - b, g2)
+    }
+
+    /// `G^T u` (the adjoint of `filterRows`; 6 inputs, 3 outputs).
+    @inline(__always)
+    static func filterRowsAdjoint<V: SIMD>(_ u0: V, _ u1: V, _ u2: V, _ u3: V, _ u4: V, _ u5: V) -> (V, V, V)
+    where V.Scalar == Float {
+        let p = u1 + u2, q = u3 + u4, sixth = 1 / 6 as Float
+        return (u0 * 0.25 - p * sixth + q * (1 / 24 as Float), (u2 - u1) * sixth + (u3 - u4) * (1 / 12 as Float),
+                q * sixth - p * sixth + u5)
+    }
+
     /// Columns `4j + s` (s = 0..3) of 32 floats at `p`, as 4 vectors over `j`.
     @inline(__always)
     static func phases8(_ p: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
@@ -105,27 +121,34 @@ enum WinogradF4 {
 
 extension Kernels {
     /// F(4x4, 3x3) filter transform `U = G g G^T`: `weight [Cout, Cin, 3, 3] => U[xi][Cout][Cin]`
-    /// (36 matrices `[Cout, Cin]`).
+    /// (36 matrices `[Cout, Cin]`). Eight (Cout, Cin) pairs per vector; the 1/6, 1/12 and 1/24
+    /// of `G` are multiplications by the rounded reciprocals.
     public static func winograd4TransformWeights(_ weight: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
                                                  into u: UnsafeMutablePointer<Float>) {
         let pairs = outChannels * inChannels
-        @inline(__always) func gRows(_ g0: Float, _ g1: Float, _ g2: Float) -> (Float, Float, Float, Float, Float, Float) {
-            let s = g0 + g2
-            return (g0 / 4, -(s + g1) / 6, -(s - g1) / 6, g0 / 24 + g1 / 12 + g2 / 6, g0 / 24 - g1 / 12 + g2 / 6, g2)
-        }
-        for p in 0..<pairs {
-            let g = weight + p * 9
-            // Columns of G g: 6 rows x 3 columns.
-            let c0 = gRows(g[0], g[3], g[6]), c1 = gRows(g[1], g[4], g[7]), c2 = gRows(g[2], g[5], g[8])
-            @inline(__always) func emit(_ r: Int, _ a: Float, _ b: Float, _ cc: Float) {
-                let t = gRows(a, b, cc)
+        @inline(__always)
+        func block<V: SIMD>(_ p: Int, _ width: Int, _ store: (V, UnsafeMutablePointer<Float>) -> Void) where V.Scalar == Float {
+            @inline(__always) func tap(_ k: Int) -> V {
+                var v = V()
+                for l in 0..<width { v[l] = weight[(p + l) * 9 + k] }
+                return v
+            }
+            // Columns of G g (6 rows each), then G over each row of G g.
+            let c0 = WinogradF4.filterRows(tap(0), tap(3), tap(6))
+            let c1 = WinogradF4.filterRows(tap(1), tap(4), tap(7))
+            let c2 = WinogradF4.filterRows(tap(2), tap(5), tap(8))
+            @inline(__always) func emit(_ r: Int, _ a: V, _ b: V, _ c: V) {
+                let t = WinogradF4.filterRows(a, b, c)
                 let out = u + (6 * r) * pairs + p
-                out[0] = t.0; out[pairs] = t.1; out[2 * pairs] = t.2
-                out[3 * pairs] = t.3; out[4 * pairs] = t.4; out[5 * pairs] = t.5
+                store(t.0, out); store(t.1, out + pairs); store(t.2, out + 2 * pairs)
+                store(t.3, out + 3 * pairs); store(t.4, out + 4 * pairs); store(t.5, out + 5 * pairs)
             }
             emit(0, c0.0, c1.0, c2.0); emit(1, c0.1, c1.1, c2.1); emit(2, c0.2, c1.2, c2.2)
             emit(3, c0.3, c1.3, c2.3); emit(4, c0.4, c1.4, c2.4); emit(5, c0.5, c1.5, c2.5)
         }
+        var p = 0
+        while p + 8 <= pairs { block(p, 8, { (v: SIMD8<Float>, q) in WinogradSIMD.store(v, q) }); p += 8 }
+        while p < pairs { block(p, 1, WinogradF4.store1); p += 1 }
     }
 
     /// F(4x4, 3x3) filter-gradient transform `dW += G^T dU G` (ACCUMULATES into
@@ -133,25 +156,28 @@ extension Kernels {
     public static func winograd4AccumulateWeightGradient(_ du: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
                                                          into weightGrad: UnsafeMutablePointer<Float>) {
         let pairs = outChannels * inChannels
-        @inline(__always) func gtRows(_ u0: Float, _ u1: Float, _ u2: Float, _ u3: Float, _ u4: Float, _ u5: Float)
-            -> (Float, Float, Float) {
-            (u0 / 4 - (u1 + u2) / 6 + (u3 + u4) / 24, (u2 - u1) / 6 + (u3 - u4) / 12, -(u1 + u2) / 6 + (u3 + u4) / 6 + u5)
-        }
-        for p in 0..<pairs {
-            // G^T dU: 3 rows x 6 columns, column by column; then (G^T dU) G row by row.
-            @inline(__always) func column(_ l: Int) -> (Float, Float, Float) {
+        @inline(__always)
+        func block<V: SIMD>(_ p: Int, _ width: Int, _ load: (UnsafePointer<Float>) -> V) where V.Scalar == Float {
+            // G^T dU column by column (3 x 6), then (G^T dU) G row by row (3 x 3).
+            @inline(__always) func column(_ l: Int) -> (V, V, V) {
                 let b = du + l * pairs + p
-                return gtRows(b[0], b[6 * pairs], b[12 * pairs], b[18 * pairs], b[24 * pairs], b[30 * pairs])
+                return WinogradF4.filterRowsAdjoint(load(b), load(b + 6 * pairs), load(b + 12 * pairs),
+                                                    load(b + 18 * pairs), load(b + 24 * pairs), load(b + 30 * pairs))
             }
             let k0 = column(0), k1 = column(1), k2 = column(2), k3 = column(3), k4 = column(4), k5 = column(5)
-            let g = weightGrad + p * 9
-            let r0 = gtRows(k0.0, k1.0, k2.0, k3.0, k4.0, k5.0)
-            let r1 = gtRows(k0.1, k1.1, k2.1, k3.1, k4.1, k5.1)
-            let r2 = gtRows(k0.2, k1.2, k2.2, k3.2, k4.2, k5.2)
-            g[0] += r0.0; g[1] += r0.1; g[2] += r0.2
-            g[3] += r1.0; g[4] += r1.1; g[5] += r1.2
-            g[6] += r2.0; g[7] += r2.1; g[8] += r2.2
+            let r0 = WinogradF4.filterRowsAdjoint(k0.0, k1.0, k2.0, k3.0, k4.0, k5.0)
+            let r1 = WinogradF4.filterRowsAdjoint(k0.1, k1.1, k2.1, k3.1, k4.1, k5.1)
+            let r2 = WinogradF4.filterRowsAdjoint(k0.2, k1.2, k2.2, k3.2, k4.2, k5.2)
+            for l in 0..<width {
+                let g = weightGrad + (p + l) * 9
+                g[0] += r0.0[l]; g[1] += r0.1[l]; g[2] += r0.2[l]
+                g[3] += r1.0[l]; g[4] += r1.1[l]; g[5] += r1.2[l]
+                g[6] += r2.0[l]; g[7] += r2.1[l]; g[8] += r2.2[l]
+            }
         }
+        var p = 0
+        while p + 8 <= pairs { block(p, 8, { WinogradSIMD.load($0) as SIMD8<Float> }); p += 8 }
+        while p < pairs { block(p, 1, WinogradF4.load1); p += 1 }
     }
 
     /// F(4x4, 3x3) input transform `V = B^T d B` of one sample: `x [C, H, W] => V[xi][c][tileOffset + t]`.
