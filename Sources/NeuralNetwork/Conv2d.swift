@@ -54,7 +54,7 @@ public enum Initializers {
 /// The results agree with im2col up to float rounding (the naive-twin tests cover both), with
 /// three differences: (1) the F(4x4) error is relative to the largest activation of each 6x6
 /// input tile, so an outlier of size S perturbs the outputs next to it (outside its 3x3 reach)
-/// by about 7e-8 * S (measured: S = 1e3 -> 9e-5, S = 1e4 -> 7e-4 on O(1) outputs); (2) a NaN or
+/// by about 7-9e-8 * S (measured: S = 1e3 -> 9e-5, S = 1e4 -> 7e-4 on O(1) outputs); (2) a NaN or
 /// infinite input or output gradient makes whole tiles NaN (up to 8x8 outputs for F(4x4)
 /// instead of 3x3, and an infinity becomes NaN), never crossing into other samples; (3) the
 /// F(4x4) input transform grows values up to 100x, so inputs above about 1e36 overflow to NaN
@@ -62,7 +62,8 @@ public enum Initializers {
 public final class Conv2d: Layer {
     /// How a convolution is computed.
     public enum Algorithm: String, Sendable, CaseIterable {
-        /// Winograd for 3x3 stride-1 layers with enough channels, else im2col.
+        /// Winograd F(4x4, 3x3) (`automaticWinogradTile`) for 3x3 stride-1 layers whose input and
+        /// output channels are both >= `winogradMinimumChannels` (8), else im2col.
         case automatic = "auto"
         /// im2col + sgemm for every geometry.
         case im2col
@@ -126,7 +127,8 @@ public final class Conv2d: Layer {
     public var maxColumnFloats = 4 << 20
     /// Convolution algorithm (default `Conv2d.defaultAlgorithm`).
     public var algorithm: Algorithm = Conv2d.defaultAlgorithm
-    /// Target number of Winograd tiles (m x m output blocks, samples side by side) per chunk;
+    /// Target number of Winograd tiles (m x m output blocks, samples side by side) per chunk
+    /// (rounded to whole samples, at least one: a 32x32 plane is 64 F(4x4) tiles);
     /// nil: about 768 outputs (192 tiles of F(2x2), 48 of F(4x4)), the fastest of 64-2048 tiles
     /// (F(2x2)) and 32-256 (F(4x4)) measured on wrn40_2: the transform buffers stay in L2.
     public var targetTiles: Int?
@@ -310,7 +312,8 @@ public final class Conv2d: Layer {
                          outputTile: winogradTile ?? 2)
     }
 
-    /// Samples per Winograd chunk: about `targetTiles` tiles, transform buffers within `maxColumnFloats`.
+    /// Samples per Winograd chunk (whole samples, at least one): about `targetTiles` tiles, each
+    /// transform buffer within about `maxColumnFloats`.
     func winogradChunk(batch: Int, tiles: Int) -> Int {
         let m = winogradTile ?? 2, planes = m + 2
         let byTarget = Swift.max(1, (targetTiles ?? 768 / (m * m)) / Swift.max(tiles, 1))
@@ -319,7 +322,7 @@ public final class Conv2d: Layer {
     }
 
     /// Floats between consecutive transform-domain planes holding `floats` each: rounded up to
-    /// a 64-byte line, plus one line, so the 16 planes written side by side by the transforms do
+    /// a 64-byte line, plus one line, so the 16 (F(2x2)) or 36 (F(4x4)) planes written side by side by the transforms do
     /// not all map to the same cache sets (a power-of-two stride such as 32 x 256 floats would).
     static func winogradPlaneStride(_ floats: Int) -> Int {
         (floats + 15) / 16 * 16 + 16

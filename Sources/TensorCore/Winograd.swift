@@ -17,6 +17,9 @@
 /// and `dU[xi] = dM[xi] V[xi]^T` then `dW = G^T dU G`. These are the exact adjoints of the
 /// forward transforms, so the gradients are those of the same convolution (up to rounding).
 ///
+/// (This text describes F(2x2, 3x3); F(4x4, 3x3), in WinogradF4.swift, has 4x4 output tiles, 6x6
+/// input tiles and 36 positions, with the same layout.)
+///
 /// Layout of the transform-domain buffers: `V[xi][c][t]` at `v + xi * xiStride + c * ld + t`
 /// (likewise `M`, `dM`, `dV`), where `t` is the tile index `tileOffset + i * tilesWide + j` of
 /// tile row `i`, tile column `j`, so several samples can sit side by side in one GEMM. Tile

@@ -19,7 +19,8 @@ struct BenchConv: ParsableCommand {
         whole batch: forward W[Cout, K] x cols[K, N*OH*OW], input gradient W^T x dY, weight \
         gradient dY x cols^T (K = Cin x KH x KW). ratio = conv rate / sgemm rate. Winograd \
         layers do fewer multiplies than the MACs counted, so their ratio can exceed 1. Times \
-        are medians over --repeats after one warm-up; one process, --blas-threads threads.
+        are medians over --repeats after one warm-up, with --blas-threads threads; run it as one
+        process (under mpirun every rank times the same layers and rank 0 reports).
         Example: umtrain bench conv --arch wrn40_2
         """
     )

@@ -164,7 +164,7 @@ struct ModelInfoCommand: ParsableCommand {
     @Option(help: "Batch size for the conv-GEMM shapes listed with --gemms (the chunk each Conv2d runs at once).")
     var gemmBatch: Int = 128
 
-    @Flag(help: "Also list every conv as the GEMM it runs (M = Cout, N = images x OH x OW per chunk, K = Cin x KH x KW).")
+    @Flag(help: "Also list every conv as its im2col GEMM (M = Cout, N = images x OH x OW per chunk, K = Cin x KH x KW; the shape even for Winograd layers) and the algorithm it runs.")
     var gemms = false
 
     func validate() throws {
