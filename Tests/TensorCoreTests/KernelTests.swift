@@ -12,6 +12,12 @@ final class Im2colTests: XCTestCase {
         WindowGeometry(channels: 2, height: 3, width: 5, kernelHeight: 1, kernelWidth: 3, strideHeight: 1, strideWidth: 3,
                        paddingHeight: 2, paddingWidth: 2),
         WindowGeometry(channels: 1, height: 2, width: 2, kernelHeight: 5, kernelWidth: 5, paddingHeight: 2, paddingWidth: 2),
+        // Stride 2 over wide rows: the 8-wide vector paths of im2col / col2im plus their tails.
+        WindowGeometry(channels: 2, height: 5, width: 37, kernelHeight: 3, kernelWidth: 3, strideHeight: 2, strideWidth: 2,
+                       paddingHeight: 1, paddingWidth: 1),
+        WindowGeometry(channels: 2, height: 6, width: 34, kernelHeight: 1, kernelWidth: 1, strideHeight: 2, strideWidth: 2),
+        WindowGeometry(channels: 1, height: 3, width: 40, kernelHeight: 5, kernelWidth: 5, strideHeight: 2, strideWidth: 2,
+                       paddingHeight: 2, paddingWidth: 2),
     ]
 
     /// Reference im2col from the definition.
@@ -53,6 +59,32 @@ final class Im2colTests: XCTestCase {
         for r in 0..<g.columnRows {
             XCTAssertEqual(Array(cols[(r * 2 * p)..<(r * 2 * p + p)]), Array(e0[(r * p)..<(r * p + p)]))
             XCTAssertEqual(Array(cols[(r * 2 * p + p)..<(r * 2 * p + 2 * p)]), Array(e1[(r * p)..<(r * p + p)]))
+        }
+    }
+
+    /// col2im from the definition: starting from `base`, every column entry is added to the
+    /// input element its window position read.
+    func testCol2imMatchesDefinition() {
+        for (i, g) in Self.geometries.enumerated() {
+            let c = randomTensor([g.columnRows * g.outputPlane], seed: UInt64(60 + i)).scalars
+            let base = randomTensor([g.channels * g.inputPlane], seed: UInt64(80 + i)).scalars
+            var expected = base.map(Double.init)
+            for ch in 0..<g.channels { for kh in 0..<g.kernelHeight { for kw in 0..<g.kernelWidth {
+                let row = (ch * g.kernelHeight + kh) * g.kernelWidth + kw
+                for oy in 0..<g.outputHeight { for ox in 0..<g.outputWidth {
+                    let iy = oy * g.strideHeight - g.paddingHeight + kh, ix = ox * g.strideWidth - g.paddingWidth + kw
+                    if iy >= 0 && iy < g.height && ix >= 0 && ix < g.width {
+                        expected[(ch * g.height + iy) * g.width + ix] += Double(c[row * g.outputPlane + oy * g.outputWidth + ox])
+                    }
+                } }
+            } } }
+            var got = base
+            c.withUnsafeBufferPointer { cb in got.withUnsafeMutableBufferPointer { gb in
+                Kernels.col2im(cb.baseAddress!, ldColumns: g.outputPlane, geometry: g, gradInput: gb.baseAddress!)
+            } }
+            for j in 0..<got.count {
+                XCTAssertEqual(Double(got[j]), expected[j], accuracy: 1e-5, "geometry \(i) element \(j)")
+            }
         }
     }
 
