@@ -134,20 +134,6 @@ extension Kernels {
                         var x = owStart
                         if sw == 1 {
                             while x < owEnd { dst[x] += src[x]; x += 1 }
-                        } else if sw == 2 {
-                            // Eight columns per vector into the even slots of 16 floats (the odd
-                            // ones kept bit for bit), while all 16 lie inside this input row.
-                            let rowEnd = plane + iy * w + w
-                            let even = SIMD16<Int32>(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1) .== 0
-                            while x + 8 <= owEnd && dst + 2 * x + 16 <= rowEnd {
-                                let p = UnsafeMutableRawPointer(dst + 2 * x)
-                                let v = p.loadUnaligned(as: SIMD16<Float>.self)
-                                var add = SIMD16<Float>()
-                                add.evenHalf = UnsafeRawPointer(src + x).loadUnaligned(as: SIMD8<Float>.self)
-                                p.storeBytes(of: v.replacing(with: v + add, where: even), as: SIMD16<Float>.self)
-                                x += 8
-                            }
-                            while x < owEnd { dst[x * 2] += src[x]; x += 1 }
                         } else {
                             while x < owEnd { dst[x * sw] += src[x]; x += 1 }
                         }
