@@ -37,22 +37,8 @@ final class ConvolutionTwinTests: XCTestCase {
             let conv = Conv2d(inChannels: c.input[1], outChannels: c.outChannels, kernelSize: c.kernel, stride: c.stride,
                               padding: c.padding, bias: c.bias, rng: &rng)
             conv.targetColumns = c.targetColumns
-            let x = randomTensor(c.input, seed: UInt64(200 + i))
-            let y = conv.forward(x, context: ForwardContext(mode: .train))
-            let ref = NaiveKernels.conv2d(x, weight: conv.weight.value, bias: conv.bias?.value, stride: c.stride, padding: c.padding)
-            assertClose(y, ref, absolute: 1e-5, relative: 1e-4, "forward case \(i)")
-            let gy = randomTensor(y.shape, seed: UInt64(300 + i))
-            // Parameter gradients accumulate: start from a known non-zero value.
-            conv.weight.grad = Tensor(shape: conv.weight.shape, filledWith: 0.5)
-            let gx = conv.backward(gy)
-            let refGrads = NaiveKernels.conv2dBackward(x, weight: conv.weight.value, gradOutput: gy, stride: c.stride,
-                                                       padding: c.padding)
-            assertClose(gx, refGrads.gradInput, absolute: 1e-5, relative: 1e-4, "backward data case \(i)")
-            assertClose(conv.weight.grad, refGrads.gradWeight + Tensor(shape: conv.weight.shape, filledWith: 0.5),
-                        absolute: 1e-4, relative: 1e-4, "backward weight case \(i)")
-            if let bias = conv.bias {
-                assertClose(bias.grad, refGrads.gradBias, absolute: 1e-4, relative: 1e-4, "backward bias case \(i)")
-            }
+            assertConvMatchesNaiveTwin(conv, input: randomTensor(c.input, seed: UInt64(200 + i)),
+                                       gradOutputSeed: UInt64(300 + i), "case \(i)")
         }
     }
 
@@ -90,22 +76,8 @@ final class ConvolutionTwinTests: XCTestCase {
             padded.algorithm = algorithm
             XCTAssertEqual(padded.winogradTile, algorithm == .winograd2 ? 2 : 4)
             padded.targetTiles = c.targetTiles
-            let x = randomTensor(c.input, seed: UInt64(500 + i))
-            let y = padded.forward(x, context: ForwardContext(mode: .train))
-            let ref = NaiveKernels.conv2d(x, weight: padded.weight.value, bias: padded.bias?.value, stride: (1, 1), padding: c.padding)
-            XCTAssertEqual(y.shape, ref.shape, "case \(i)")
-            assertClose(y, ref, absolute: 1e-5, relative: 1e-4, "\(algorithm) forward case \(i)")
-            let gy = randomTensor(y.shape, seed: UInt64(600 + i))
-            padded.weight.grad = Tensor(shape: padded.weight.shape, filledWith: 0.5)
-            let gx = padded.backward(gy)
-            let refGrads = NaiveKernels.conv2dBackward(x, weight: padded.weight.value, gradOutput: gy, stride: (1, 1),
-                                                       padding: c.padding)
-            assertClose(gx, refGrads.gradInput, absolute: 1e-5, relative: 1e-4, "\(algorithm) backward data case \(i)")
-            assertClose(padded.weight.grad, refGrads.gradWeight + Tensor(shape: padded.weight.shape, filledWith: 0.5),
-                        absolute: 1e-4, relative: 1e-4, "\(algorithm) backward weight case \(i)")
-            if let bias = padded.bias {
-                assertClose(bias.grad, refGrads.gradBias, absolute: 1e-4, relative: 1e-4, "winograd backward bias case \(i)")
-            }
+            assertConvMatchesNaiveTwin(padded, input: randomTensor(c.input, seed: UInt64(500 + i)),
+                                       gradOutputSeed: UInt64(600 + i), "\(algorithm) case \(i)")
         }
         }
     }

@@ -21,22 +21,8 @@ final class WinogradStressTests: XCTestCase {
         conv.targetTiles = targetTiles
         if let maxColumnFloats { conv.maxColumnFloats = maxColumnFloats }
         XCTAssertEqual(conv.usesWinograd, algorithm != .im2col, label, file: file, line: line)
-        let x = randomTensor(input, seed: seed &+ 1)
-        let y = conv.forward(x, context: ForwardContext(mode: .train))
-        let ref = NaiveKernels.conv2d(x, weight: conv.weight.value, bias: conv.bias?.value, stride: (1, 1), padding: padding)
-        assertClose(y, ref, absolute: 2e-5, relative: 1e-4, "\(algorithm) forward \(label)", file: file, line: line)
-        let gy = randomTensor(ref.shape, seed: seed &+ 2)
-        conv.weight.grad = Tensor(shape: conv.weight.shape, filledWith: 0.5)
-        let gx = conv.backward(gy)
-        let refGrads = NaiveKernels.conv2dBackward(x, weight: conv.weight.value, gradOutput: gy, stride: (1, 1), padding: padding)
-        assertClose(gx, refGrads.gradInput, absolute: 2e-5, relative: 1e-4, "\(algorithm) input gradient \(label)",
-                    file: file, line: line)
-        assertClose(conv.weight.grad, refGrads.gradWeight + Tensor(shape: conv.weight.shape, filledWith: 0.5),
-                    absolute: 1e-4, relative: 1e-4, "\(algorithm) weight gradient \(label)", file: file, line: line)
-        if let b = conv.bias {
-            assertClose(b.grad, refGrads.gradBias, absolute: 1e-4, relative: 1e-4, "\(algorithm) bias gradient \(label)",
-                        file: file, line: line)
-        }
+        assertConvMatchesNaiveTwin(conv, input: randomTensor(input, seed: seed &+ 1), gradOutputSeed: seed &+ 2,
+                                   dataAbsolute: 2e-5, "\(algorithm) \(label)", file: file, line: line)
         return conv
     }
 
