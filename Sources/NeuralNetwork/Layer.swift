@@ -144,6 +144,19 @@ func expectRank4(_ x: Tensor, _ layer: String) -> (Int, Int, Int, Int) {
 }
 
 extension Layer {
+    /// This layer and every layer reachable through `children`, pre-order (registration order),
+    /// each with its dotted path as in PyTorch's `named_modules()` (`""` for this layer,
+    /// `"layer1.0.conv1"`, ...).
+    public func namedDescendants() -> [(path: String, layer: any Layer)] {
+        var out: [(path: String, layer: any Layer)] = []
+        func walk(_ layer: any Layer, _ path: String) {
+            out.append((path, layer))
+            for (name, child) in layer.children { walk(child, path.isEmpty ? name : path + "." + name) }
+        }
+        walk(self, "")
+        return out
+    }
+
     /// Multiply-accumulates of the last forward pass of this layer tree (whole batch): the sum
     /// of `Conv2d.lastForwardMACs` (`N * Cout * OH * OW * Cin * KH * KW`) and
     /// `Linear.lastForwardMACs` (`N * in * out`) over every layer reachable through `children`.

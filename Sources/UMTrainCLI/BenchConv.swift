@@ -53,17 +53,14 @@ struct BenchConv: ParsableCommand {
             var order: [Shape] = []
             var count: [Shape: Int] = [:]
             var firstName: [Shape: String] = [:]
-            func walk(_ layer: any Layer, _ path: String) {
-                if let c = layer as? Conv2d, let s = c.lastInputShape {
-                    let key = Shape(cin: c.inChannels, cout: c.outChannels, h: s[2], w: s[3], kh: c.kernelSize.height,
-                                    kw: c.kernelSize.width, sh: c.stride.height, sw: c.stride.width,
-                                    ph: c.padding.height, pw: c.padding.width, bias: c.bias != nil)
-                    if count[key] == nil { order.append(key); firstName[key] = path }
-                    count[key, default: 0] += 1
-                }
-                for (name, child) in layer.children { walk(child, path.isEmpty ? name : path + "." + name) }
+            for (path, layer) in net.namedDescendants() {
+                guard let c = layer as? Conv2d, let s = c.lastInputShape else { continue }
+                let key = Shape(cin: c.inChannels, cout: c.outChannels, h: s[2], w: s[3], kh: c.kernelSize.height,
+                                kw: c.kernelSize.width, sh: c.stride.height, sw: c.stride.width,
+                                ph: c.padding.height, pw: c.padding.width, bias: c.bias != nil)
+                if count[key] == nil { order.append(key); firstName[key] = path }
+                count[key, default: 0] += 1
             }
-            walk(net, "")
             rt.log("model \(section.arch) \(section.inChannels)x\(section.imageSize)x\(section.imageSize): "
                    + "\(order.count) distinct conv shapes, batch \(batch), \(repeats) repeats")
             rt.log("  layer (first of its shape)          x n  Cin->Cout  HxW    k s p  algorithm             conv GF/s  sgemm GF/s  ratio")

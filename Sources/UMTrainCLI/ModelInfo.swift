@@ -94,14 +94,9 @@ struct ModelInfoReport {
         let x = Tensor(zeros: [1, section.inChannels, section.imageSize, section.imageSize])
         _ = model.forward(x, context: .eval)
         let macs = model.lastForwardMACsInTree
-        var convs: [(String, Conv2d)] = []
-        var linears = 0
-        func walk(_ layer: any Layer, _ path: String) {
-            if let c = layer as? Conv2d { convs.append((path, c)) }
-            if layer is Linear { linears += 1 }
-            for (name, child) in layer.children { walk(child, path.isEmpty ? name : path + "." + name) }
-        }
-        walk(model, "")
+        let layers = model.namedDescendants()
+        let convs = layers.compactMap { entry in (entry.layer as? Conv2d).map { (entry.path, $0) } }
+        let linears = layers.filter { $0.layer is Linear }.count
         let gemms = convs.map { name, c -> ConvGemmShape in
             let rows = c.inChannels * c.kernelSize.height * c.kernelSize.width
             let plane = c.lastForwardMACs / max(c.outChannels * rows, 1)  // batch 1: OH * OW
