@@ -26,23 +26,37 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
 
-        // Library targets.
+        // Library targets (dependencies = exactly the modules each one imports).
         .target(name: "TensorCore", dependencies: ["COpenBLAS"]),
         .target(name: "SafeTensors"),
-        .target(name: "NeuralNetwork", dependencies: ["TensorCore", "SafeTensors"]),
-        .target(name: "Optimizers", dependencies: ["NeuralNetwork"]),
-        .target(name: "Distributed", dependencies: ["CMPI"]),
-        .target(name: "Datasets", dependencies: ["CZlib", "CJPEG", "CPNG"]),
+        .target(name: "NeuralNetwork", dependencies: ["TensorCore"]),
+        .target(name: "Optimizers", dependencies: ["SafeTensors"]),
+        .target(name: "Distributed", dependencies: ["CMPI", "TensorCore"]),
+        .target(name: "Datasets", dependencies: ["TensorCore", "CZlib", "CJPEG", "CPNG"]),
         .target(name: "OODDetection"),
-        .target(name: "UnleashingMask", dependencies: ["NeuralNetwork", "Distributed", "Datasets", "TensorCore"]),
+        .target(name: "UnleashingMask", dependencies: ["NeuralNetwork", "Distributed", "TensorCore"]),
         .target(name: "Training", dependencies: [
             "TensorCore", "NeuralNetwork", "Optimizers", "Distributed", "Datasets",
             "OODDetection", "UnleashingMask", "SafeTensors",
             .product(name: "Yams", package: "Yams"),
         ]),
+        // Command-line layers: shared runtime and options, the multi-rank checks and the
+        // benchmarks (each its own module), then the user-facing commands and the executable.
+        .target(name: "CommandSupport", dependencies: [
+            "Training", "Distributed", "NeuralNetwork", "TensorCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .target(name: "MultiRankChecks", dependencies: [
+            "CommandSupport", "COpenBLAS", "Datasets", "Distributed", "NeuralNetwork", "OODDetection", "SafeTensors",
+            "TensorCore", "Training", "UnleashingMask",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .target(name: "Benchmarks", dependencies: [
+            "CommandSupport", "COpenBLAS", "Datasets", "Distributed", "NeuralNetwork", "Optimizers", "TensorCore", "Training",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .target(name: "UMTrainCLI", dependencies: [
-            "COpenBLAS", "TensorCore", "Distributed", "Training", "OODDetection", "NeuralNetwork", "SafeTensors",
-            "Datasets", "Optimizers", "UnleashingMask",
+            "CommandSupport", "MultiRankChecks", "Benchmarks", "Datasets", "Distributed", "OODDetection", "TensorCore", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "umtrain", dependencies: ["UMTrainCLI", "TensorCore"]),
@@ -54,11 +68,11 @@ let package = Package(
         .testTarget(name: "NeuralNetworkTests", dependencies: ["NeuralNetwork", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorCore", "TestSupport"]),
         .testTarget(name: "OODDetectionTests", dependencies: ["OODDetection", "TestSupport"]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TestSupport"]),
-        .testTarget(name: "UnleashingMaskTests", dependencies: ["UnleashingMask", "TestSupport"]),
+        .testTarget(name: "UnleashingMaskTests", dependencies: ["UnleashingMask", "NeuralNetwork", "Distributed", "TensorCore", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
-        .testTarget(name: "UMTrainCLITests", dependencies: ["UMTrainCLI", "TestSupport"]),
+        .testTarget(name: "UMTrainCLITests", dependencies: ["UMTrainCLI", "CommandSupport", "MultiRankChecks", "Benchmarks", "TestSupport"]),
     ]
 )

@@ -3,7 +3,10 @@
 #   1. rank-local unit tests (swift test, XCTest);
 #   2. multi-rank tests: `umtrain selftest` under mpirun with 2 and 3 ranks (release build);
 #   3. failure drills under mpirun: a failing rank and a stalled collective must end the
-#      job non-zero within seconds, naming the rank / the collective.
+#      job non-zero within seconds, naming the rank / the collective;
+#   4. training on real data under mpirun (resume, kill, pre-emption, lazy loading);
+#   5. pre-emption of the pipeline and of finetune, and --resume to identical weights;
+#   6. the multi-node suite on network-namespace hosts.
 # Prints ONE aggregate line last: "N passed, N failed[, N skipped]". Exit 0 iff nothing failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -121,7 +124,20 @@ else
   record "training tests" fail "no summary line; see $log"
 fi
 
-# 5. Multi-node suite on namespace hosts (skips itself where namespaces are not allowed).
+# 5. Pre-emption and resume of the pipeline and of finetune (SIGTERM to a rank, SIGUSR1 to mpirun).
+log="$LOG_DIR/test-preemption.log"
+set +e
+TEST_LOG_DIR="$LOG_DIR" bash launch/test-preemption.sh 2>&1 | tee "$log" | grep -a "^\[preempt\]"
+set -e
+line=$(grep -aE "^preemption: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
+if [ -n "$line" ]; then
+  p=$(sed -E 's/^preemption: ([0-9]+) passed.*/\1/' <<<"$line"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+  passed=$((passed + p)); failed=$((failed + f))
+else
+  record "pre-emption tests" fail "no summary line; see $log"
+fi
+
+# 6. Multi-node suite on namespace hosts (skips itself where namespaces are not allowed).
 log="$LOG_DIR/multinode.log"
 set +e
 TEST_LOG_DIR="$LOG_DIR" bash launch/test-multinode.sh 2>&1 | tee "$log" | grep -aE '^\[multinode\] (ok|FAIL|skip|exit times)'

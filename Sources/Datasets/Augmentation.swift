@@ -1,3 +1,5 @@
+import TensorCore
+
 /// Training-time augmentation of byte images: torchvision's `RandomCrop(size, padding: p)`
 /// (zero fill) followed by `RandomHorizontalFlip(0.5)`, the standard CIFAR recipe.
 ///

@@ -1,3 +1,5 @@
+import TensorCore
+
 /// One entry of a rank's shard of an epoch.
 public struct ShardEntry: Sendable, Equatable, CustomStringConvertible {
     /// Index into the dataset's arrays (`0..<datasetSize`).

@@ -1,3 +1,5 @@
+import TensorCore
+
 /// An image classification dataset held in memory as bytes.
 ///
 /// Layout: `images` is `[count, channels, height, width]` row-major (NCHW, the PyTorch layout),

@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// Bilinear resampling of byte images, with the cropping and flipping of the torchvision
 /// transforms folded into one pass.

@@ -1,45 +1,28 @@
+import TensorCore
+
 /// Bitwise checksums of named tensors, compared across ranks.
 ///
 /// The checksum of a tensor is FNV-1a (64-bit) over its little-endian element bit
 /// patterns, so it tells identical bits from different ones (including NaN payloads and
 /// signed zeros), not merely close values.
 public enum RankConsistency {
-    /// FNV-1a over 32-bit words.
+    /// FNV-1a (``FNV1a64``) over the little-endian bytes of the values' bit patterns.
     public static func checksum(_ values: UnsafeBufferPointer<Float>) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for v in values {
-            var w = v.bitPattern
-            for _ in 0..<4 {
-                h ^= UInt64(w & 0xFF)
-                h = h &* 0x0000_0100_0000_01B3
-                w >>= 8
-            }
-        }
-        return h
+        FNV1a64.digest(floats: values)
     }
 
     /// Checksum of Int64 values (e.g. `num_batches_tracked`).
     public static func checksum(_ values: [Int64]) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for v in values {
-            var w = UInt64(bitPattern: v)
-            for _ in 0..<8 {
-                h ^= w & 0xFF
-                h = h &* 0x0000_0100_0000_01B3
-                w >>= 8
-            }
-        }
-        return h
+        var h = FNV1a64()
+        for v in values { h.add(word: UInt64(bitPattern: v)) }
+        return h.value
     }
 
     /// Combines per-tensor checksums into one.
     public static func combine(_ sums: [UInt64]) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for s in sums {
-            h ^= s
-            h = h &* 0x0000_0100_0000_01B3
-        }
-        return h
+        var h = FNV1a64()
+        for s in sums { h.combine(digest: s) }
+        return h.value
     }
 
     /// Compares per-tensor checksums across ranks.

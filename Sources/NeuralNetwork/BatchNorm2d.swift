@@ -37,7 +37,7 @@ public final class BatchNorm2d: Layer {
     private var wasTraining = false
     private var accumulate = true
     private var reducer: (any BatchNormStatisticsReducer)?
-    private let xhatScratch = Scratch()
+    private let xhatScratch = ScratchBuffer()
 
     public init(numFeatures: Int, affine: Bool = true, eps: Double = 1e-5, momentum: Double = 0.1) {
         precondition(numFeatures > 0, "BatchNorm2d: numFeatures \(numFeatures) must be positive")

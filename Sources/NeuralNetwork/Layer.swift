@@ -118,26 +118,6 @@ extension Layer {
     }
 }
 
-/// Growable scratch memory owned by a layer (reused across calls; contents are undefined).
-final class Scratch {
-    private(set) var pointer: UnsafeMutablePointer<Float>
-    private(set) var capacity: Int
-    init() {
-        capacity = 0
-        pointer = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    }
-    /// A pointer to at least `count` floats.
-    func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
-        if count > capacity {
-            pointer.deallocate()
-            pointer = UnsafeMutablePointer<Float>.allocate(capacity: count)
-            capacity = count
-        }
-        return pointer
-    }
-    deinit { pointer.deallocate() }
-}
-
 func expectRank4(_ x: Tensor, _ layer: String) -> (Int, Int, Int, Int) {
     precondition(x.rank == 4, "\(layer): expected input [N, C, H, W], got \(x.shape)")
     return (x.shape[0], x.shape[1], x.shape[2], x.shape[3])

@@ -29,6 +29,17 @@ public enum FPRMode: String, Codable, Sendable, CaseIterable {
     /// with the trapezoid rule (`metrics.auc`), which gives different AUPR numbers.
     case openood
 
+    /// Decodes the raw value; an unknown one is a `DecodingError.dataCorrupted` whose
+    /// description lists the valid values (configuration errors quote it).
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let mode = FPRMode(rawValue: raw) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "one of " + FPRMode.allCases.map(\.rawValue).joined(separator: ", ")))
+        }
+        self = mode
+    }
+
     /// Short human label printed next to the number, e.g. in a results table header.
     public var label: String {
         switch self {

@@ -1,3 +1,5 @@
+import SafeTensors
+
 /// Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight
 /// decay, matching `torch.optim.SGD` (PyTorch 2.x, `maximize=False`, `foreach` or not):
 ///
@@ -117,5 +119,68 @@ public func sgdUpdate(parameters: UnsafeMutableBufferPointer<Float>,
         buf[i] = b
         let step = hp.nesterov ? g + mu * b : b
         p[i] = p[i] - lr * step
+    }
+}
+
+/// SGD with its state: the momentum buffer over a flat parameter arena, PyTorch's lazily
+/// created `momentum_buffer` (the first step sets it to the gradient), and its save and
+/// restore (the shape of mlx-swift's optimizers; the update itself is ``sgdUpdate``'s flat loop).
+///
+/// State file (`optimizer.safetensors` in checkpoints): one F32 record `momentum` of shape
+/// `[n]` (`[0]` without momentum) and the metadata `momentum_initialized` = `true`/`false`.
+public final class SGD {
+    /// The hyperparameters (the learning rate is given per step).
+    public let hyperparameters: SGDHyperparameters
+    /// PyTorch's `momentum_buffer` for the whole arena, `[n]`; empty when momentum is 0.
+    public private(set) var momentumBuffer: [Float]
+    /// False until the first step (PyTorch's `momentum_buffer is None`).
+    public private(set) var momentumInitialized = false
+
+    /// - Parameters:
+    ///   - parameterCount: floats in the arena the optimizer updates.
+    /// - Throws: ``OptimizerError/invalidHyperparameter(_:)`` for ranges PyTorch refuses.
+    public init(parameterCount: Int, hyperparameters: SGDHyperparameters) throws {
+        try hyperparameters.validate()
+        self.hyperparameters = hyperparameters
+        momentumBuffer = [Float](repeating: 0, count: hyperparameters.momentum > 0 ? parameterCount : 0)
+    }
+
+    /// One update of `parameters` (`[n]`, in place) from `gradients` (`[n]`) at `learningRate`.
+    public func step(parameters: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, learningRate: Float) {
+        var hp = hyperparameters
+        hp.learningRate = learningRate
+        if hp.momentum > 0 {
+            momentumBuffer.withUnsafeMutableBufferPointer { m in
+                sgdUpdate(parameters: parameters, gradients: gradients, momentumBuffer: m, momentumInitialized: momentumInitialized, hp: hp)
+            }
+        } else {
+            sgdUpdate(parameters: parameters, gradients: gradients, momentumBuffer: nil, momentumInitialized: false, hp: hp)
+        }
+        momentumInitialized = true
+    }
+
+    /// Forgets the momentum (as a freshly created PyTorch optimizer).
+    public func resetState() {
+        momentumBuffer = [Float](repeating: 0, count: momentumBuffer.count)
+        momentumInitialized = false
+    }
+
+    /// The state as a safetensors file (see the type's documentation for the layout).
+    public func stateFile() -> SafeTensorsFile {
+        SafeTensorsFile(records: [SafeTensorsRecord(name: "momentum", shape: [momentumBuffer.count], floats: momentumBuffer)],
+                        metadata: ["momentum_initialized": momentumInitialized ? "true" : "false"])
+    }
+
+    /// Restores the state written by ``stateFile()``.
+    /// - Parameter source: the file's path, for error messages.
+    /// - Throws: ``OptimizerError/stateMismatch(_:)`` when the momentum record is missing or
+    ///   has another length; safetensors errors for unreadable data.
+    public func restore(from file: SafeTensorsFile, source: String) throws {
+        guard !momentumBuffer.isEmpty else { return }
+        guard let rec = file.record(named: "momentum"), rec.shape == [momentumBuffer.count] else {
+            throw OptimizerError.stateMismatch("\(source) has no momentum of \(momentumBuffer.count) values")
+        }
+        momentumBuffer = try rec.floats()
+        momentumInitialized = file.metadata["momentum_initialized"] == "true"
     }
 }

@@ -8,8 +8,8 @@ import Foundation
 /// family 6 model 0xCF) are not in that table and silently fall back to the SSE3
 /// "Prescott" kernels: about 30 GFLOP/s per core instead of about 145 with the AVX-512
 /// "SkylakeX" kernels. The kernel is chosen in a load-time constructor, so the only fix is
-/// to set `OPENBLAS_CORETYPE` before the process starts: ``ensureBestKernel()`` re-executes
-/// the program once with it set. An explicit user setting is always respected.
+/// to set `OPENBLAS_CORETYPE` before the process starts: the executable's start-up
+/// (`Sources/umtrain/BLASKernelSelection.swift`) re-executes the program once with it set. An explicit user setting is always respected.
 public enum BLASKernel {
     /// Instruction-set tiers that matter for OpenBLAS's sgemm kernels, weakest first.
     public enum Tier: Int, Comparable, Sendable, CustomStringConvertible {
@@ -142,33 +142,6 @@ public enum BLASKernel {
     public static var config: String {
         guard let p = openblas_get_config() else { return "unknown" }
         return String(cString: p).trimmingCharacters(in: .whitespaces)
-    }
-
-    /// Applies ``decide(cpu:reportedCore:userSetting:alreadyReexecuted:)`` to this process.
-    /// Must run first thing in `main`, before MPI is initialised and before any thread is
-    /// started. On `.reexecute` it sets `OPENBLAS_CORETYPE` and replaces the process image
-    /// (`execv("/proc/self/exe", argv)`, same pid, so mpirun is unaffected) and does not
-    /// return; if exec fails, it returns the decision and the run continues with the
-    /// current kernel.
-    @discardableResult
-    public static func ensureBestKernel() -> Decision {
-        let env = ProcessInfo.processInfo.environment
-        let marker = env[reexecMarker] != nil
-        // Diagnostic: UMTRAIN_BLAS_SIMULATE_CORE pretends OpenBLAS reported that core, so the
-        // re-exec path can be exercised on machines where OpenBLAS detects the CPU correctly.
-        let reported = env["UMTRAIN_BLAS_SIMULATE_CORE"] ?? coreName
-        let decision = decide(cpu: .current(), reportedCore: reported,
-                              userSetting: marker ? nil : env["OPENBLAS_CORETYPE"],
-                              alreadyReexecuted: marker)
-        if case let .reexecute(coreType, reason) = decision {
-            setenv("OPENBLAS_CORETYPE", coreType, 1)
-            setenv(reexecMarker, "\(reported)->\(coreType): \(reason)", 1)
-            execv("/proc/self/exe", CommandLine.unsafeArgv)
-            // Only reached if exec failed.
-            unsetenv(reexecMarker)
-            return .keep(reason: "re-exec with OPENBLAS_CORETYPE=\(coreType) failed (errno \(errno)); running with \(coreName)")
-        }
-        return decision
     }
 
     /// One line for run headers: the core in use and why.

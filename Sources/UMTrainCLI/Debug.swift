@@ -1,6 +1,8 @@
 import ArgumentParser
+import CommandSupport
 import Distributed
 import Foundation
+import Training
 
 /// Hidden commands that exercise failure paths for the test scripts.
 struct Debug: ParsableCommand {

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Distributed
+import CommandSupport
 import Foundation
 import Training
 
@@ -32,36 +32,20 @@ struct EstimateCommand: ParsableCommand {
     @Option(name: .customLong("keep-ratios"), help: ArgumentHelp("Kept fractions to try, e.g. 0.99,0.98,0.965.", valueName: "list"))
     var keepRatios: String?
 
-    @Option(help: ArgumentHelp("Atypical rule: flip, quantile or increase (overrides estimate.rule).", valueName: "rule"))
+    @Option(help: ArgumentHelp("Atypical rule: \(AtypicalRuleName.validValues) (overrides estimate.rule).", valueName: "rule"))
     var rule: String?
 
     func run() throws {
         runOnRanks(runtime) { rt in
-            var extra: [String] = []
-            if let masks { extra.append("estimate.masks=\(masks)") }
-            if let keepRatios { extra.append("estimate.keep_ratios=[\(keepRatios)]") }
-            if let rule { extra.append("estimate.rule=\(rule)") }
             var opts = configOptions
-            opts.overrides += extra
+            if let masks { opts.overrides.append("estimate.masks=\(masks)") }
+            if let keepRatios { opts.overrides.append("estimate.keep_ratios=[\(keepRatios)]") }
+            if let rule { opts.overrides.append("estimate.rule=\(rule)") }
             let (config, notes) = try opts.load()
             rt.log(try rt.header(command: "estimate-loss"))
             for n in notes { rt.log("note: \(n)") }
-            let report = try runEstimate(config: config, checkpoint: checkpoint, rt: rt)
+            let report = try EstimateStage.run(config: config, context: rt.stageContext(configFile: opts.file), checkpoint: checkpoint)
             if !report.calibrated { rt.log("WARNING: xi is uncalibrated; `umtrain finetune --method um` will refuse it unless forced.") }
         }
     }
-}
-
-/// Shared by `estimate-loss` and `pipeline`.
-func runEstimate(config: RunConfig, checkpoint: String, rt: Runtime) throws -> EstimateReport {
-    // Inputs first, so a failed launch writes nothing.
-    let data = try TrainingData.load(config, file: "config", comm: rt.comm)
-    let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
-    let folder = try rt.openStage(config: config, stage: "estimate")
-    rt.comm.phase = "estimate-loss"
-    let (report, table) = try EstimateStage.run(config: config, comm: rt.comm, model: model, data: data, log: rt.log)
-    if rt.isRoot { try EstimateStage.write(report, table, to: folder) }
-    rt.log(EstimateStage.calibrationTable(report))
-    rt.log("wrote \(folder.root)/estimate.json, atypical.csv, reports/loss_histogram.svg")
-    return report
 }

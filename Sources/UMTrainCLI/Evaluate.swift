@@ -1,5 +1,5 @@
 import ArgumentParser
-import Distributed
+import CommandSupport
 import Foundation
 import OODDetection
 import Datasets
@@ -36,40 +36,11 @@ struct EvaluateCommand: ParsableCommand {
             let (config, notes) = try configOptions.load()
             rt.log(try rt.header(command: "evaluate"))
             for n in notes { rt.log("note: \(n)") }
-            let report = try runEvaluation(config: config, checkpoint: checkpoint, stage: stage, label: stage, rt: rt)
+            let report = try EvaluateStage.run(config: config, context: rt.stageContext(configFile: configOptions.file),
+                                               checkpoint: checkpoint, stage: stage, label: stage)
             rt.log(OODEvaluation.markdown(report, title: "OOD evaluation (\(checkpoint))"))
         }
     }
-}
-
-func runEvaluation(config: RunConfig, checkpoint: String, stage: String, label: String, rt: Runtime,
-                   data preloaded: TrainingData? = nil, sets preloadedSets: [OODSet]? = nil) throws -> OODReport {
-    let data = try preloaded ?? TrainingData.load(config, file: "config", comm: rt.comm)
-    let sets = try preloadedSets ?? OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize,
-                                                            channels: config.model.inChannels,
-                                              resize: config.data.resize, loading: config.data.loadingMode, comm: rt.comm)
-    let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
-    let validationSets = config.evaluate.tune
-        ? try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels, validation: true,
-                                            resize: config.data.resize, loading: config.data.loadingMode, comm: rt.comm)
-        : []
-    let folder = RunFolder(config: config, stage: stage)
-    if rt.isRoot { try folder.create() }
-    rt.comm.phase = "evaluate \(label)"
-    var tuning: [String: Any] = [:]
-    let report = try OODEvaluation.run(model: model, comm: rt.comm, config: config, data: data, sets: sets, log: rt.log,
-                                       validationOOD: validationSets, tuningRecord: &tuning)
-    if rt.isRoot && !tuning.isEmpty {
-        try AtomicFile.write([UInt8](try JSONSerialization.data(withJSONObject: tuning, options: [.prettyPrinted, .sortedKeys])),
-                             to: folder.reports + "/tuning.json")
-    }
-    if rt.isRoot {
-        try DetectorStore.write(report, config: config, to: folder.reports + "/detector")
-        try OODEvaluation.write(report, to: folder.reports, title: "OOD evaluation: \(label)")
-        try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
-    }
-    rt.log("\(label): ID accuracy \(pct(report.idAccuracy)); reports in \(folder.reports)/")
-    return report
 }
 
 /// `umtrain score`: score new data with a saved detector.
@@ -78,7 +49,9 @@ struct ScoreCommand: ParsableCommand {
         commandName: "score",
         abstract: "Score new inputs (an IDX image file or a folder of JPEG/PNG images) with a model and the detector state saved by `umtrain evaluate`.",
         discussion: """
-        Writes one line per input: id, then one column per score (higher = more in-distribution),         in the settings the evaluation used (tuned or not). The detector folder is         runs/<name>/<stage>/reports/detector/.
+        Writes one line per input: id, then one column per score (higher = more in-distribution), \
+        in the settings the evaluation used (tuned or not); the same format as evaluate's \
+        reports/scores/<set>.csv. The detector folder is runs/<name>/<stage>/reports/detector/.
         """
     )
 
@@ -114,17 +87,13 @@ struct ScoreCommand: ParsableCommand {
             e.oodManifest = ""
             e.oodSets = [OODSetConfig(name: "input", images: input, synthetic: false)]
             let sets = try OODEvaluation.loadSets(e, imageSize: config.model.imageSize, channels: config.model.inChannels,
-                                              resize: config.data.resize, loading: config.data.loadingMode, comm: rt.comm)
-            let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm)
+                                                  resize: config.data.resize, loading: config.data.loading, comm: rt.comm)
+            let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm, convolution: rt.convolution.algorithm)
             let normalizer = ChannelNormalizer(mean: config.data.mean.map(Float.init), std: config.data.std.map(Float.init))
             let scores = try DetectorStore.score(model: model, comm: rt.comm, dataset: sets[0].dataset, normalizer: normalizer,
                                                  fitted: fitted, settings: settings)
             guard rt.isRoot else { return }
-            let kinds = settings.scores.filter { scores.scores[$0] != nil }
-            var text = "id," + kinds.joined(separator: ",") + "\n"
-            for (i, id) in scores.ids.enumerated() {
-                text += "\(id)," + kinds.map { String(scores.scores[$0]![i]) }.joined(separator: ",") + "\n"
-            }
+            let text = scores.csv(columns: settings.scores)
             if let output { try AtomicFile.write(text, to: output) } else { print(text, terminator: "") }
         }
     }

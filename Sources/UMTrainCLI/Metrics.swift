@@ -1,4 +1,6 @@
 import ArgumentParser
+import CommandSupport
+import Distributed
 import Foundation
 import OODDetection
 
@@ -66,7 +68,7 @@ struct MetricsCommand: ParsableCommand {
                 print(m.summaryLine)
             }
         } catch {
-            writeStandardError("error: \(error)\n")
+            writeToStandardError("error: \(error)\n")
             throw ExitCode(1)
         }
     }

@@ -1,4 +1,4 @@
-import Datasets
+import TensorCore
 
 /// Weight masks for Unleashing Mask (Zhu et al., ICML 2023, arXiv 2306.03715).
 public enum WeightMask {
@@ -88,16 +88,6 @@ public enum AtypicalRule: Equatable, Sendable, CustomStringConvertible {
         case .flip: return "flip (correct without the mask, wrong with it)"
         case .quantile(let q): return "quantile (top \(q) of masked loss)"
         case .increase(let q): return "increase (top \(q) of loss increase)"
-        }
-    }
-
-    /// Parses `flip`, `quantile` or `increase` with fraction `q`.
-    public static func parse(_ name: String, q: Double) -> AtypicalRule? {
-        switch name {
-        case "flip": return .flip
-        case "quantile": return .quantile(q)
-        case "increase": return .increase(q)
-        default: return nil
         }
     }
 

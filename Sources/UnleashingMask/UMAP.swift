@@ -54,6 +54,11 @@ public final class UMAPState: TrainingHooks {
     /// The current masks (1 = kept).
     public private(set) var masks: [[Float]] = []
 
+    /// Adds scores to every prunable layer of `model` and sets W_eff = W * m. Collective: the
+    /// scores (drawn from `seed`, identical on every rank) are broadcast from rank 0 anyway.
+    /// Side effects: with `freezeWeights`, every other parameter of `model` becomes frozen; with
+    /// `nonAffineBN`, BatchNorm's scale and shift are reset to 1 and 0 and frozen.
+    /// - Throws: communicator errors.
     public init(model: Classifier, options: UMAPOptions, seed: UInt64, comm: Communicator) throws {
         self.model = model
         self.options = options
@@ -158,12 +163,14 @@ public final class UMAPState: TrainingHooks {
         }
     }
 
+    /// Recomputes the masks and verifies them identical on every rank. Collective.
+    /// - Throws: ``UMAPError/masksDiffer(_:)`` naming the layers; communicator errors.
     public func prepareForEvaluation() throws {
         recomputeMasks()
         try checkMasksAcrossRanks()
     }
 
-    /// Verifies that every rank holds the same masks (checksum compared across ranks).
+    /// Verifies that every rank holds the same masks (checksum compared across ranks). Collective.
     public func checkMasksAcrossRanks() throws {
         let names = layerWeights.map { $0.name + " mask" }
         let sums = masks.map { m in m.withUnsafeBufferPointer { RankConsistency.checksum($0) } }

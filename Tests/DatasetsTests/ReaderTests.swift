@@ -1,3 +1,4 @@
+import TensorCore
 import XCTest
 import Foundation
 import CZlib

@@ -125,56 +125,6 @@ final class LayerGradientTests: XCTestCase {
                        context: ForwardContext(mode: .train, sampleIDs: [3, 4]), epsilon: 1e-3)
     }
 
-    /// Weight masks (UMAP): with a continuous mask, `weightMaskGradient` is the exact
-    /// gradient with respect to the mask and `weight.grad` the one with respect to the weight.
-    func testMaskedConvAndLinearGradients() {
-        var rng = RandomStream(seed: 27)
-        let conv = Conv2d(inChannels: 2, outChannels: 3, kernelSize: 3, stride: 2, padding: 1, rng: &rng)
-        let linear = Linear(inFeatures: 4, outFeatures: 3, rng: &rng)
-        let layers: [(any Layer, Parameter, Tensor)] = [
-            (conv, conv.weight, randomTensor([2, 2, 5, 4], seed: 28)),
-            (linear, linear.weight, randomTensor([3, 4], seed: 29)),
-        ]
-        for (i, (layer, weight, x)) in layers.enumerated() {
-            let mask = randomTensor(weight.shape, seed: UInt64(30 + i), low: 0.2, high: 1)
-            if let c = layer as? Conv2d { c.weightMask = mask; c.weightMaskGradient = Tensor(zeros: weight.shape) }
-            if let l = layer as? Linear { l.weightMask = mask; l.weightMaskGradient = Tensor(zeros: weight.shape) }
-            checkGradients(layer, input: x)   // input and weight (through the mask) gradients
-            let ctx = ForwardContext(mode: .train)
-            let r = randomTensor(layer.forward(x, context: ctx).shape, seed: 999)
-            if let c = layer as? Conv2d { c.weightMaskGradient = Tensor(zeros: weight.shape) }
-            if let l = layer as? Linear { l.weightMaskGradient = Tensor(zeros: weight.shape) }
-            _ = layer.backward(r)
-            let analytic = (layer as? Conv2d)?.weightMaskGradient ?? (layer as! Linear).weightMaskGradient!
-            var probe = mask
-            let numeric = numericalGradient(count: mask.count, get: { probe.scalars[$0] }, set: { j, v in
-                probe.withUnsafeMutableBufferPointer { $0[j] = v }
-                if let c = layer as? Conv2d { c.weightMask = probe }
-                if let l = layer as? Linear { l.weightMask = probe }
-            }, of: { dot(layer.forward(x, context: ctx), r) })
-            assertClose(analytic.scalars, numeric, absolute: 2e-3, relative: 1e-2, "mask gradient, layer \(i)")
-        }
-    }
-
-    /// Frozen weight with a mask gradient: weight.grad untouched, mask gradient still formed;
-    /// a 0/1 mask equals the convolution with the pruned weight.
-    func testFrozenMaskedConvMatchesPrunedWeight() {
-        var rng = RandomStream(seed: 33)
-        let conv = Conv2d(inChannels: 2, outChannels: 2, kernelSize: 3, padding: 1, bias: false, rng: &rng)
-        conv.weight.role = .frozen
-        let binary = Tensor(shape: conv.weight.shape, values: (0..<conv.weight.count).map { Float($0 % 3 == 0 ? 0 : 1) })
-        conv.weightMask = binary
-        conv.weightMaskGradient = Tensor(zeros: conv.weight.shape)
-        let x = randomTensor([2, 2, 4, 4], seed: 34)
-        let y = conv.forward(x, context: ForwardContext(mode: .train))
-        var pruned = conv.weight.value.copy()
-        pruned.withUnsafeMutableBufferPointer { p in for i in 0..<p.count where i % 3 == 0 { p[i] = 0 } }
-        assertClose(y, NaiveKernels.conv2d(x, weight: pruned, bias: nil, stride: (1, 1), padding: (1, 1)), absolute: 1e-5)
-        _ = conv.backward(Tensor(shape: y.shape, filledWith: 1))
-        XCTAssertEqual(conv.weight.grad.maxAbs(), 0)
-        XCTAssertGreaterThan(conv.weightMaskGradient!.maxAbs(), 0)
-    }
-
     func testResidualAndConcatGradients() {
         var rng = RandomStream(seed: 18)
         let body = Sequential(named: [

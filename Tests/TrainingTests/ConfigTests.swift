@@ -24,7 +24,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.train.epochs, 3)
         XCTAssertEqual(c.train.lr, 0.05)
         XCTAssertEqual(c.train.batchSize, RunConfig().train.batchSize, "unset keys keep their defaults")
-        XCTAssertEqual(c.model.arch, "cnn5")
+        XCTAssertEqual(c.model.arch, .cnn5)
         XCTAssertTrue(notes.isEmpty)
     }
 
@@ -82,7 +82,7 @@ final class ConfigTests: XCTestCase {
         let p = try write("train:\n  epochs: 3\n")
         let (c, _) = try RunConfig.load(file: p, overrides: ["train.epochs=7", "model.arch=lenet", "data.mean=[0.5]"])
         XCTAssertEqual(c.train.epochs, 7)
-        XCTAssertEqual(c.model.arch, "lenet")
+        XCTAssertEqual(c.model.arch, .lenet)
         XCTAssertEqual(c.data.mean, [0.5])
         XCTAssertThrowsError(try RunConfig.load(file: p, overrides: ["train.epoch=7"])) { e in
             XCTAssertTrue("\(e)".contains("Did you mean 'train.epochs'?"), "\(e)")
@@ -95,7 +95,7 @@ final class ConfigTests: XCTestCase {
     func testReferenceAliasesAreMappedAndNoted() throws {
         let p = try write("arch: lenet\nepochs: 4\nbatch_size: 64\ndroprate: 0.3\n")
         let (c, notes) = try RunConfig.load(file: p)
-        XCTAssertEqual(c.model.arch, "lenet")
+        XCTAssertEqual(c.model.arch, .lenet)
         XCTAssertEqual(c.train.epochs, 4)
         XCTAssertEqual(c.train.batchSize, 64)
         XCTAssertEqual(c.model.dropout, 0.3)
@@ -118,7 +118,7 @@ final class ConfigTests: XCTestCase {
         c.train.batchSize = 512
         c.train.referenceBatchSize = 256
         XCTAssertEqual(c.effectiveLearningRate, 0.1)
-        c.train.lrScaling = "linear"
+        c.train.lrScaling = .linear
         XCTAssertEqual(c.effectiveLearningRate, 0.2, accuracy: 1e-15)
     }
 }
@@ -146,13 +146,13 @@ final class ReferenceKeyTests: XCTestCase {
         """.write(toFile: p, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: p) }
         let (c, notes) = try RunConfig.load(file: p)
-        XCTAssertEqual(c.model.arch, "densenet_bc100")
-        XCTAssertEqual(c.data.format, "cifar10")
-        XCTAssertEqual(c.model.batchNorm, "non_affine")
+        XCTAssertEqual(c.model.arch, .densenetBC100)
+        XCTAssertEqual(c.data.format, .cifar10)
+        XCTAssertEqual(c.model.batchNorm, .nonAffine)
         XCTAssertFalse(c.um.enabled)
         XCTAssertEqual(c.umap.keepRatio, 0.8, "prune_rate is the KEPT fraction")
         XCTAssertTrue(c.umap.freezeWeights)
-        XCTAssertEqual(c.evaluate.scores, ["msp", "energy"])
+        XCTAssertEqual(c.evaluate.scores, [.msp, .energy])
         XCTAssertEqual(c.evaluate.explicitSets.map(\.name), ["Textures", "SVHN"])
         XCTAssertEqual(c.evaluate.oodManifest, "")
         XCTAssertTrue(notes.contains { $0.contains("bn_type") && $0.contains("non_affine") }, "\(notes)")

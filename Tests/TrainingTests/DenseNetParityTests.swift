@@ -35,11 +35,11 @@ final class DenseNetParityTests: XCTestCase {
     /// The reference model section: CIFAR-10 DenseNet-BC-100 with non-affine BatchNorm.
     static var referenceSection: ModelSection {
         var m = ModelSection()
-        m.arch = "densenet_bc100"
+        m.arch = .densenetBC100
         m.inChannels = 3
         m.imageSize = 32
         m.numClasses = 10
-        m.batchNorm = "non_affine"
+        m.batchNorm = .nonAffine
         return m
     }
 

@@ -16,7 +16,7 @@ final class EstimateAugmentTests: XCTestCase {
 
     func config() -> RunConfig {
         var c = RunConfig()
-        c.model.arch = "cnn5"
+        c.model.arch = .cnn5
         c.model.width = 4
         c.model.imageSize = 8
         c.model.numClasses = 4
@@ -54,16 +54,16 @@ final class EstimateAugmentTests: XCTestCase {
         var c = config()
         let aug = Augmentation(cropPadding: 2, horizontalFlip: true, seed: 5)
         let model = try ModelFactory.make(c.model, seed: 3)
-        let plain = try EstimateStage.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: aug), log: { _ in }).0
+        let plain = try LossEstimation.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: aug), log: { _ in }).0
         c.estimate.augment = true
-        let a1 = try EstimateStage.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: aug), log: { _ in }).0
-        let a2 = try EstimateStage.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: aug), log: { _ in }).0
+        let a1 = try LossEstimation.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: aug), log: { _ in }).0
+        let a2 = try LossEstimation.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: aug), log: { _ in }).0
         XCTAssertEqual(a1.xi.bitPattern, a2.xi.bitPattern, "deterministic")
         XCTAssertEqual(a1.atypicalCount, a2.atypicalCount)
         XCTAssertNotEqual(a1.xi, plain.xi)
         XCTAssertNotEqual(a1.trainLoss, plain.trainLoss)
         // Without any training augmentation configured, augment: true is refused, naming the key.
-        XCTAssertThrowsError(try EstimateStage.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: nil),
+        XCTAssertThrowsError(try LossEstimation.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: nil),
                                                    log: { _ in })) { XCTAssertTrue("\($0)".contains("estimate.augment"), "\($0)") }
     }
 }

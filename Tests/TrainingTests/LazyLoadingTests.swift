@@ -43,14 +43,14 @@ final class LazyLoadingTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: root)
     }
 
-    func config(loading: String) -> RunConfig {
+    func config(loading: SampleSet.Loading) -> RunConfig {
         var c = RunConfig()
-        c.model.arch = "cnn5"
+        c.model.arch = .cnn5
         c.model.width = 4
         c.model.inChannels = 3
         c.model.imageSize = 8
         c.model.numClasses = 3
-        c.data.format = "folder"
+        c.data.format = .folder
         c.data.trainImages = root + "/train"
         c.data.testImages = root + "/val"
         c.data.loading = loading
@@ -65,13 +65,13 @@ final class LazyLoadingTests: XCTestCase {
         c.train.batchSize = 6
         c.train.evalBatchSize = 4
         c.train.lr = 0.05
-        c.train.schedule = "constant"
+        c.train.schedule = .constant
         return c
     }
 
     func testLazyFolderGivesTheSameSamplesAsTheInMemoryRead() throws {
-        let memory = try TrainingData.load(config(loading: "memory"), file: "test")
-        let lazy = try TrainingData.load(config(loading: "lazy"), file: "test")
+        let memory = try TrainingData.load(config(loading: .memory), file: "test")
+        let lazy = try TrainingData.load(config(loading: .lazy), file: "test")
         XCTAssertFalse(memory.trainSet.isLazy)
         XCTAssertTrue(lazy.trainSet.isLazy && lazy.testSet.isLazy)
         XCTAssertEqual(lazy.trainSet.ids, memory.trainSet.ids)
@@ -115,7 +115,7 @@ final class LazyLoadingTests: XCTestCase {
 
     func testTrainingAndEvaluationAreBitwiseEqualLazyOrInMemory() throws {
         var results: [(weights: [UInt8], losses: [Double], predictions: [Int64])] = []
-        for loading in ["memory", "lazy"] {
+        for loading: SampleSet.Loading in [.memory, .lazy] {
             let c = config(loading: loading)
             let d = try TrainingData.load(c, file: "test")
             let model = try ModelFactory.make(c.model, seed: 4)
@@ -151,14 +151,14 @@ final class LazyLoadingTests: XCTestCase {
     }
 
     func testRandomResizedCropNeedsLazyLoadingAndNamesTheKey() throws {
-        var c = config(loading: "memory")
+        var c = config(loading: .memory)
         c.data.randomCrop = false
         c.data.randomResizedCrop = true
         XCTAssertThrowsError(try TrainingData.load(c, file: "cfg.yaml")) { error in
             let m = "\(error)"
             XCTAssertTrue(m.contains("data.random_resized_crop") && m.contains("data.loading: lazy"), m)
         }
-        c.data.loading = "lazy"
+        c.data.loading = .lazy
         let d = try TrainingData.load(c, file: "cfg.yaml")
         XCTAssertNil(d.augmentation, "the flip belongs to the random-resized-crop transform")
         let source = d.trainSet.trainingSource(augmentation: d.augmentation)
@@ -178,7 +178,7 @@ final class LazyLoadingTests: XCTestCase {
     }
 
     func testTrainSubsetOfAFolderIsASeededSampleAcrossClasses() throws {
-        var c = config(loading: "lazy")
+        var c = config(loading: .lazy)
         c.data.trainSubset = 9
         let d = try TrainingData.load(c, file: "cfg.yaml")
         XCTAssertEqual(d.trainIds.count, 9)
@@ -190,27 +190,28 @@ final class LazyLoadingTests: XCTestCase {
 
     func testTestRootWithOtherClassFoldersIsRefused() throws {
         try FileManager.default.moveItem(atPath: root + "/val/cat", toPath: root + "/val-cat")
-        XCTAssertThrowsError(try TrainingData.load(config(loading: "lazy"), file: "cfg.yaml")) { error in
+        XCTAssertThrowsError(try TrainingData.load(config(loading: .lazy), file: "cfg.yaml")) { error in
             let m = "\(error)"
             XCTAssertTrue(m.contains("data.test_images") && m.contains("missing cat"), m)
         }
         try FileManager.default.moveItem(atPath: root + "/val-cat", toPath: root + "/val/cat")
         try FileManager.default.createDirectory(atPath: root + "/val/zebra", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: root + "/val/cat/img0.png", toPath: root + "/val/zebra/z.png")
-        XCTAssertThrowsError(try TrainingData.load(config(loading: "memory"), file: "cfg.yaml")) { error in
+        XCTAssertThrowsError(try TrainingData.load(config(loading: .memory), file: "cfg.yaml")) { error in
             let m = "\(error)"
             XCTAssertTrue(m.contains("data.test_images") && m.contains("extra zebra"), m)
         }
     }
 
     func testConfigChecksTheNewDataKeys() {
-        var c = config(loading: "sometimes")
-        XCTAssertThrowsError(try c.validate(file: "cfg.yaml")) { XCTAssertTrue("\($0)".contains("data.loading"), "\($0)") }
-        c = config(loading: "auto")
+        XCTAssertThrowsError(try RunConfig.load(file: nil, overrides: ["data.loading=sometimes"])) {
+            XCTAssertTrue("\($0)".contains("data.loading") && "\($0)".contains("auto, memory or lazy"), "\($0)")
+        }
+        var c = config(loading: .auto)
         c.data.resize = 5
         XCTAssertThrowsError(try c.validate(file: "cfg.yaml")) { XCTAssertTrue("\($0)".contains("data.resize"), "\($0)") }
-        c = config(loading: "auto")
-        c.data.format = "idx"
+        c = config(loading: .auto)
+        c.data.format = .idx
         c.data.randomCrop = false
         c.data.randomResizedCrop = true
         XCTAssertThrowsError(try c.validate(file: "cfg.yaml")) { XCTAssertTrue("\($0)".contains("data.random_resized_crop"), "\($0)") }
@@ -220,15 +221,15 @@ final class LazyLoadingTests: XCTestCase {
         // A PNG signature followed by garbage passes the up-front signature check and fails when read.
         let bad = root + "/val/bee/img1.png"
         try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 1, 2, 3]).write(to: URL(fileURLWithPath: bad))
-        let d = try TrainingData.load(config(loading: "lazy"), file: "test")
-        let model = try ModelFactory.make(config(loading: "lazy").model, seed: 1)
+        let d = try TrainingData.load(config(loading: .lazy), file: "test")
+        let model = try ModelFactory.make(config(loading: .lazy).model, seed: 1)
         XCTAssertThrowsError(try Evaluator.evaluate(model: model, comm: LocalCommunicator(), data: d, dataset: d.testSet,
                                                     ids: d.testSet.ids, batchSize: 3)) { error in
             XCTAssertTrue("\(error)".contains("img1.png"), "\(error)")
         }
         // A file that is not an image at all is refused up front (training/test sets are not skipped).
         try Data("<html>".utf8).write(to: URL(fileURLWithPath: bad))
-        XCTAssertThrowsError(try TrainingData.load(config(loading: "lazy"), file: "test")) { error in
+        XCTAssertThrowsError(try TrainingData.load(config(loading: .lazy), file: "test")) { error in
             XCTAssertTrue("\(error)".contains("img1.png"), "\(error)")
         }
     }
@@ -236,14 +237,14 @@ final class LazyLoadingTests: XCTestCase {
     func testEveryBadFileOfALazyFolderIsReportedInOneRun() throws {
         try Data("<html>".utf8).write(to: URL(fileURLWithPath: root + "/train/ant/zz1.png"))
         try Data().write(to: URL(fileURLWithPath: root + "/train/cat/zz2.png"))
-        XCTAssertThrowsError(try TrainingData.load(config(loading: "lazy"), file: "test")) { error in
+        XCTAssertThrowsError(try TrainingData.load(config(loading: .lazy), file: "test")) { error in
             let m = "\(error)"
             XCTAssertTrue(m.contains("2 unreadable image files") && m.contains("zz1.png") && m.contains("zz2.png"), m)
         }
     }
 
     func testLazyOODFolderSetScoresLikeTheInMemoryOne() throws {
-        let c = config(loading: "memory")
+        let c = config(loading: .memory)
         let d = try TrainingData.load(c, file: "test")
         try Data("not an image".utf8).write(to: URL(fileURLWithPath: root + "/val/cat/broken.png"))
         // Passes the signature check, fails to decode: lazy OOD sets decode up front, so it is
@@ -252,7 +253,7 @@ final class LazyLoadingTests: XCTestCase {
         var e = EvaluateSection()
         e.oodManifest = ""
         e.oodSets = [OODSetConfig(name: "val-as-ood", images: root + "/val", synthetic: false)]
-        e.scores = ["msp", "energy", "mahalanobis"]
+        e.scores = [.msp, .energy, .mahalanobis]
         e.batchSize = 5
         let memory = try OODEvaluation.loadSets(e, imageSize: 8, channels: 3, resize: 9, loading: .memory)
         let lazy = try OODEvaluation.loadSets(e, imageSize: 8, channels: 3, resize: 9, loading: .lazy)
@@ -267,7 +268,7 @@ final class LazyLoadingTests: XCTestCase {
         let a = try OODEvaluation.run(model: model, comm: LocalCommunicator(), config: rc, data: d, sets: memory, log: { _ in })
         let b = try OODEvaluation.run(model: model, comm: LocalCommunicator(), config: rc, data: d, sets: lazy, log: { _ in })
         for k in e.scores {
-            XCTAssertEqual(a.oodScores["val-as-ood"]!.scores[k]!.map(\.bitPattern), b.oodScores["val-as-ood"]!.scores[k]!.map(\.bitPattern), k)
+            XCTAssertEqual(a.oodScores["val-as-ood"]!.scores[k]!.map(\.bitPattern), b.oodScores["val-as-ood"]!.scores[k]!.map(\.bitPattern), k.rawValue)
         }
         XCTAssertEqual(a.rows.count, b.rows.count)
         for (x, y) in zip(a.rows, b.rows) { XCTAssertEqual(x.metrics, y.metrics) }

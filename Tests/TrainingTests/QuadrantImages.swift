@@ -1,3 +1,4 @@
+import TensorCore
 import Datasets
 
 /// The small synthetic set the trainer, estimate and tuning tests share: 1x8x8 images whose

@@ -18,7 +18,7 @@ final class TrainerTests: XCTestCase {
 
     func config() -> RunConfig {
         var c = RunConfig()
-        c.model.arch = "cnn5"
+        c.model.arch = .cnn5
         c.model.width = 4
         c.model.imageSize = 8
         c.model.numClasses = 4
@@ -27,7 +27,7 @@ final class TrainerTests: XCTestCase {
         c.train.epochs = 8
         c.train.batchSize = 16
         c.train.lr = 0.1
-        c.train.schedule = "constant"
+        c.train.schedule = .constant
         return c
     }
 

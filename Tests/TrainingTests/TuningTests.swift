@@ -21,17 +21,17 @@ final class TuningTests: XCTestCase {
         let ood = [OODSet(name: "noise-val", synthetic: false,
                           dataset: ImageDataset(images: noise, labels: [Int](repeating: 0, count: 50), channels: 1, height: 8, width: 8, classCount: 1))]
         var c = RunConfig()
-        c.model.arch = "cnn5"
+        c.model.arch = .cnn5
         c.model.width = 4
         c.model.imageSize = 8
         c.model.numClasses = 4
-        c.evaluate.scores = ["knn", "react"]
+        c.evaluate.scores = [.knn, .react]
         c.evaluate.batchSize = 16
         let model = try ModelFactory.make(c.model, seed: 2)
         let comm = LocalCommunicator()
         let (tuned, record) = try OODEvaluation.tune(model: model, comm: comm, config: c, data: data, validationOOD: ood, log: { _ in })
 
-        func direct(_ kind: String, _ e: EvaluateSection) throws -> Double {
+        func direct(_ kind: ScoreKind, _ e: EvaluateSection) throws -> Double {
             let fitted = try OODEvaluation.fit(model: model, comm: comm, data: data, e: e, kinds: [kind], numClasses: 4)
             let id = try OODEvaluation.score(model: model, comm: comm, data: data, dataset: data.trainSet, ids: data.validationIds,
                                              e: e, fitted: fitted, kinds: [kind]).scores[kind]!
@@ -44,7 +44,7 @@ final class TuningTests: XCTestCase {
         for k in [1, 5, 10, 20, 50, 100] {
             var e = c.evaluate
             e.knnK = k
-            let v = try direct("knn", e)
+            let v = try direct(.knn, e)
             seen.append(v)
             if v > bestK.v { bestK = (k, v) }
         }
@@ -52,7 +52,7 @@ final class TuningTests: XCTestCase {
         for p in [80.0, 85, 90, 95, 99] {
             var e = c.evaluate
             e.reactPercentile = p
-            let v = try direct("react", e)
+            let v = try direct(.react, e)
             seen.append(v)
             if v > bestP.v { bestP = (p, v) }
         }
@@ -60,7 +60,7 @@ final class TuningTests: XCTestCase {
         XCTAssertGreaterThan(Set(seen.suffix(5)).count, 1, "the percentiles must give different AUROCs: \(seen)")
         XCTAssertEqual(tuned.knnK, bestK.k)
         XCTAssertEqual(tuned.reactPercentile, bestP.p)
-        XCTAssertEqual((record["knn"] as? [String: Any])?["value"] as? Double, bestK.v)
-        XCTAssertEqual((record["react"] as? [String: Any])?["value"] as? Double, bestP.v)
+        XCTAssertEqual(record.knn?.value, bestK.v)
+        XCTAssertEqual(record.react?.value, bestP.v)
     }
 }

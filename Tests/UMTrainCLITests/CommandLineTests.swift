@@ -1,12 +1,14 @@
 import ArgumentParser
 import Training
+@testable import Benchmarks
+@testable import MultiRankChecks
 @testable import UMTrainCLI
 import XCTest
 
 final class CommandLineTests: XCTestCase {
     func testSelftestParsesRuntimeOptions() throws {
         let cmd = try UMTrain.parseAsRoot(["selftest", "--comm", "local", "--blas-threads", "2", "--stall-timeout", "5"])
-        let s = try XCTUnwrap(cmd as? Selftest)
+        let s = try XCTUnwrap(cmd as? SelftestCommand)
         XCTAssertEqual(s.runtime.comm, .local)
         XCTAssertEqual(s.runtime.blasThreads, 2)
         XCTAssertEqual(s.runtime.stallTimeout, 5)
@@ -41,31 +43,35 @@ final class PipelinePreflightTests: XCTestCase {
         return try XCTUnwrap(cmd as? PipelineCommand)
     }
 
+    func preflight(_ args: [String], _ config: RunConfig) throws {
+        try Pipeline.preflight(config: config, options: try pipeline(args).options, file: "cfg.yaml")
+    }
+
     func testPreflightNamesTheKeyOfWhatALaterStageWouldRefuse() throws {
         var c = RunConfig()
         c.evaluate.oodManifest = ""
         c.evaluate.oodSets = [OODSetConfig(name: "gone", images: "/nonexistent/ood", synthetic: false)]
-        XCTAssertThrowsError(try pipeline([]).preflight(config: c, file: "cfg.yaml")) { error in
+        XCTAssertThrowsError(try preflight([], c)) { error in
             XCTAssertTrue("\(error)".contains("/nonexistent/ood") && "\(error)".contains("evaluate.ood_sets"), "\(error)")
         }
         c.evaluate.oodSets = [OODSetConfig(name: "here", images: "/tmp", synthetic: false)]
-        XCTAssertNoThrow(try pipeline([]).preflight(config: c, file: "cfg.yaml"))
+        XCTAssertNoThrow(try preflight([], c))
         c.evaluate.tune = true
         c.evaluate.validationOODSets = [OODSetConfig(name: "val", images: "/nonexistent/val", synthetic: false)]
-        XCTAssertThrowsError(try pipeline([]).preflight(config: c, file: "cfg.yaml")) { error in
+        XCTAssertThrowsError(try preflight([], c)) { error in
             XCTAssertTrue("\(error)".contains("evaluate.validation_ood_sets"), "\(error)")
         }
         c.evaluate.tune = false
         c.estimate.augment = true
-        XCTAssertThrowsError(try pipeline([]).preflight(config: c, file: "cfg.yaml")) { error in
+        XCTAssertThrowsError(try preflight([], c)) { error in
             XCTAssertTrue("\(error)".contains("estimate.augment"), "\(error)")
         }
         c.estimate.augment = false
         c.train.epochs = 0
-        XCTAssertThrowsError(try pipeline([]).preflight(config: c, file: "cfg.yaml")) { error in
+        XCTAssertThrowsError(try preflight([], c)) { error in
             XCTAssertTrue("\(error)".contains("train.epochs") && "\(error)".contains("--checkpoint"), "\(error)")
         }
-        XCTAssertThrowsError(try pipeline(["--checkpoint", "/nonexistent/w.safetensors"]).preflight(config: c, file: "cfg.yaml")) { error in
+        XCTAssertThrowsError(try preflight(["--checkpoint", "/nonexistent/w.safetensors"], c)) { error in
             XCTAssertTrue("\(error)".contains("--checkpoint"), "\(error)")
         }
     }

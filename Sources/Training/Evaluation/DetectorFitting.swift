@@ -1,0 +1,72 @@
+import Datasets
+import Distributed
+import Foundation
+import NeuralNetwork
+import OODDetection
+import SafeTensors
+import TensorCore
+
+/// The feature-based detectors fitted from the training ids' penultimate features.
+extension OODEvaluation {
+    /// Fitted detector state (saved with every evaluation so `umtrain score` can reuse it).
+    public struct Fitted: Sendable {
+        var mahalanobis: MahalanobisDetector?
+        var knn: KNNDetector?
+        var reactThreshold: Double?
+        /// Class means `[C, D]` and the shared covariance `[D, D]` (Double), the training
+        /// features `[N, D]` (the KNN bank before normalisation) and D.
+        var classMeans: [Double] = []
+        var covariance: [Double] = []
+        var bankFeatures: [Float] = []
+        var featureDim = 0
+        public init() {}
+    }
+
+    /// Fits the feature-based detectors that `kinds` need from the training ids' penultimate
+    /// features, gathered by id, so every rank fits the same detector for any world size
+    /// (never from test or OOD data: pitfalls F10). Collective.
+    ///
+    /// - Returns: the fitted detectors (empty when no kind needs training features).
+    /// - Throws: communicator errors; Mahalanobis errors for a singular covariance.
+    static func fit(model: Classifier, comm: Communicator, data: TrainingData, e: EvaluateSection, kinds: [ScoreKind],
+                    numClasses: Int) throws -> Fitted {
+        var fitted = Fitted()
+        guard kinds.contains(where: \.needsTrainingFeatures) else { return fitted }
+        let ids = data.trainIds
+        let schedule = EvaluationSchedule(ids: ids, batchSize: e.batchSize, worldSize: comm.worldSize)
+        var myIds: [Int64] = [], myFeatures: [Float] = []
+        var dim = 0
+        let myBatches = schedule.batches(rank: comm.rank).filter { !$0.isEmpty }
+        try data.forEachBatch(data.trainSet, data.trainSet.positionBatches(myBatches.map(\.ids))) { b, x, _ in
+            let eb = myBatches[b]
+            _ = model.forward(x, context: .eval)
+            let f = model.penultimateFeatures!
+            dim = f.shape[1]
+            myIds += eb.ids.map(Int64.init)
+            myFeatures += f.scalars
+        }
+        dim = Int(try comm.allreduce(Int64(dim), op: .max))
+        let gathered = try GatherByID(localIDs: myIds, comm: comm)
+        let features = try gathered.gatherRows(myFeatures, width: dim, comm: comm)
+        let labelOf = data.trainSet.labelsById()
+        let labels = gathered.ids.map { labelOf[Int($0)]! }
+        fitted.featureDim = dim
+        if kinds.contains(.mahalanobis) {
+            var sums = ClassFeatureSums(numClasses: numClasses, featureDim: dim)
+            sums.accumulate(features: features, labels: labels)
+            var scatter = CentredScatter(featureDim: dim)
+            scatter.accumulate(features: features, labels: labels, classMeans: try sums.means())
+            fitted.mahalanobis = try MahalanobisDetector(classSums: sums, scatter: scatter, ridge: e.mahalanobisRidge)
+            fitted.classMeans = try sums.means()
+            fitted.covariance = scatter.covariance()
+        }
+        if kinds.contains(.knn) {
+            fitted.knn = KNNDetector(trainingFeatures: features, featureDim: dim, k: min(e.knnK, gathered.ids.count))
+            fitted.bankFeatures = features
+        }
+        if kinds.contains(.react) {
+            fitted.reactThreshold = ReAct.percentileThreshold(activations: features, percentile: e.reactPercentile)
+        }
+        return fitted
+    }
+}

@@ -1,0 +1,92 @@
+import Datasets
+import Distributed
+import Foundation
+import NeuralNetwork
+import OODDetection
+import SafeTensors
+import TensorCore
+
+/// One row of the OOD report.
+public struct OODRow: Sendable {
+    public var score: ScoreKind
+    public var set: String
+    public var synthetic: Bool
+    public var metrics: OODMetrics
+}
+
+/// The OOD evaluation of one model.
+public struct OODReport: Sendable {
+    public var idAccuracy: Double
+    public var idLoss: Double
+    public var rows: [OODRow]
+    public var fprMode: FPRMode
+    /// Unweighted mean over the REAL OOD sets, per score.
+    public var averages: [ScoreKind: OODMetrics]
+    /// The scores in the configured order (report rows follow it).
+    public var scoreOrder: [ScoreKind]
+    public var idScores: SetScores
+    public var oodScores: [String: SetScores]
+    /// The detectors as fitted (and the settings, tuned or not) for `umtrain score`.
+    public var fitted: OODEvaluation.Fitted
+    public var settings: EvaluateSection
+    /// What tuning chose (`evaluate.tune`), nil without tuning.
+    public var tuning: TuningRecord?
+}
+
+/// Post-hoc OOD detection over MPI: every score is oriented so that higher = more
+/// in-distribution; each rank scores its share of fixed batches of consecutive sample ids
+/// (the same batches whatever the world size), results are gathered by id, and the
+/// detectors' statistics (Mahalanobis class means and covariance, the KNN bank, the ReAct
+/// threshold) are fitted from training features gathered by id and summed in id order, so
+/// per-sample scores and metrics are bitwise identical for any number of ranks.
+public enum OODEvaluation {
+    /// Evaluates `model` on the ID test set and every OOD set: detectors tuned (with
+    /// `evaluate.tune`, on validation data only) and fitted (on the training ids), every score on
+    /// every set, metrics per (score, set) and averages over the real sets. Collective.
+    ///
+    /// - Parameters:
+    ///   - sets: the OOD test sets (``loadSets(_:imageSize:channels:resize:loading:comm:)``).
+    ///   - validationOOD: tuning-only OOD sets (never test sets).
+    /// - Throws: communicator errors, metric errors on non-finite scores (unless
+    ///   `evaluate.exclude_non_finite`), ``ConfigError`` when tuning has no validation split.
+    public static func run(model: Classifier, comm: Communicator, config: RunConfig, data: TrainingData, sets: [OODSet],
+                           log: (String) -> Void, validationOOD: [OODSet] = []) throws -> OODReport {
+        var e = config.evaluate
+        var tuning: TuningRecord?
+        if e.tune {
+            let (tuned, record) = try tune(model: model, comm: comm, config: config, data: data, validationOOD: validationOOD, log: log)
+            e = tuned
+            tuning = record
+        }
+        let kinds = e.scores
+        let mode = e.fprMode
+        let started = Date()
+        let fitted = try fit(model: model, comm: comm, data: data, e: e, kinds: kinds, numClasses: config.model.numClasses)
+        log("detector settings: ODIN T \(e.odinTemperature) eps \(e.odinEpsilon), KNN k \(e.knnK), ReAct p\(e.reactPercentile)\(e.tune ? " (tuned on the validation split)" : " (defaults)")")
+        let idEval = try Evaluator.evaluate(model: model, comm: comm, data: data, dataset: data.testSet, ids: data.testSet.ids,
+                                            batchSize: e.batchSize)
+        let idScores = try score(model: model, comm: comm, data: data, dataset: data.testSet, ids: data.testSet.ids, e: e,
+                                 fitted: fitted, kinds: kinds)
+        var rows: [OODRow] = []
+        var oodScores: [String: SetScores] = [:]
+        for s in sets {
+            comm.phase = "evaluate \(s.name)"
+            let sc = try score(model: model, comm: comm, data: data, dataset: s.dataset, ids: s.dataset.ids, e: e, fitted: fitted,
+                               kinds: kinds)
+            oodScores[s.name] = sc
+            for kind in kinds {
+                let m = try OODMetrics.compute(idScores: idScores.scores[kind]!, oodScores: sc.scores[kind]!, fprMode: mode,
+                                               nonFinite: e.excludeNonFinite ? .exclude : .error)
+                rows.append(OODRow(score: kind, set: s.name, synthetic: s.synthetic, metrics: m))
+            }
+        }
+        var averages: [ScoreKind: OODMetrics] = [:]
+        for kind in kinds {
+            let real = rows.filter { $0.score == kind && !$0.synthetic }.map(\.metrics)
+            if !real.isEmpty { averages[kind] = OODMetrics.average(real) }
+        }
+        log("OOD evaluation: \(sets.count) sets x \(kinds.count) scores in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+        return OODReport(idAccuracy: idEval.accuracy, idLoss: idEval.loss, rows: rows, fprMode: mode, averages: averages,
+                         scoreOrder: kinds, idScores: idScores, oodScores: oodScores, fitted: fitted, settings: e, tuning: tuning)
+    }
+}

@@ -1,0 +1,113 @@
+import Datasets
+import Distributed
+import Foundation
+import NeuralNetwork
+import OODDetection
+import SafeTensors
+import TensorCore
+
+/// Per-sample scores of one set for every score kind, in ascending sample-id order.
+public struct SetScores: Sendable {
+    public var ids: [Int64]
+    /// Per score kind, one value per id (higher = more in-distribution).
+    public var scores: [ScoreKind: [Double]]
+
+    /// The per-sample score file (`scores/<set>.csv`, `umtrain score`): a header `id,<score>...`,
+    /// then one line per id with each score in `columns` order (Swift's shortest round-trip
+    /// decimal form). `umtrain metrics` reads it back.
+    public func csv(columns: [ScoreKind]) -> String {
+        let kinds = columns.filter { scores[$0] != nil }
+        var t = "id," + kinds.map(\.rawValue).joined(separator: ",") + "\n"
+        for (i, id) in ids.enumerated() {
+            t += "\(id)," + kinds.map { String(scores[$0]![i]) }.joined(separator: ",") + "\n"
+        }
+        return t
+    }
+}
+
+/// Per-sample OOD scores of a set, computed in fixed batches over the ranks and gathered by id.
+extension OODEvaluation {
+    /// Scores `ids` of `dataset` on this rank's batches (fixed batches of consecutive ids, the
+    /// same for any world size), then gathers by id. Collective.
+    ///
+    /// - Parameters:
+    ///   - e: batch size, temperatures and ODIN's settings.
+    ///   - fitted: the detectors the feature scores need (Mahalanobis, KNN, ReAct).
+    ///   - kinds: the scores to compute.
+    /// - Returns: per-sample scores in ascending id order, identical on every rank.
+    static func score(model: Classifier, comm: Communicator, data: TrainingData, dataset: SampleSet, ids: [Int],
+                      e: EvaluateSection, fitted: Fitted, kinds: [ScoreKind]) throws -> SetScores {
+        let schedule = EvaluationSchedule(ids: ids, batchSize: e.batchSize, worldSize: comm.worldSize)
+        var myIds: [Int64] = []
+        var mine: [ScoreKind: [Double]] = [:]
+        for k in kinds { mine[k] = [] }
+        let k = model.classifier.outFeatures
+        let myBatches = schedule.batches(rank: comm.rank).filter { !$0.isEmpty }
+        try data.forEachBatch(dataset, dataset.positionBatches(myBatches.map(\.ids))) { b, x, _ in
+            let eb = myBatches[b]
+            let logits = model.forward(x, context: .eval)
+            let z = logits.scalars
+            let features = model.penultimateFeatures!.scalars
+            myIds += eb.ids.map(Int64.init)
+            // ODIN reuses this forward pass for its input gradient (before anything else runs a
+            // forward through the model and replaces the cached activations).
+            let odinScores = kinds.contains(.odin) ? try odin(model: model, x: x, logits: logits, e: e, data: data) : []
+            for kind in kinds {
+                switch kind {
+                case .msp: mine[kind]! += LogitScore.maxSoftmax(logits: z, numClasses: k)
+                case .maxLogit: mine[kind]! += LogitScore.maxLogit(logits: z, numClasses: k)
+                case .energy: mine[kind]! += LogitScore.energy(logits: z, numClasses: k, temperature: e.energyTemperature)
+                case .mahalanobis: mine[kind]! += fitted.mahalanobis!.scores(features: features)
+                case .knn: mine[kind]! += fitted.knn!.scores(features: features)
+                case .react:
+                    var clipped = features
+                    ReAct.clip(&clipped, threshold: fitted.reactThreshold!)
+                    let d = clipped.count / max(eb.ids.count, 1)
+                    let head = model.classifier.forward(Tensor(shape: [eb.ids.count, d], values: clipped), context: .eval)
+                    mine[kind]! += LogitScore.energy(logits: head.scalars, numClasses: k, temperature: e.energyTemperature)
+                case .odin:
+                    mine[kind]! += odinScores
+                }
+            }
+        }
+        let gathered = try GatherByID(localIDs: myIds, comm: comm)
+        var result = SetScores(ids: gathered.ids, scores: [:])
+        for kind in kinds {
+            result.scores[kind] = try gathered.gather(mine[kind]!, comm: comm)
+        }
+        return result
+    }
+
+    /// ODIN: temperature-scaled MSP after a gradient-sign input step that increases the max
+    /// softmax: x' = x - (eps / std_c) * sign(dL/dx), L = -log S_yhat(x; T) (Liang et al. 2018,
+    /// Eq. 2). The input gradient is computed in inference mode without touching or reducing
+    /// parameter gradients.
+    static func odin(model: Classifier, x: Tensor, logits: Tensor, e: EvaluateSection, data: TrainingData) throws -> [Double] {
+        // `logits` come from the preceding inference-mode forward of `x` (parameter gradients
+        // off), whose cached activations the backward below uses.
+        let n = x.shape[0]
+        let k = logits.shape[1]
+        let t = e.odinTemperature
+        var grad = Tensor(zeros: [n, k])
+        logits.withUnsafeBufferPointer { z in
+            grad.withUnsafeMutableBufferPointer { g in
+                for i in 0..<n {
+                    var m = -Double.infinity, arg = 0
+                    for j in 0..<k where Double(z[i * k + j]) > m { m = Double(z[i * k + j]); arg = j }
+                    var s = 0.0
+                    for j in 0..<k { s += exp((Double(z[i * k + j]) - m) / t) }
+                    for j in 0..<k {
+                        let p = exp((Double(z[i * k + j]) - m) / t) / s
+                        g[i * k + j] = Float((p - (j == arg ? 1 : 0)) / t)
+                    }
+                }
+            }
+        }
+        let dx = model.backward(grad)
+        var perturbed = x.scalars
+        ODIN.perturb(&perturbed, lossGradient: dx.scalars, epsilon: e.odinEpsilon, channels: x.shape[1],
+                     planeSize: x.shape[2] * x.shape[3], channelStd: data.normalizer.std)
+        let after = model.forward(Tensor(shape: x.shape, values: perturbed), context: .eval)
+        return LogitScore.maxSoftmax(logits: after.scalars, numClasses: k, temperature: t)
+    }
+}

@@ -1,0 +1,168 @@
+import Datasets
+import Distributed
+import Foundation
+import NeuralNetwork
+import OODDetection
+import SafeTensors
+import TensorCore
+
+/// An OOD test set loaded for scoring (in memory, or a lazily decoded folder).
+public struct OODSet: Sendable {
+    public let name: String
+    public let synthetic: Bool
+    public let dataset: SampleSet
+
+    public init(name: String, synthetic: Bool, dataset: SampleSet) {
+        self.name = name
+        self.synthetic = synthetic
+        self.dataset = dataset
+    }
+
+    public init(name: String, synthetic: Bool, dataset: ImageDataset) {
+        self.init(name: name, synthetic: synthetic, dataset: SampleSet(dataset))
+    }
+}
+
+public enum OODEvaluationError: Error, CustomStringConvertible {
+    case missingSet(name: String, path: String, key: String)
+    case noSets(String)
+    /// A set folder that cannot be listed or holds no readable image.
+    case unreadableSet(name: String, key: String, reason: String)
+    public var description: String {
+        switch self {
+        case let .unreadableSet(name, key, reason):
+            return "OOD set '\(name)' (from \(key)): \(reason)"
+        case let .missingSet(name, path, key):
+            return "OOD set '\(name)': \(path) does not exist (from \(key)). Hint: run launch/prepare-data.sh, or fix the path."
+        case let .noSets(m):
+            return "no OOD sets to evaluate: \(m). Hint: set evaluate.ood_manifest to data/manifest.json or list evaluate.ood_sets."
+        }
+    }
+}
+
+/// Loading the OOD test sets and the tuning-only validation OOD sets.
+extension OODEvaluation {
+    /// Loads the OOD sets named by the manifest and/or the explicit list.
+    /// - Parameters:
+    ///   - resize: shorter side that folder images are resized to before the centre crop to
+    ///     `imageSize` (0 = `imageSize`; torchvision ImageNet evaluation uses 256 for 224).
+    ///   - loading: how folder sets are read (`auto`: in memory up to 4 GiB decoded per set).
+    ///   - comm: with several ranks, folder sets are scanned by rank 0 and checked in shares
+    ///     (collective; see `SampleSet.folder`).
+    public static func loadSets(_ e: EvaluateSection, imageSize: Int, channels: Int, resize: Int = 0,
+                                loading: SampleSet.Loading = .auto, comm: Communicator? = nil) throws -> [OODSet] {
+        try loadSets(e, imageSize: imageSize, channels: channels, validation: false, resize: resize, loading: loading, comm: comm)
+    }
+
+    /// The OOD test set specs: every `ood` set of the manifest plus `evaluate.ood_sets`.
+    static func testSpecs(_ e: EvaluateSection) throws -> [OODSetConfig] {
+        var specs: [OODSetConfig] = []
+        if !e.oodManifest.isEmpty {
+            guard let data = FileManager.default.contents(atPath: e.oodManifest) else {
+                throw OODEvaluationError.missingSet(name: "manifest", path: e.oodManifest, key: "evaluate.ood_manifest")
+            }
+            guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let sets = json["sets"] as? [[String: Any]] else {
+                throw ConfigError.invalidValue(file: e.oodManifest, key: "sets", expected: "a list of sets (launch/prepare-data.sh format)",
+                                               actual: "missing", hint: "re-run launch/prepare-data.sh")
+            }
+            let base = (e.oodManifest as NSString).deletingLastPathComponent
+            for s in sets where (s["role"] as? String) == "ood" {
+                guard let name = s["name"] as? String, let files = s["files"] as? [[String: Any]],
+                      let img = files.compactMap({ $0["path"] as? String }).first(where: { $0.contains("images") }) else { continue }
+                specs.append(OODSetConfig(name: name, images: base + "/" + img, synthetic: (s["synthetic"] as? Bool) ?? false))
+            }
+        }
+        return specs + e.explicitSets
+    }
+
+    /// Loads the OOD test sets (`validation: false`) or the tuning-only sets (`true`).
+    public static func loadSets(_ e: EvaluateSection, imageSize: Int, channels: Int, validation: Bool, resize: Int = 0,
+                                loading: SampleSet.Loading = .auto, comm: Communicator? = nil) throws -> [OODSet] {
+        var specs: [OODSetConfig]
+        if validation {
+            specs = try validationSpecs(e)
+            if specs.isEmpty { return [] }
+        } else {
+            specs = try testSpecs(e)
+        }
+        guard !specs.isEmpty else { throw OODEvaluationError.noSets("the manifest has no ood sets and evaluate.ood_sets is empty") }
+        var out: [OODSet] = []
+        for s in specs {
+            guard FileManager.default.fileExists(atPath: s.images) else {
+                throw OODEvaluationError.missingSet(name: s.name, path: s.images,
+                                                    key: validation ? "evaluate.validation_ood_sets" : (e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest))
+            }
+            let ds: SampleSet
+            var isDirectory: ObjCBool = false
+            _ = FileManager.default.fileExists(atPath: s.images, isDirectory: &isDirectory)
+            if isDirectory.boolValue {
+                // A folder of JPEG/PNG images (Textures, Places, SUN, iNaturalist, ...): decoded,
+                // converted to the model's channels, resized (shorter side) and centre-cropped to
+                // the model's input size; in memory or lazily (`loading`). Unreadable files are
+                // skipped and counted (lazy sets are decoded once up front to find them, so the
+                // same files are skipped either way).
+                let loaded: (set: SampleSet, skipped: [SkippedFile], lazy: Bool)
+                do {
+                    loaded = try SampleSet.folder(root: s.images, layout: .flat, channels: channels,
+                                                  transform: ResizeCenterCrop(resizeShorterSide: resize > 0 ? resize : imageSize, cropSize: imageSize),
+                                                  loading: loading, skipBadFiles: true, fullCheck: true, comm: comm)
+                } catch let error as ImageFileError {
+                    throw OODEvaluationError.unreadableSet(name: s.name, key: validation ? "evaluate.validation_ood_sets"
+                                                           : (e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest), reason: "\(error)")
+                }
+                if !loaded.skipped.isEmpty && (comm?.rank ?? 0) == 0 {
+                    writeSkipped(name: s.name, count: loaded.skipped.count, first: loaded.skipped[0].path)
+                }
+                ds = loaded.set
+            } else {
+                let images = try IDX.readImages(path: s.images)
+                guard images.rows == imageSize && images.cols == imageSize && channels == 1 else {
+                    throw ConfigError.invalidValue(file: s.images, key: "OOD set '\(s.name)'", expected: "\(channels)x\(imageSize)x\(imageSize) images",
+                                                   actual: "1x\(images.rows)x\(images.cols)",
+                                                   hint: "IDX OOD sets must match the model input; for RGB or other sizes use a folder of JPEG/PNG images")
+                }
+                ds = SampleSet(ImageDataset(images: images.pixels, labels: [Int](repeating: 0, count: images.count), channels: 1,
+                                            height: images.rows, width: images.cols, classCount: 1, classNames: []))
+            }
+            out.append(OODSet(name: s.name, synthetic: s.synthetic, dataset: ds))
+        }
+        return out
+    }
+
+    /// Checks, without reading any image, that every configured OOD test set (manifest and
+    /// `evaluate.ood_sets`) and, with `evaluate.tune`, every validation OOD set exists, and that
+    /// the validation sets are disjoint from the test sets: the pipeline's pre-flight check, so a
+    /// wrong path fails before hours of training rather than at the evaluation stage.
+    /// - Throws: `OODEvaluationError.missingSet` / `.noSets`, `ConfigError` naming the key.
+    public static func checkSetPaths(_ e: EvaluateSection) throws {
+        let tests = try testSpecs(e)
+        guard !tests.isEmpty else { throw OODEvaluationError.noSets("the manifest has no ood sets and evaluate.ood_sets is empty") }
+        for s in tests where !FileManager.default.fileExists(atPath: s.images) {
+            throw OODEvaluationError.missingSet(name: s.name, path: s.images, key: e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest)
+        }
+        if e.tune {
+            for v in try validationSpecs(e) where !FileManager.default.fileExists(atPath: v.images) {
+                throw OODEvaluationError.missingSet(name: v.name, path: v.images, key: "evaluate.validation_ood_sets")
+            }
+        }
+    }
+
+    /// The validation OOD set specs, checked disjoint from the OOD test sets (by standardised
+    /// path): tuning on test data inflates every metric (pitfalls F10).
+    /// - Throws: `ConfigError` naming `evaluate.validation_ood_sets`.
+    static func validationSpecs(_ e: EvaluateSection) throws -> [OODSetConfig] {
+        let std = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
+        let testPaths = Set(try testSpecs(e).map { std($0.images) })
+        for v in e.explicitValidationSets where testPaths.contains(std(v.images)) {
+            throw ConfigError.invalidValue(file: "config", key: "evaluate.validation_ood_sets", expected: "sets disjoint from the OOD test sets",
+                                           actual: "'\(v.name)' uses \(v.images), an OOD test set",
+                                           hint: "tuning on test data inflates every metric (pitfalls F10); use a separate set.")
+        }
+        return e.explicitValidationSets
+    }
+
+    static func writeSkipped(name: String, count: Int, first: String) {
+        FileHandle.standardError.write(Data("note: OOD set '\(name)': skipped \(count) unreadable file(s), e.g. \(first)\n".utf8))
+    }
+}

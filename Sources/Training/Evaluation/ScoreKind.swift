@@ -1,0 +1,23 @@
+/// The OOD scores `umtrain evaluate` computes (`evaluate.scores`). Every score is oriented so that
+/// higher = more in-distribution; docs/metrics.md gives each one's definition and source.
+public enum ScoreKind: String, ConfigEnum {
+    /// Maximum softmax probability (Hendrycks & Gimpel, ICLR 2017).
+    case msp
+    /// Maximum logit (Hendrycks et al., ICML 2022).
+    case maxLogit = "maxlogit"
+    /// Energy, `T * logsumexp(z / T)` (Liu et al., NeurIPS 2020).
+    case energy
+    /// ODIN: temperature-scaled MSP after an input perturbation (Liang et al., ICLR 2018).
+    case odin
+    /// Negative minimum Mahalanobis distance to the class means (Lee et al., NeurIPS 2018).
+    case mahalanobis
+    /// Negative distance to the k-th nearest normalised training feature (Sun et al., ICML 2022).
+    case knn
+    /// Energy of the logits recomputed from clipped penultimate features (Sun et al., NeurIPS 2021).
+    case react
+
+    public static let configHint = "e.g. scores: [msp, energy, odin]"
+
+    /// Scores that need detectors fitted on the training ids' penultimate features.
+    public var needsTrainingFeatures: Bool { self == .mahalanobis || self == .knn || self == .react }
+}
