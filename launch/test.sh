@@ -111,47 +111,29 @@ else
   record "BLAS kernel auto-selection" skip "CPU has no AVX2, nothing stronger to select"
 fi
 
-# 4. Training on real data under mpirun: resume, kill, pre-emption.
-log="$LOG_DIR/test-training.log"
-set +e
-bash launch/test-training.sh 2>&1 | tee "$log" | grep -a "^\[test\]"
-set -e
-line=$(grep -aE "^training: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
-if [ -n "$line" ]; then
-  p=$(sed -E 's/^training: ([0-9]+) passed.*/\1/' <<<"$line"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
-  passed=$((passed + p)); failed=$((failed + f))
-else
-  record "training tests" fail "no summary line; see $log"
-fi
-
-# 5. Pre-emption and resume of the pipeline and of finetune (SIGTERM to a rank, SIGUSR1 to mpirun).
-log="$LOG_DIR/test-preemption.log"
-set +e
-TEST_LOG_DIR="$LOG_DIR" bash launch/test-preemption.sh 2>&1 | tee "$log" | grep -a "^\[preempt\]"
-set -e
-line=$(grep -aE "^preemption: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
-if [ -n "$line" ]; then
-  p=$(sed -E 's/^preemption: ([0-9]+) passed.*/\1/' <<<"$line"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
-  passed=$((passed + p)); failed=$((failed + f))
-else
-  record "pre-emption tests" fail "no summary line; see $log"
-fi
-
-# 6. Multi-node suite on namespace hosts (skips itself where namespaces are not allowed).
-log="$LOG_DIR/multinode.log"
-set +e
-TEST_LOG_DIR="$LOG_DIR" bash launch/test-multinode.sh 2>&1 | tee "$log" | grep -aE '^\[multinode\] (ok|FAIL|skip|exit times)'
-set -e
-line=$(grep -aE '^multinode: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1 || true)
-if [ -n "$line" ]; then
-  p=$(sed -E 's/^multinode: ([0-9]+) passed.*/\1/' <<<"$line")
-  f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+# suite NAME SCRIPT PREFIX: run a sub-suite whose last line is "PREFIX: N passed, N failed[,
+# N skipped]", show its report lines, and add its counts.
+suite() {
+  local name=$1 script=$2 prefix=$3 log="$LOG_DIR/$1.log" line p f s
+  set +e
+  TEST_LOG_DIR="$LOG_DIR" bash "$script" 2>&1 | tee "$log" | grep -aE '^\[(test|preempt|multinode)\] (ok|FAIL|skip|exit times)'
+  set -e
+  line=$(grep -aE "^$prefix: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
+  if [ -z "$line" ]; then record "$name" fail "no summary line; see $log"; return; fi
+  p=$(sed -E "s/^$prefix: ([0-9]+) passed.*/\1/" <<<"$line"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
   s=0; grep -qE '[0-9]+ skipped' <<<"$line" && s=$(sed -E 's/.* ([0-9]+) skipped.*/\1/' <<<"$line")
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
   say "$line"
-else
-  record "multinode suite" fail "no summary line; see $log"
-fi
+}
+
+# 4. Training on real data under mpirun: resume, kill, pre-emption.
+suite test-training launch/test-training.sh training
+
+# 5. Pre-emption and resume of the pipeline and of finetune (SIGTERM to a rank, SIGUSR1 to mpirun).
+suite test-preemption launch/test-preemption.sh preemption
+
+# 6. Multi-node suite on namespace hosts (skips itself where namespaces are not allowed).
+suite multinode launch/test-multinode.sh multinode
 
 say "total time $(( $(date +%s) - t0 )) s; logs in $LOG_DIR"
 if [ "$skipped" -gt 0 ]; then
