@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "OODDetectionTests", dependencies: ["OODDetection", "TestSupport"]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TestSupport"]),
         .testTarget(name: "UnleashingMaskTests", dependencies: ["UnleashingMask", "NeuralNetwork", "Distributed", "TensorCore", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "UMTrainCLITests", dependencies: ["UMTrainCLI", "CommandSupport", "MultiRankChecks", "Benchmarks", "TestSupport"]),
     ]
 )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mpirun wrapper for umtrain. Usage:
 #   launch/mpirun.sh -np N [mpirun options...] umtrain SUBCOMMAND [options...]
-# 'umtrain' is resolved to this checkout's release build.
+# 'umtrain' is resolved to this checkout's release build; a path ending in /umtrain
+# (e.g. .build/release/umtrain) runs that binary instead.
 # It adds:
 #  - OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM) when running as root;
 #  - --oversubscribe when N exceeds this machine's cores (single node, no hostfile);
@@ -28,6 +29,12 @@ while [ $# -gt 0 ]; do
     -np|-n|--np|-c) np="$2"; args+=("$1" "$2"); shift 2 ;;
     --hostfile|-hostfile|--machinefile|-machinefile|-H|--host|-host) multi_node=1; args+=("$1" "$2"); shift 2 ;;
     umtrain) shift; break ;;
+    */umtrain)  # a path to a binary (e.g. .build/release/umtrain or /opt/x/umtrain) instead of the word
+      if [ ! -x "$1" ]; then
+        echo "[mpirun.sh] error: $1 is not an executable umtrain binary. Hint: build it (launch/setup.sh) or write 'umtrain'." >&2
+        exit 1
+      fi
+      UMTRAIN="$1"; shift; break ;;
     *) args+=("$1"); shift ;;
   esac
 done

@@ -6,7 +6,8 @@
 #      job non-zero within seconds, naming the rank / the collective;
 #   4. training on real data under mpirun (resume, kill, pre-emption, lazy loading);
 #   5. pre-emption of the pipeline and of finetune, and --resume to identical weights;
-#   6. the multi-node suite on network-namespace hosts.
+#   6. broken state refused loudly (divergence, NaN weights, Ctrl-C, ...);
+#   7. the multi-node suite on network-namespace hosts.
 # Prints ONE aggregate line last: "N passed, N failed[, N skipped]". Exit 0 iff nothing failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -116,7 +117,7 @@ fi
 suite() {
   local name=$1 script=$2 prefix=$3 log="$LOG_DIR/$1.log" line p f s
   set +e
-  TEST_LOG_DIR="$LOG_DIR" bash "$script" 2>&1 | tee "$log" | grep -aE '^\[(test|preempt|multinode)\] (ok|FAIL|skip|exit times)'
+  TEST_LOG_DIR="$LOG_DIR" bash "$script" 2>&1 | tee "$log" | grep -aE '^\[(test|preempt|bad-input|multinode)\] (ok|FAIL|skip|exit times)'
   set -e
   line=$(grep -aE "^$prefix: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
   if [ -z "$line" ]; then record "$name" fail "no summary line; see $log"; return; fi
@@ -132,7 +133,11 @@ suite test-training launch/test-training.sh training
 # 5. Pre-emption and resume of the pipeline and of finetune (SIGTERM to a rank, SIGUSR1 to mpirun).
 suite test-preemption launch/test-preemption.sh preemption
 
-# 6. Multi-node suite on namespace hosts (skips itself where namespaces are not allowed).
+# 6. Broken state refused loudly: divergence, NaN weights in every loading command, Ctrl-C,
+#    metrics.jsonl after a resume, mpirun.sh with a binary path.
+suite test-bad-input launch/test-bad-input.sh bad-input
+
+# 7. Multi-node suite on namespace hosts (skips itself where namespaces are not allowed).
 suite multinode launch/test-multinode.sh multinode
 
 say "total time $(( $(date +%s) - t0 )) s; logs in $LOG_DIR"

@@ -2,7 +2,8 @@
 // Image Detection in Neural Networks", ICLR 2018, Eq. 2): x~ = x - eps * sign(-grad_x log S_yhat(x; T)),
 // where S is the softmax at temperature T and yhat the predicted class. The gradient itself needs
 // the network, so the trainer computes it (an INPUT gradient: no parameter-gradient allreduce) and
-// hands it here; the score is then `LogitScore.maxSoftmax(logits: f(x~), temperature: T)`.
+// hands it here; the score is then `LogitScore.logMaxSoftmax(logits: f(x~), temperature: T)` (the
+// log of the temperature-scaled MSP: the same ranking without saturation).
 
 /// Applies the ODIN perturbation step to a batch of inputs.
 public enum ODIN {

@@ -18,23 +18,26 @@ extension Kernels {
         for i in 0..<n { x[i] *= alpha }
     }
 
-    /// ReLU forward: `out[i] = max(x[i], 0)` for `i < n`.
+    /// ReLU forward: `out[i] = x[i] <= 0 ? 0 : x[i]` for `i < n`: `max(x, 0)` that propagates
+    /// NaN, as PyTorch's `relu` does (a diverged or corrupted model must not turn NaN into
+    /// plausible zeros).
     @inlinable
     public static func reluForward(_ n: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        // Explicit 8-wide select (NaN, failing `> 0`, becomes 0 as in the scalar tail).
+        // Explicit 8-wide select: only lanes with x <= 0 become 0 (NaN fails the test and stays).
         let zero = SIMD8<Float>(repeating: 0)
         let s = UnsafeRawPointer(x), d = UnsafeMutableRawPointer(out)
         var i = 0
         while i + 8 <= n {
             let v = s.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-            d.storeBytes(of: zero.replacing(with: v, where: v .> zero), toByteOffset: i * 4, as: SIMD8<Float>.self)
+            d.storeBytes(of: v.replacing(with: zero, where: v .<= zero), toByteOffset: i * 4, as: SIMD8<Float>.self)
             i += 8
         }
-        while i < n { out[i] = x[i] > 0 ? x[i] : 0; i += 1 }
+        while i < n { out[i] = x[i] <= 0 ? 0 : x[i]; i += 1 }
     }
 
-    /// ReLU backward: `gradInput[i] = output[i] > 0 ? gradOutput[i] : 0` (PyTorch: zero
-    /// gradient at 0). `output` is the forward output (or input: same sign test).
+    /// ReLU backward: `gradInput[i] = output[i] <= 0 ? 0 : gradOutput[i]` (PyTorch's
+    /// `threshold_backward`: zero gradient at 0, the gradient passes where the output is NaN).
+    /// `output` is the forward output (or input: same sign test).
     /// Branch-free (SIMD select): with random signs a branchy loop mispredicts half the time
     /// (measured 10 ns/element vs ~0.3).
     @inlinable
@@ -49,7 +52,7 @@ extension Kernels {
             d.storeBytes(of: gv.replacing(with: zero, where: ov .<= zero), toByteOffset: i * 4, as: SIMD8<Float>.self)
             i += 8
         }
-        while i < n { gradInput[i] = output[i] > 0 ? gradOutput[i] : 0; i += 1 }
+        while i < n { gradInput[i] = output[i] <= 0 ? 0 : gradOutput[i]; i += 1 }
     }
 }
 

@@ -41,18 +41,7 @@ struct MetricsCommand: ParsableCommand {
 
     func read(_ path: String) throws -> [Double] {
         guard let column else { return try ScoreFile.read(path: path) }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return try ScoreFile.read(path: path) }
-        var lines = text.split(whereSeparator: \.isNewline).map(String.init)
-        guard !lines.isEmpty else { return try ScoreFile.read(path: path) }
-        let header = lines.removeFirst().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        guard let idx = header.firstIndex(of: column) else {
-            throw ValidationError("\(path): no column '\(column)' in the header (columns: \(header.joined(separator: ", "))).")
-        }
-        let values = lines.map { line -> String in
-            let f = line.split(separator: ",", omittingEmptySubsequences: false)
-            return idx < f.count ? String(f[idx]) : ""
-        }
-        return try ScoreFile.parse(values.joined(separator: "\n"), fileName: "\(path) column \(column)")
+        return try ScoreFile.readColumn(path: path, column: column)
     }
 
     func run() throws {

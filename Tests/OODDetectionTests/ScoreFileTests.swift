@@ -75,4 +75,23 @@ final class ScoreFileTests: XCTestCase {
             XCTAssertEqual(idc.total, 2)
         }
     }
+
+    /// `umtrain metrics --column`: a row without a cell in the column used to be dropped
+    /// silently (the metrics then covered fewer samples than the file); it is now an error
+    /// naming the line. Blank lines are still skipped; a missing column names the header.
+    func testCSVColumnRowWithoutTheCellIsAnErrorNamingTheLine() throws {
+        let ok = "id,msp,energy\n0,-0.1,3.5\n\n1,-0.2,2.5\n"
+        XCTAssertEqual(try ScoreFile.parseColumn(ok, column: "energy", fileName: "s.csv"), [3.5, 2.5])
+        XCTAssertThrowsError(try ScoreFile.parseColumn("id,msp,energy\n0,-0.1,3.5\n1,-0.2\n2,-0.3,1\n", column: "energy",
+                                                      fileName: "s.csv")) { error in
+            XCTAssertEqual(error as? ScoreFileError, .missingCell(path: "s.csv", line: 3, column: "energy", cells: 2))
+            XCTAssertTrue("\(error)".contains("s.csv:3"), "\(error)")
+        }
+        XCTAssertThrowsError(try ScoreFile.parseColumn("id,msp\n0,\n", column: "msp", fileName: "s.csv")) { error in
+            XCTAssertEqual(error as? ScoreFileError, .nonNumeric(path: "s.csv", line: 2, text: ""))
+        }
+        XCTAssertThrowsError(try ScoreFile.parseColumn("id,msp\n0,1\n", column: "knn", fileName: "s.csv")) { error in
+            XCTAssertEqual(error as? ScoreFileError, .missingColumn(path: "s.csv", column: "knn", header: ["id", "msp"]))
+        }
+    }
 }

@@ -402,6 +402,32 @@ final class StreamFillTests: XCTestCase {
         } } }
         XCTAssertEqual(gi, (0..<n).map { out[$0] > 0 ? g[$0] : 0 })
     }
+
+    /// ReLU propagates NaN as PyTorch's `relu` does (NaN -> NaN, not 0), in the 8-wide SIMD body
+    /// and the scalar tail alike, and its backward lets the gradient through where the output is
+    /// NaN (`threshold_backward`: zero only where output <= 0). Before the fix NaN became 0 and a
+    /// diverged model produced plausible numbers.
+    func testReluPropagatesNaNInSIMDBodyAndTail() {
+        let n = 11   // 8 lanes + a tail of 3
+        var x = [Float](repeating: -1, count: n)
+        x[2] = .nan; x[9] = .nan; x[3] = .infinity; x[4] = -.infinity; x[5] = 2
+        var y = [Float](repeating: 7, count: n)
+        x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { Kernels.reluForward(n, x: xb.baseAddress!, out: $0.baseAddress!) } }
+        XCTAssertTrue(y[2].isNaN && y[9].isNaN, "NaN must stay NaN: \(y)")
+        XCTAssertEqual(y[3], .infinity)
+        XCTAssertEqual(y[4], 0)
+        XCTAssertEqual(y[5], 2)
+        XCTAssertEqual(y[0], 0)
+        let g = [Float](repeating: 0.5, count: n)
+        var gi = [Float](repeating: 9, count: n)
+        y.withUnsafeBufferPointer { o in g.withUnsafeBufferPointer { gb in gi.withUnsafeMutableBufferPointer { d in
+            Kernels.reluBackward(n, output: o.baseAddress!, gradOutput: gb.baseAddress!, gradInput: d.baseAddress!)
+        } } }
+        XCTAssertEqual(gi[2], 0.5, "SIMD lane: gradient passes where the output is NaN")
+        XCTAssertEqual(gi[9], 0.5, "tail: gradient passes where the output is NaN")
+        XCTAssertEqual(gi[0], 0)
+        XCTAssertEqual(gi[4], 0)
+    }
 }
 
 final class BlockedSumTests: XCTestCase {

@@ -61,7 +61,7 @@ final class ConfigTests: XCTestCase {
         let p = try write("train:\n  momentum: 1.5\n")
         XCTAssertThrowsError(try RunConfig.load(file: p)) { e in
             let m = "\(e)"
-            XCTAssertTrue(m.contains("'train.momentum' must be a value in [0, 1), got 1.5"), m)
+            XCTAssertTrue(m.contains("'train.momentum' must be a number in [0, 1), got 1.5"), m)
             XCTAssertTrue(m.contains("Hint:"), m)
         }
         let q = try write("model:\n  arch: resnet21\n", "q.yaml")

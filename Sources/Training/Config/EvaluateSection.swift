@@ -52,6 +52,17 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     public var referenceSwitchEnergy = ""
     public var referenceSwitchMahalanobis = ""
 
+    /// The ranges of this section's numeric keys (see ``ConfigRange``).
+    static var ranges: [ConfigRange<EvaluateSection>] {
+        [.int(\.batchSize, "evaluate.batch_size", 1...1_000_000, hint: "e.g. 500"),
+         .number(\.energyTemperature, "evaluate.energy_temperature", 0, 1e6, lowerOpen: true, hint: "1 is the energy score as published"),
+         .number(\.odinTemperature, "evaluate.odin_temperature", 0, 1e9, lowerOpen: true, hint: "1000 in ODIN"),
+         .number(\.odinEpsilon, "evaluate.odin_epsilon", 0, 1, hint: "the input step in [0, 1] pixel units; 0.0014 in ODIN"),
+         .int(\.knnK, "evaluate.knn_k", 1...1_000_000, hint: "50 is the KNN paper's CIFAR setting"),
+         .number(\.reactPercentile, "evaluate.react_percentile", 0, 100, lowerOpen: true, hint: "90 is ReAct's default"),
+         .number(\.mahalanobisRidge, "evaluate.mahalanobis_ridge", 0, 1e6, hint: "1e-6 by default; 0 = none")]
+    }
+
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -72,12 +83,6 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     /// Range checks of this section.
     /// - Throws: ``ConfigError/invalidValue(file:key:expected:actual:hint:)`` naming the key.
     public func validate(file: String) throws {
-        let bad = ConfigError.invalid(file: file)
-        if knnK < 1 { throw bad("evaluate.knn_k", "at least 1", knnK, "50 is the KNN paper's CIFAR setting") }
-        if !(reactPercentile > 0 && reactPercentile <= 100) {
-            throw bad("evaluate.react_percentile", "a percentile in (0, 100]", reactPercentile, "90 is ReAct's default")
-        }
-        if !(odinTemperature > 0) { throw bad("evaluate.odin_temperature", "positive", odinTemperature, "1000 in ODIN") }
-        if !(odinEpsilon >= 0) { throw bad("evaluate.odin_epsilon", "a step >= 0 in [0,1] pixel units", odinEpsilon, "0.0014 in ODIN") }
+        for r in Self.ranges { try r.check(self, file: file) }
     }
 }

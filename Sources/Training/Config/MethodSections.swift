@@ -15,6 +15,15 @@ public struct EstimateSection: Codable, Equatable, Sendable {
     /// Use training augmentation while estimating (the reference does; default off).
     public var augment = false
 
+    /// The ranges of this section's numeric keys (see ``ConfigRange``).
+    static var ranges: [ConfigRange<EstimateSection>] {
+        [.numbers(\.keepRatios, "estimate.keep_ratios", 0, 1, lowerOpen: true, hint: "kept fractions: 0.99 keeps 99% of each layer's weights"),
+         .number(\.keepRatio, "estimate.keep_ratio", 0, 1, lowerOpen: true, hint: "the paper uses 0.965; small models need 0.99"),
+         .int(\.masks, "estimate.masks", 1...10_000, hint: "5 masks give a stable median"),
+         .int(\.seed, "estimate.seed", 0...Int(UInt32.max), hint: "any non-negative integer"),
+         .number(\.q, "estimate.q", 0, 1, hint: "e.g. 0.05")]
+    }
+
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -25,15 +34,7 @@ public struct EstimateSection: Codable, Equatable, Sendable {
     /// Range checks of this section.
     /// - Throws: ``ConfigError/invalidValue(file:key:expected:actual:hint:)`` naming the key.
     public func validate(file: String) throws {
-        let bad = ConfigError.invalid(file: file)
-        for (i, r) in keepRatios.enumerated() where !(r > 0 && r <= 1) {
-            throw bad("estimate.keep_ratios[\(i)]", "a kept fraction in (0, 1]", r, "0.99 keeps 99% of each layer's weights")
-        }
-        if !(keepRatio > 0 && keepRatio <= 1) {
-            throw bad("estimate.keep_ratio", "a kept fraction in (0, 1]", keepRatio, "the paper uses 0.965; small models need 0.99")
-        }
-        if masks < 1 { throw bad("estimate.masks", "at least 1", masks, "5 masks give a stable median") }
-        if !(q >= 0 && q <= 1) { throw bad("estimate.q", "a fraction in [0, 1]", q, "e.g. 0.05") }
+        for r in Self.ranges { try r.check(self, file: file) }
     }
 }
 
@@ -45,6 +46,13 @@ public struct FinetuneSection: Codable, Equatable, Sendable {
     public var schedule = ScheduleKind.cosine
     public var warmupEpochs = 0
 
+    /// The ranges of this section's numeric keys (see ``ConfigRange``).
+    static var ranges: [ConfigRange<FinetuneSection>] {
+        [.int(\.epochs, "finetune.epochs", 0...1_000_000, hint: "UM uses 8-10 on small models"),
+         .number(\.lr, "finetune.lr", 0, 1e6, hint: "e.g. 0.03"),
+         .int(\.warmupEpochs, "finetune.warmup_epochs", 0...1_000_000, hint: "0 disables warm-up")]
+    }
+
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -55,9 +63,7 @@ public struct FinetuneSection: Codable, Equatable, Sendable {
     /// Range checks of this section.
     /// - Throws: ``ConfigError/invalidValue(file:key:expected:actual:hint:)`` naming the key.
     public func validate(file: String) throws {
-        let bad = ConfigError.invalid(file: file)
-        if epochs < 0 { throw bad("finetune.epochs", "a count >= 0", epochs, "UM uses 8-10 on small models") }
-        if !(lr >= 0) { throw bad("finetune.lr", "a number >= 0", lr, "e.g. 0.03") }
+        for r in Self.ranges { try r.check(self, file: file) }
     }
 }
 
@@ -74,6 +80,12 @@ public struct UMSection: Codable, Equatable, Sendable {
     /// Run the UM (and UMAP) stages in the pipeline (the reference's `UM` switch).
     public var enabled = true
 
+    /// The ranges of this section's numeric keys (see ``ConfigRange``).
+    static var ranges: [ConfigRange<UMSection>] {
+        [.number(\.xi, "um.xi", 0, 1e4, hint: "a loss in nats; 0 takes it from the estimate stage's estimate.json"),
+         .number(\.beta, "um.beta", 0, 1e4, lowerOpen: true, hint: "1 is the method as published")]
+    }
+
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -84,9 +96,7 @@ public struct UMSection: Codable, Equatable, Sendable {
     /// Range checks of this section.
     /// - Throws: ``ConfigError/invalidValue(file:key:expected:actual:hint:)`` naming the key.
     public func validate(file: String) throws {
-        let bad = ConfigError.invalid(file: file)
-        if xi < 0 { throw bad("um.xi", "a loss in nats >= 0 (0 = take it from estimate.json)", xi, "run estimate-loss first") }
-        if !(beta > 0) { throw bad("um.beta", "a positive multiplier of xi", beta, "1 is the method as published") }
+        for r in Self.ranges { try r.check(self, file: file) }
     }
 }
 
@@ -101,6 +111,12 @@ public struct UMAPSection: Codable, Equatable, Sendable {
     /// Replace BatchNorm's affine parameters by the identity and freeze them.
     public var nonAffineBN = false
 
+    /// The ranges of this section's numeric keys (see ``ConfigRange``).
+    static var ranges: [ConfigRange<UMAPSection>] {
+        [.number(\.keepRatio, "umap.keep_ratio", 0, 1, lowerOpen: true,
+                 hint: "the fraction KEPT (alias prune_rate): 0.8 keeps 80% of each layer's weights")]
+    }
+
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -111,10 +127,6 @@ public struct UMAPSection: Codable, Equatable, Sendable {
     /// Range checks of this section.
     /// - Throws: ``ConfigError/invalidValue(file:key:expected:actual:hint:)`` naming the key.
     public func validate(file: String) throws {
-        let bad = ConfigError.invalid(file: file)
-        if !(keepRatio > 0 && keepRatio <= 1) {
-            throw bad("umap.keep_ratio", "a kept fraction in (0, 1] (alias prune_rate, the fraction KEPT)", keepRatio,
-                      "e.g. 0.8 keeps 80% of each layer's weights")
-        }
+        for r in Self.ranges { try r.check(self, file: file) }
     }
 }

@@ -14,6 +14,15 @@ public struct ModelSection: Codable, Equatable, Sendable {
     /// `affine` (gamma/beta) or `non_affine` BatchNorm.
     public var batchNorm = BatchNormKind.affine
 
+    /// The ranges of this section's numeric keys (see ``ConfigRange``).
+    static var ranges: [ConfigRange<ModelSection>] {
+        [.int(\.width, "model.width", 1...4096, hint: "32 is cnn5's default"),
+         .int(\.inChannels, "model.in_channels", 1...3, hint: "1 for grayscale, 3 for RGB"),
+         .int(\.imageSize, "model.image_size", 8...4096, hint: "28 for Fashion-MNIST, 32 for CIFAR, 224 for ImageNet"),
+         .int(\.numClasses, "model.num_classes", 2...1_000_000, hint: "10 for Fashion-MNIST/CIFAR-10"),
+         .number(\.dropout, "model.dropout", 0, 1, upperOpen: true, hint: "0.3 in the UM reference")]
+    }
+
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -24,11 +33,10 @@ public struct ModelSection: Codable, Equatable, Sendable {
     /// Range checks of this section.
     /// - Throws: ``ConfigError/invalidValue(file:key:expected:actual:hint:)`` naming the key.
     public func validate(file: String) throws {
-        let bad = ConfigError.invalid(file: file)
-        if ![1, 3].contains(inChannels) { throw bad("model.in_channels", "1 or 3", inChannels, "1 for grayscale, 3 for RGB") }
-        if imageSize < 8 { throw bad("model.image_size", "at least 8 (pixels)", imageSize, "28 for Fashion-MNIST, 32 for CIFAR") }
-        if numClasses < 2 { throw bad("model.num_classes", "at least 2", numClasses, "10 for Fashion-MNIST/CIFAR-10") }
-        if !(0..<1).contains(dropout) { throw bad("model.dropout", "a probability in [0, 1)", dropout, "0.3 in the UM reference") }
+        for r in Self.ranges { try r.check(self, file: file) }
+        if inChannels == 2 {
+            throw ConfigError.invalidValue(file: file, key: "model.in_channels", expected: "1 or 3", actual: "2", hint: "1 for grayscale, 3 for RGB")
+        }
     }
 }
 
@@ -65,6 +73,17 @@ public struct DataSection: Codable, Equatable, Sendable {
     /// read, on a loader thread ahead of compute).
     public var loading = SampleSet.Loading.auto
 
+    /// The ranges of this section's numeric keys (see ``ConfigRange``).
+    static var ranges: [ConfigRange<DataSection>] {
+        [.int(\.trainSubset, "data.train_subset", 0...1_000_000_000, hint: "0 uses the whole set"),
+         .int(\.validationSize, "data.validation_size", 0...1_000_000_000, hint: "5000 is typical"),
+         .int(\.validationSeed, "data.validation_seed", 0...Int(UInt32.max), hint: "any non-negative integer"),
+         .numbers(\.mean, "data.mean", -100, 100, hint: "per-channel means of pixel values in [0, 1], e.g. [0.2860]"),
+         .numbers(\.std, "data.std", 0, 100, lowerOpen: true, hint: "per-channel standard deviations of pixel values in [0, 1], e.g. [0.3530]"),
+         .int(\.padding, "data.padding", 0...1024, hint: "the random crop's zero padding in pixels; 4 is the CIFAR recipe"),
+         .int(\.resize, "data.resize", 0...16384, hint: "0 resizes straight to model.image_size; 256 with image_size 224 is torchvision's ImageNet evaluation")]
+    }
+
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -93,8 +112,7 @@ public struct DataSection: Codable, Equatable, Sendable {
         if randomResizedCrop && randomCrop {
             throw bad("data.random_crop", "false when data.random_resized_crop is true", true, "choose one training crop")
         }
-        if validationSize < 0 { throw bad("data.validation_size", "a count >= 0", validationSize, "5000 is typical") }
-        if trainSubset < 0 { throw bad("data.train_subset", "a count >= 0 (0 = all)", trainSubset, "0 uses the whole set") }
-        if std.contains(where: { !($0 > 0) }) { throw bad("data.std", "positive values", std, "standard deviations of pixel values in [0, 1]") }
+        for r in Self.ranges { try r.check(self, file: file) }
+        if mean.isEmpty || std.isEmpty { throw bad("data.mean/data.std", "one value per input channel", "an empty list", "e.g. mean: [0.2860]") }
     }
 }

@@ -22,6 +22,11 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
     public var umap = UMAPSection()
     public var evaluate = EvaluateSection()
 
+    /// The ranges of the top-level numeric keys (see ``ConfigRange``).
+    static var ranges: [ConfigRange<RunConfig>] {
+        [.int(\.seed, "seed", 0...Int(UInt32.max), hint: "any non-negative integer, e.g. seed: 0")]
+    }
+
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -56,6 +61,7 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
     public func validate(file: String) throws {
         let bad = ConfigError.invalid(file: file)
         if name.isEmpty || name.contains("/") { throw bad("name", "a non-empty name without '/'", "'\(name)'", "e.g. name: fmnist-quick") }
+        for r in Self.ranges { try r.check(self, file: file) }
         try model.validate(file: file)
         try data.validate(file: file)
         try train.validate(file: file)
@@ -68,6 +74,10 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
         if data.resize != 0 && data.resize < model.imageSize {
             throw bad("data.resize", "0 or a shorter side >= model.image_size (\(model.imageSize))", data.resize,
                       "256 with image_size 224 is torchvision's ImageNet evaluation; 0 resizes straight to image_size")
+        }
+        if data.randomCrop && data.padding > model.imageSize {
+            throw bad("data.padding", "at most model.image_size (\(model.imageSize)) pixels with data.random_crop", data.padding,
+                      "4 is the CIFAR recipe")
         }
         if data.mean.count != model.inChannels || data.std.count != model.inChannels {
             throw bad("data.mean/data.std", "\(model.inChannels) value(s) each (one per input channel)",

@@ -42,6 +42,31 @@ public struct TrainSection: Codable, Equatable, Sendable {
     /// Evaluate on the ID test set every N epochs (0 = only after the last epoch).
     public var evalEvery = 1
 
+    /// The ranges of this section's numeric keys (see ``ConfigRange``).
+    static var ranges: [ConfigRange<TrainSection>] {
+        [.int(\.epochs, "train.epochs", 0...1_000_000, hint: "e.g. epochs: 10"),
+         .int(\.batchSize, "train.batch_size", 1...10_000_000, hint: "the GLOBAL batch, split across ranks"),
+         .number(\.lr, "train.lr", 0, 1e6, hint: "e.g. lr: 0.1"),
+         .int(\.referenceBatchSize, "train.reference_batch_size", 1...10_000_000, hint: "e.g. 256"),
+         .number(\.momentum, "train.momentum", 0, 1, upperOpen: true, hint: "0.9 is standard"),
+         .number(\.dampening, "train.dampening", 0, 1, hint: "0 is PyTorch's default"),
+         .number(\.weightDecay, "train.weight_decay", 0, 1e3, hint: "e.g. 5e-4"),
+         .int(\.stepSize, "train.step_size", 1...1_000_000, hint: "epochs between decays of the step schedule, e.g. 30"),
+         .ints(\.milestones, "train.milestones", 1...1_000_000, hint: "epochs at which the multistep schedule decays, increasing, e.g. [100, 150]"),
+         .number(\.gamma, "train.gamma", 0, 10, lowerOpen: true, hint: "the decay factor of step/multistep schedules, e.g. 0.1"),
+         .int(\.warmupEpochs, "train.warmup_epochs", 0...1_000_000, hint: "0 disables warm-up"),
+         .number(\.labelSmoothing, "train.label_smoothing", 0, 1, upperOpen: true, hint: "0 disables it"),
+         .int(\.checkpointEvery, "train.checkpoint_every", 0...1_000_000, hint: "epochs; 0 = only at the end"),
+         .int(\.keepCheckpoints, "train.keep_checkpoints", 1...1_000_000, hint: "the last K checkpoints are kept"),
+         .int(\.consistencyEvery, "train.consistency_every", 0...1_000_000_000, hint: "steps; 0 = off, e.g. 100"),
+         .number(\.bucketFirstMiB, "train.bucket_first_mib", 0, 1e5, lowerOpen: true, hint: "DDP uses 1"),
+         .number(\.bucketMiB, "train.bucket_mib", 0, 1e5, lowerOpen: true, hint: "DDP uses 25"),
+         .int(\.maxSteps, "train.max_steps", 0...1_000_000_000_000, hint: "0 = no limit, e.g. max_steps: 100"),
+         .int(\.evalBatchSize, "train.eval_batch_size", 1...1_000_000, hint: "e.g. 500"),
+         .int(\.progressLines, "train.progress_lines", 0...1_000_000, hint: "progress lines per epoch, e.g. 10"),
+         .int(\.evalEvery, "train.eval_every", 0...1_000_000, hint: "epochs; 0 = only at the end")]
+    }
+
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -58,22 +83,14 @@ public struct TrainSection: Codable, Equatable, Sendable {
     /// Range checks of this section.
     /// - Throws: ``ConfigError/invalidValue(file:key:expected:actual:hint:)`` naming the key.
     public func validate(file: String) throws {
-        let bad = ConfigError.invalid(file: file)
-        if epochs < 0 { throw bad("train.epochs", "a count >= 0", epochs, "e.g. epochs: 10") }
-        if batchSize < 1 { throw bad("train.batch_size", "a GLOBAL batch size >= 1", batchSize, "it is split across ranks") }
-        if !(lr >= 0) || !lr.isFinite { throw bad("train.lr", "a finite number >= 0", lr, "e.g. lr: 0.1") }
-        if referenceBatchSize < 1 { throw bad("train.reference_batch_size", "a batch size >= 1", referenceBatchSize, "e.g. 256") }
-        if !(0..<1).contains(momentum) { throw bad("train.momentum", "a value in [0, 1)", momentum, "0.9 is standard") }
-        if weightDecay < 0 { throw bad("train.weight_decay", "a value >= 0", weightDecay, "e.g. 5e-4") }
-        if !(0..<1).contains(labelSmoothing) { throw bad("train.label_smoothing", "a value in [0, 1)", labelSmoothing, "0 disables it") }
-        if keepCheckpoints < 1 { throw bad("train.keep_checkpoints", "at least 1", keepCheckpoints, "the last K checkpoints are kept") }
-        if checkpointEvery < 0 { throw bad("train.checkpoint_every", "epochs >= 0 (0 = only at the end)", checkpointEvery, "e.g. 1") }
-        if consistencyEvery < 0 { throw bad("train.consistency_every", "steps >= 0 (0 = off)", consistencyEvery, "e.g. 100") }
-        if maxSteps < 0 { throw bad("train.max_steps", "steps >= 0 (0 = no limit)", maxSteps, "e.g. max_steps: 100") }
-        if evalEvery < 0 { throw bad("train.eval_every", "epochs >= 0 (0 = only at the end)", evalEvery, "e.g. 1") }
-        if evalBatchSize < 1 { throw bad("train.eval_batch_size", "at least 1", evalBatchSize, "e.g. 500") }
-        if !(bucketFirstMiB > 0) || !(bucketMiB > 0) {
-            throw bad("train.bucket_mib", "positive sizes in MiB", "\(bucketFirstMiB), \(bucketMiB)", "DDP uses 1 and 25")
+        for r in Self.ranges { try r.check(self, file: file) }
+        if zip(milestones, milestones.dropFirst()).contains(where: { $0 >= $1 }) {
+            throw ConfigError.invalidValue(file: file, key: "train.milestones", expected: "strictly increasing epochs",
+                                           actual: "\(milestones)", hint: "as PyTorch's MultiStepLR, e.g. [100, 150]")
+        }
+        if nesterov && (momentum <= 0 || dampening != 0) {
+            throw ConfigError.invalidValue(file: file, key: "train.nesterov", expected: "false unless momentum > 0 and dampening = 0",
+                                           actual: "true (momentum \(momentum), dampening \(dampening))", hint: "PyTorch refuses the same")
         }
     }
 }

@@ -58,10 +58,14 @@ public struct TrainingData: Sendable {
                                                hint: "run launch/prepare-data.sh in the repository, launch from the repository root, or point \(key) at your copy.")
             }
             let names = config.model.numClasses == 10 ? FashionMNIST.classNames : []
-            train = SampleSet(try IDX.load(imagesPath: d.trainImages, labelsPath: d.trainLabels, classCount: config.model.numClasses,
-                                           classNames: names))
-            test = SampleSet(try IDX.load(imagesPath: d.testImages, labelsPath: d.testLabels, classCount: config.model.numClasses,
-                                          classNames: names))
+            do {
+                train = SampleSet(try IDX.load(imagesPath: d.trainImages, labelsPath: d.trainLabels, classCount: config.model.numClasses,
+                                               classNames: names))
+                test = SampleSet(try IDX.load(imagesPath: d.testImages, labelsPath: d.testLabels, classCount: config.model.numClasses,
+                                              classNames: names))
+            } catch let DatasetError.labelOutOfRange(path, record, _, label, _) {
+                throw numClassesError(config, file: file, label: label, at: "record \(record) of \(path)")
+            }
         case .cifar10, .cifar100:
             guard FileManager.default.fileExists(atPath: d.trainImages) else {
                 throw ConfigError.invalidValue(file: file, key: "data.train_images", expected: "the CIFAR binary folder",
@@ -151,7 +155,17 @@ public struct TrainingData: Sendable {
                             augmentation: augmentation)
     }
 
+    /// `model.num_classes` is too small for a label of the data: the key is what to fix.
+    static func numClassesError(_ config: RunConfig, file: String, label: Int, at place: String) -> ConfigError {
+        .invalidValue(file: file, key: "model.num_classes", expected: "more than every label of the data (label \(label) at \(place))",
+                      actual: "\(config.model.numClasses)",
+                      hint: "set model.num_classes to the number of classes (10 for Fashion-MNIST and CIFAR-10, 100 for CIFAR-100).")
+    }
+
     static func check(_ ds: SampleSet, config: RunConfig, file: String, key: String) throws {
+        if let (index, label) = ds.labels.enumerated().max(by: { $0.element < $1.element }), label >= config.model.numClasses {
+            throw numClassesError(config, file: file, label: label, at: "sample \(index) of \(key)")
+        }
         if ds.channels != config.model.inChannels || ds.height != config.model.imageSize || ds.width != config.model.imageSize {
             throw ConfigError.invalidValue(
                 file: file, key: "model.in_channels/model.image_size",

@@ -73,7 +73,8 @@ extension OODEvaluation {
                     if validationOOD.isEmpty {
                         let sc = try score(model: model, comm: comm, data: data, dataset: valDataset, ids: data.validationIds,
                                            e: trial, fitted: Fitted(), kinds: [.odin]).scores[.odin]!
-                        v = sc.reduce(0, +) / Double(max(sc.count, 1))
+                        // The criterion is the mean probability; the score is its log.
+                        v = sc.reduce(0) { $0 + exp($1) } / Double(max(sc.count, 1))
                     } else {
                         v = try meanAUROC(.odin, trial, Fitted())
                     }

@@ -54,9 +54,7 @@ extension OODEvaluation {
             let odinScores = kinds.contains(.odin) ? try odin(model: model, x: x, logits: logits, e: e, data: data) : []
             for kind in kinds {
                 switch kind {
-                case .msp: mine[kind]! += LogitScore.maxSoftmax(logits: z, numClasses: k)
-                case .maxLogit: mine[kind]! += LogitScore.maxLogit(logits: z, numClasses: k)
-                case .energy: mine[kind]! += LogitScore.energy(logits: z, numClasses: k, temperature: e.energyTemperature)
+                case .msp, .maxLogit, .energy: mine[kind]! += logitScores(kind, logits: z, numClasses: k, e: e)
                 case .mahalanobis: mine[kind]! += fitted.mahalanobis!.scores(features: features)
                 case .knn: mine[kind]! += fitted.knn!.scores(features: features)
                 case .react:
@@ -78,7 +76,21 @@ extension OODEvaluation {
         return result
     }
 
-    /// ODIN: temperature-scaled MSP after a gradient-sign input step that increases the max
+    /// The scores computed from the logits alone, `[N]` for logits `[N, K]`: MSP as the log of
+    /// the maximum softmax probability (nats, <= 0; the same ranking as the probability, but a
+    /// logit gap above about 37 no longer rounds to exactly 1, which would tie the most confident
+    /// samples), MaxLogit, and Energy at `evaluate.energy_temperature`.
+    /// Precondition: `kind` is `.msp`, `.maxLogit` or `.energy`.
+    static func logitScores(_ kind: ScoreKind, logits z: [Float], numClasses k: Int, e: EvaluateSection) -> [Double] {
+        switch kind {
+        case .msp: return LogitScore.logMaxSoftmax(logits: z, numClasses: k)
+        case .maxLogit: return LogitScore.maxLogit(logits: z, numClasses: k)
+        case .energy: return LogitScore.energy(logits: z, numClasses: k, temperature: e.energyTemperature)
+        default: preconditionFailure("\(kind) is not computed from the logits alone")
+        }
+    }
+
+    /// ODIN: temperature-scaled MSP (in log space, as `logitScores`) after a gradient-sign input step that increases the max
     /// softmax: x' = x - (eps / std_c) * sign(dL/dx), L = -log S_yhat(x; T) (Liang et al. 2018,
     /// Eq. 2). The input gradient is computed in inference mode without touching or reducing
     /// parameter gradients.
@@ -108,6 +120,6 @@ extension OODEvaluation {
         ODIN.perturb(&perturbed, lossGradient: dx.scalars, epsilon: e.odinEpsilon, channels: x.shape[1],
                      planeSize: x.shape[2] * x.shape[3], channelStd: data.normalizer.std)
         let after = model.forward(Tensor(shape: x.shape, values: perturbed), context: .eval)
-        return LogitScore.maxSoftmax(logits: after.scalars, numClasses: k, temperature: t)
+        return LogitScore.logMaxSoftmax(logits: after.scalars, numClasses: k, temperature: t)
     }
 }

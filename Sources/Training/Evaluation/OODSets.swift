@@ -28,8 +28,17 @@ public enum OODEvaluationError: Error, CustomStringConvertible {
     case noSets(String)
     /// A set folder that cannot be listed or holds no readable image.
     case unreadableSet(name: String, key: String, reason: String)
+    /// A set (file or folder) that holds no image.
+    case emptySet(name: String, path: String, key: String)
+    /// A manifest entry or `evaluate.ood_sets` element without a field it needs.
+    case missingField(name: String, field: String, key: String, hint: String)
     public var description: String {
         switch self {
+        case let .emptySet(name, path, key):
+            return "OOD set '\(name)': \(path) holds no image (from \(key)); metrics need at least one. "
+                + "Hint: check the file, or re-run launch/prepare-data.sh."
+        case let .missingField(name, field, key, hint):
+            return "OOD set '\(name)' (from \(key)) has no '\(field)' field. Hint: \(hint)"
         case let .unreadableSet(name, key, reason):
             return "OOD set '\(name)' (from \(key)): \(reason)"
         case let .missingSet(name, path, key):
@@ -67,11 +76,22 @@ extension OODEvaluation {
                                                actual: "missing", hint: "re-run launch/prepare-data.sh")
             }
             let base = (e.oodManifest as NSString).deletingLastPathComponent
-            for s in sets where (s["role"] as? String) == "ood" {
-                guard let name = s["name"] as? String, let files = s["files"] as? [[String: Any]],
-                      let img = files.compactMap({ $0["path"] as? String }).first(where: { $0.contains("images") }) else { continue }
+            for (i, s) in sets.enumerated() where (s["role"] as? String) == "ood" {
+                let name = s["name"] as? String ?? "#\(i)"
+                let hint = "each ood entry of \(e.oodManifest) needs name and files [{path: ...images...}]; re-run launch/prepare-data.sh"
+                guard s["name"] is String else {
+                    throw OODEvaluationError.missingField(name: name, field: "name", key: e.oodManifest, hint: hint)
+                }
+                guard let files = s["files"] as? [[String: Any]],
+                      let img = files.compactMap({ $0["path"] as? String }).first(where: { $0.contains("images") }) else {
+                    throw OODEvaluationError.missingField(name: name, field: "files[].path of the images", key: e.oodManifest, hint: hint)
+                }
                 specs.append(OODSetConfig(name: name, images: base + "/" + img, synthetic: (s["synthetic"] as? Bool) ?? false))
             }
+        }
+        for (i, s) in e.explicitSets.enumerated() where s.images.isEmpty {
+            throw OODEvaluationError.missingField(name: s.name, field: "images", key: "evaluate.ood_sets[\(i)]",
+                                                  hint: "give the IDX image file or the image folder, e.g. {name: mnist, images: data/ood/mnist/images-idx3-ubyte.gz}")
         }
         return specs + e.explicitSets
     }
@@ -125,6 +145,10 @@ extension OODEvaluation {
                 ds = SampleSet(ImageDataset(images: images.pixels, labels: [Int](repeating: 0, count: images.count), channels: 1,
                                             height: images.rows, width: images.cols, classCount: 1, classNames: []))
             }
+            if ds.count == 0 {
+                throw OODEvaluationError.emptySet(name: s.name, path: s.images,
+                                                  key: validation ? "evaluate.validation_ood_sets" : (e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest))
+            }
             out.append(OODSet(name: s.name, synthetic: s.synthetic, dataset: ds))
         }
         return out
@@ -148,15 +172,20 @@ extension OODEvaluation {
         }
     }
 
-    /// The validation OOD set specs, checked disjoint from the OOD test sets (by standardised
-    /// path): tuning on test data inflates every metric (pitfalls F10).
+    /// The validation OOD set specs, checked disjoint from the OOD test sets: tuning on test data
+    /// inflates every metric (pitfalls F10). A set is the same as a test set when its resolved
+    /// real path is (symbolic links followed) or its content is (``DataIdentity``: the bytes of a
+    /// file, the names and sizes of a folder's files), so a link or a copy is refused too.
     /// - Throws: `ConfigError` naming `evaluate.validation_ood_sets`.
     static func validationSpecs(_ e: EvaluateSection) throws -> [OODSetConfig] {
-        let std = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
-        let testPaths = Set(try testSpecs(e).map { std($0.images) })
-        for v in e.explicitValidationSets where testPaths.contains(std(v.images)) {
+        let tests = try testSpecs(e).map { ($0, DataIdentity(path: $0.images)) }
+        for v in e.explicitValidationSets {
+            let identity = DataIdentity(path: v.images)
+            guard let same = tests.first(where: { $0.1.matches(identity) }) else { continue }
+            let how = same.1.digest != nil && same.1.digest == identity.digest && same.1.realPath != identity.realPath
+                ? "a copy of" : "the same set as"
             throw ConfigError.invalidValue(file: "config", key: "evaluate.validation_ood_sets", expected: "sets disjoint from the OOD test sets",
-                                           actual: "'\(v.name)' uses \(v.images), an OOD test set",
+                                           actual: "'\(v.name)' (\(v.images)) is \(how) an OOD test set, '\(same.0.name)' (\(same.0.images))",
                                            hint: "tuning on test data inflates every metric (pitfalls F10); use a separate set.")
         }
         return e.explicitValidationSets
@@ -164,5 +193,49 @@ extension OODEvaluation {
 
     static func writeSkipped(name: String, count: Int, first: String) {
         FileHandle.standardError.write(Data("note: OOD set '\(name)': skipped \(count) unreadable file(s), e.g. \(first)\n".utf8))
+    }
+}
+
+/// What makes two data paths the same set: the standardised path, the real path (symbolic links
+/// resolved) and a content digest (FNV-1a of a file's bytes; of a folder's relative file names
+/// and sizes, recursively, in sorted order). A missing path has only its standardised path.
+struct DataIdentity: Equatable {
+    let standardPath: String
+    let realPath: String?
+    let digest: String?
+
+    init(path: String) {
+        standardPath = URL(fileURLWithPath: path).standardizedFileURL.path
+        guard !path.isEmpty, let real = realpath(path, nil) else {
+            realPath = nil
+            digest = nil
+            return
+        }
+        realPath = String(cString: real)
+        free(real)
+        var isDirectory: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: realPath!, isDirectory: &isDirectory)
+        var h = FNV1a64()
+        if isDirectory.boolValue {
+            let files = (FileManager.default.subpaths(atPath: realPath!) ?? []).sorted()
+            for f in files {
+                let attributes = try? FileManager.default.attributesOfItem(atPath: realPath! + "/" + f)
+                guard (attributes?[.type] as? FileAttributeType) == .typeRegular else { continue }
+                h.add(bytes: f.utf8)
+                h.add(byte: 0)
+                h.add(word: UInt64((attributes?[.size] as? NSNumber)?.uint64Value ?? 0))
+            }
+            digest = files.isEmpty ? nil : "dir:" + h.hex
+        } else if let data = FileManager.default.contents(atPath: realPath!) {
+            data.withUnsafeBytes { h.add(bytes: $0) }
+            digest = "file:" + h.hex
+        } else {
+            digest = nil
+        }
+    }
+
+    func matches(_ other: DataIdentity) -> Bool {
+        standardPath == other.standardPath || (realPath != nil && realPath == other.realPath)
+            || (digest != nil && digest == other.digest)
     }
 }

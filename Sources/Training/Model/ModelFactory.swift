@@ -87,24 +87,42 @@ public enum StateDict {
         }
     }
 
-    /// Loads matching records into `model`.
+    /// Loads matching records into `model`. Weights holding NaN or infinity are refused before
+    /// anything is loaded: a diverged or corrupted checkpoint must not evaluate to plausible
+    /// numbers.
     ///
     /// - Parameters:
     ///   - strict: every key must match by name, dtype and shape (one error lists all offenders).
     /// - Returns: the report (non-empty only in non-strict mode).
-    /// - Throws: `SafeTensorsError` listing every missing, unexpected and wrongly-shaped key.
+    /// - Throws: `SafeTensorsError` listing every missing, unexpected and wrongly-shaped key;
+    ///   ``ConfigError`` naming the file and each tensor with non-finite values and their count.
     @discardableResult
     public static func load(_ file: SafeTensorsFile, into model: any Layer, strict: Bool = true,
                             source: String) throws -> StateDictReport {
         let match = try file.matchStateDict(expected: specs(of: model), strict: strict, source: source)
         var byName: [String: SafeTensorsRecord] = [:]
         for r in match.matched { byName[r.name] = r }
+        var floats: [String: [Float]] = [:]
+        var nonFinite: [String] = []
+        for (name, entry) in model.stateEntries() {
+            guard case .float = entry, let r = byName[name] else { continue }
+            let values = try r.floats()
+            let bad = values.reduce(0) { $1.isFinite ? $0 : $0 + 1 }
+            if bad > 0 { nonFinite.append("\(name) (\(bad) of \(values.count))") }
+            floats[name] = values
+        }
+        if !nonFinite.isEmpty {
+            throw ConfigError.invalidValue(file: source, key: "weights", expected: "finite values (no NaN or infinity)",
+                                           actual: "non-finite values in \(nonFinite.count) tensor(s): "
+                                               + nonFinite.prefix(5).joined(separator: ", ") + (nonFinite.count > 5 ? ", ..." : ""),
+                                           hint: "the file comes from a diverged run or is corrupt; use an earlier checkpoint "
+                                               + "(checkpoints/step-*) or retrain with a lower learning rate.")
+        }
         for (name, entry) in model.stateEntries() {
             guard let r = byName[name] else { continue }
             switch entry {
             case .float(let p):
-                let values = try r.floats()
-                p.value.assign(Tensor(shape: p.shape, values: values))
+                p.value.assign(Tensor(shape: p.shape, values: floats[name]!))
             case .int64(let b):
                 b.value = try r.int64s().first ?? 0
             }

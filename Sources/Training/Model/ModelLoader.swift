@@ -24,6 +24,11 @@ public enum ModelLoader {
         }
         try comm.broadcastResizing(&bytes, root: 0)
         let file = try SafeTensorsFile.decode(bytes, source: path)
+        if let wrapped = file.records.first(where: { $0.name.hasPrefix("module.") || $0.name.hasPrefix("_orig_mod.") }) {
+            throw ConfigError.invalidValue(file: path, key: "tensor names", expected: "this tool's names (e.g. conv1.weight)",
+                                           actual: "'\(wrapped.name)': the prefix that nn.DataParallel/DDP ('module.') or torch.compile ('_orig_mod.') adds",
+                                           hint: "convert the PyTorch checkpoint with launch/convert-torch-checkpoint.py, which strips the prefix (docs/import.md).")
+        }
         if let arch = file.metadata[ModelFactory.archKey], arch != config.model.arch.rawValue {
             throw ConfigError.invalidValue(file: path, key: "model.arch", expected: "'\(config.model.arch)' (from the config)",
                                            actual: "a checkpoint of '\(arch)'", hint: "use the config the checkpoint was trained with, or --set model.arch=\(arch).")

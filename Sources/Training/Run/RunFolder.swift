@@ -56,6 +56,26 @@ public struct RunFolder: Sendable {
         return removed
     }
 
+    /// Drops the records of `metrics.jsonl` written after global step `step` (an interrupted
+    /// run's epochs past the checkpoint it resumes from), so a resumed run does not list an epoch
+    /// twice (rank 0). Lines that are not records with a `steps` field are kept.
+    /// - Returns: the number of records removed.
+    @discardableResult
+    public func truncateMetrics(afterStep step: Int) throws -> Int {
+        guard let data = FileManager.default.contents(atPath: metricsPath), let text = String(data: data, encoding: .utf8) else { return 0 }
+        var kept: [Substring] = [], removed = 0
+        for line in text.split(separator: "\n") {
+            if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+               let steps = object["steps"] as? Int, steps > step {
+                removed += 1
+            } else {
+                kept.append(line)
+            }
+        }
+        if removed > 0 { try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: metricsPath) }
+        return removed
+    }
+
     /// Appends one JSON object as a line to `metrics.jsonl` (rank 0). Non-finite numbers are
     /// written as null so the file stays valid JSON Lines.
     public func appendMetrics(_ record: [String: Any]) {

@@ -112,6 +112,7 @@ public enum FinetuneStage {
                 + "no final model written; re-run with --resume to continue")
             return Outcome(status: .preempted, folder: folder, weights: nil, testAccuracy: nil)
         }
+        try trainer.checkFinite(includeBuffers: true, when: "at the end of training")
         let after = try trainer.evaluate(data.testSet, ids: data.testSet.ids)
         let weights = folder.root + "/model.safetensors"
         if let umap {

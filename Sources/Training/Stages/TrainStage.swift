@@ -76,6 +76,7 @@ public enum TrainStage {
             return Outcome(status: .preempted, weights: nil, checkpoint: trainer.lastCheckpoint, testAccuracy: nil,
                            steps: trainer.globalStep, stateChecksum: trainer.stateChecksum)
         }
+        try trainer.checkFinite(includeBuffers: true, when: "at the end of training")
         let final = try trainer.evaluate(data.testSet, ids: data.testSet.ids)
         let weights = folder.root + "/model.safetensors"
         if context.isRoot {

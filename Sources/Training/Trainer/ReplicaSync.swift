@@ -88,6 +88,27 @@ extension Trainer {
         return (names, sums)
     }
 
+    /// The tensors holding NaN or infinity, as "name (count of size)", at most `limit` of them
+    /// (parameters, then with `includeBuffers` the float buffers); empty when all are finite.
+    public func nonFiniteTensors(includeBuffers: Bool, limit: Int = 5) -> [String] {
+        var out: [String] = []
+        for p in model.parameters + (includeBuffers ? model.buffers : []) where out.count < limit {
+            let bad = p.value.withUnsafeBufferPointer { b in b.reduce(0) { $1.isFinite ? $0 : $0 + 1 } }
+            if bad > 0 { out.append("\(p.name) (\(bad) of \(p.count))") }
+        }
+        return out
+    }
+
+    /// Throws when a parameter (or, with `includeBuffers`, a BatchNorm statistic) is not finite.
+    /// Replicas are bitwise identical, so every rank reaches the same verdict.
+    /// - Throws: ``TrainingError/nonFiniteParameters(when:tensors:lastCheckpoint:)``.
+    public func checkFinite(includeBuffers: Bool, when: String) throws {
+        let bad = nonFiniteTensors(includeBuffers: includeBuffers)
+        if !bad.isEmpty {
+            throw TrainingError.nonFiniteParameters(when: when, tensors: bad.joined(separator: ", "), lastCheckpoint: lastCheckpoint)
+        }
+    }
+
     /// One checksum over all parameters and buffers (what tests compare across runs).
     public var stateChecksum: UInt64 { RankConsistency.combine(checksums(includeBuffers: true).sums) }
 }

@@ -1,7 +1,7 @@
 import Distributed
 import Foundation
 
-/// Pre-emption: SIGTERM and SIGUSR1 (what Slurm and schedulers send before a time limit, and
+/// Pre-emption: SIGTERM, SIGUSR1 and SIGINT (SIGTERM and SIGUSR1 are what Slurm and schedulers send before a time limit, and
 /// what `mpirun` forwards when it receives SIGUSR1) become a stop request instead of ending the
 /// process. The training loop sees it at the next step and every rank agrees through the step's
 /// allreduce; between stages the pipeline agrees with ``agreed(comm:)``. A stage that stops on
@@ -28,21 +28,29 @@ public final class StopRequest: @unchecked Sendable {
         return flag[0] > 0
     }
 
-    /// Catches SIGTERM and SIGUSR1 from now on (idempotent).
+    /// Catches SIGTERM, SIGUSR1 and SIGINT from now on (idempotent). Ctrl-C (SIGINT) is treated
+    /// as SIGTERM: the step finishes and a checkpoint is written; a second Ctrl-C ends the process
+    /// at once (the default action is restored after the first).
     public func install() {
         lock.lock()
         defer { lock.unlock() }
         guard sources.isEmpty else { return }
-        for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGUSR1, "SIGUSR1")] {
+        for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGUSR1, "SIGUSR1"), (SIGINT, "SIGINT")] {
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { [weak self] in self?.request(name) }
+            s.setEventHandler { [weak self] in
+                if sig == SIGINT {
+                    signal(SIGINT, SIG_DFL)
+                    writeToStandardError("\ninterrupt: finishing the step and writing a checkpoint (Ctrl-C again to abort without one)\n")
+                }
+                self?.request(name)
+            }
             s.resume()
             sources.append(s)
         }
     }
 
-    /// Restores the default actions of SIGTERM and SIGUSR1.
+    /// Restores the default actions of SIGTERM, SIGUSR1 and SIGINT.
     public func uninstall() {
         lock.lock()
         defer { lock.unlock() }
@@ -50,6 +58,7 @@ public final class StopRequest: @unchecked Sendable {
         sources = []
         signal(SIGTERM, SIG_DFL)
         signal(SIGUSR1, SIG_DFL)
+        signal(SIGINT, SIG_DFL)
     }
 
     /// Requests a stop as if `reason` had been received (signal handlers and drills).

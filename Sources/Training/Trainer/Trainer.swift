@@ -294,8 +294,13 @@ public final class Trainer {
         var grads = arena.gradients
         try grads.withUnsafeMutableBufferPointer { try reducer.reduce($0, comm: comm) }
         var values = arena.values
-        values.withUnsafeMutableBufferPointer { v in
+        let nonFinite = values.withUnsafeMutableBufferPointer { v in
             grads.withUnsafeBufferPointer { g in optimizer.step(parameters: v, gradients: g, learningRate: learningRate) }
+            return v.contains { !$0.isFinite }
+        }
+        // An update that overflowed stops training here, before anything is written with it.
+        if nonFinite {
+            try checkFinite(includeBuffers: false, when: "after step \(globalStep + 1) (epoch \(epoch + 1))")
         }
         // Global (all ranks) sums, so progress lines and metrics describe the whole global batch.
         return StepResult(lossSum: sums[0], correct: sums[1], count: sums[2], stop: flags[1] > 0)

@@ -43,6 +43,7 @@ extension Trainer {
         try hooks?.prepareForEvaluation()
         try synchronizeBuffers()
         try checkConsistency(includeBuffers: true)
+        try checkFinite(includeBuffers: true, when: "before the checkpoint of step \(globalStep)")
         var files: [String: [UInt8]] = [:]
         if comm.rank == 0 {
             files["model.safetensors"] = try SafeTensorsFile(records: StateDict.records(of: model),
@@ -129,6 +130,9 @@ extension Trainer {
         stepInEpoch = state.stepInEpoch
         globalStep = state.globalStep
         lastCheckpoint = chosen
+        if comm.rank == 0, let removed = try? folder.truncateMetrics(afterStep: state.globalStep), removed > 0 {
+            log("metrics.jsonl: removed \(removed) record(s) written after step \(state.globalStep) by the interrupted run")
+        }
         if state.worldSize != comm.worldSize {
             log("warning: resuming a world-size-\(state.worldSize) checkpoint on \(comm.worldSize) ranks: the data is re-sharded; "
                 + "results will differ from an uninterrupted \(state.worldSize)-rank run in the last bits")
