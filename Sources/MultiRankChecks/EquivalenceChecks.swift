@@ -231,6 +231,13 @@ extension MultiRankSuite {
         for (x, y) in zip(dist.rows, single.rows) where x.metrics != y.metrics {
             return "metrics of \(x.score)/\(x.set) differ: \(x.metrics.auroc) vs \(y.metrics.auroc)"
         }
+        // Bootstrap intervals: the work is split by score over the ranks, the streams keyed by
+        // (seed, score, set), so they must not depend on the number of ranks either.
+        if dist.bootstrapReplicates == 0 || dist.rows.contains(where: { $0.intervals == nil }) { return "no bootstrap intervals" }
+        for (x, y) in zip(dist.rows, single.rows) where x.intervals != y.intervals {
+            return "bootstrap intervals of \(x.score)/\(x.set) differ from 1 rank"
+        }
+        if dist.averageIntervals != single.averageIntervals { return "bootstrap intervals of the averages differ from 1 rank" }
         if OODEvaluation.markdown(dist, title: "t") != OODEvaluation.markdown(single, title: "t") { return "reports differ" }
         runtime.log("        (\(dist.rows.count) metric rows identical; e.g. energy AUROC on 'dim' \(String(format: "%.4f", dist.rows.first { $0.score == .energy && $0.set == "dim" }!.metrics.auroc)))")
         return nil

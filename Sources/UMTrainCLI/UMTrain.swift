@@ -17,7 +17,7 @@ public struct UMTrain: ParsableCommand {
         """,
         version: version,
         subcommands: [PipelineCommand.self, TrainCommand.self, EstimateCommand.self, FinetuneCommand.self, EvaluateCommand.self,
-                      MetricsCommand.self, ScoreCommand.self, ModelInfoCommand.self, SelftestCommand.self, BenchCommand.self, Debug.self]
+                      MetricsCommand.self, CompareCommand.self, ScoreCommand.self, ModelInfoCommand.self, SelftestCommand.self, BenchCommand.self, Debug.self]
     )
 
     public init() {}

@@ -29,6 +29,9 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     public var fprMode = FPRMode.strict
     /// Drop non-finite scores (their count is reported) instead of failing.
     public var excludeNonFinite = false
+    /// Bootstrap replicates behind the 95% intervals of every metric (percentile bootstrap,
+    /// ID and OOD resampled separately); 0 turns the intervals off.
+    public var bootstrap = 2000
     public var batchSize = 500
     public var energyTemperature = 1.0
     /// ODIN (Liang et al., ICLR 2018): temperature and input step in [0, 1] pixel units.
@@ -55,6 +58,7 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     /// The ranges of this section's numeric keys (see ``ConfigRange``).
     static var ranges: [ConfigRange<EvaluateSection>] {
         [.int(\.batchSize, "evaluate.batch_size", 1...1_000_000, hint: "e.g. 500"),
+         .int(\.bootstrap, "evaluate.bootstrap", 0...1_000_000, hint: "2000 replicates by default; 0 turns the intervals off"),
          .number(\.energyTemperature, "evaluate.energy_temperature", 0, 1e6, lowerOpen: true, hint: "1 is the energy score as published"),
          .number(\.odinTemperature, "evaluate.odin_temperature", 0, 1e9, lowerOpen: true, hint: "1000 in ODIN"),
          .number(\.odinEpsilon, "evaluate.odin_epsilon", 0, 1, hint: "the input step in [0, 1] pixel units; 0.0014 in ODIN"),
@@ -67,6 +71,7 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case scores
+        case bootstrap
         case oodManifest = "ood_manifest", oodSets = "ood_sets", fprMode = "fpr_mode", excludeNonFinite = "exclude_non_finite",
              batchSize = "batch_size", energyTemperature = "energy_temperature", odinTemperature = "odin_temperature",
              odinEpsilon = "odin_epsilon", knnK = "knn_k", reactPercentile = "react_percentile",

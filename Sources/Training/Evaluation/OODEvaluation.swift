@@ -12,6 +12,8 @@ public struct OODRow: Sendable {
     public var set: String
     public var synthetic: Bool
     public var metrics: OODMetrics
+    /// Bootstrap 95% intervals (nil with `evaluate.bootstrap: 0`).
+    public var intervals: MetricIntervals?
 }
 
 /// The OOD evaluation of one model.
@@ -22,6 +24,10 @@ public struct OODReport: Sendable {
     public var fprMode: FPRMode
     /// Unweighted mean over the REAL OOD sets, per score.
     public var averages: [ScoreKind: OODMetrics]
+    /// Bootstrap 95% intervals of the averages (empty with `evaluate.bootstrap: 0`).
+    public var averageIntervals: [ScoreKind: MetricIntervals] = [:]
+    /// Bootstrap replicates behind the intervals (0 = none).
+    public var bootstrapReplicates = 0
     /// The scores in the configured order (report rows follow it).
     public var scoreOrder: [ScoreKind]
     public var idScores: SetScores
@@ -85,8 +91,25 @@ public enum OODEvaluation {
             let real = rows.filter { $0.score == kind && !$0.synthetic }.map(\.metrics)
             if !real.isEmpty { averages[kind] = OODMetrics.average(real) }
         }
-        log("OOD evaluation: \(sets.count) sets x \(kinds.count) scores in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
-        return OODReport(idAccuracy: idEval.accuracy, idLoss: idEval.loss, rows: rows, fprMode: mode, averages: averages,
-                         scoreOrder: kinds, idScores: idScores, oodScores: oodScores, fitted: fitted, settings: e, tuning: tuning)
+        var report = OODReport(idAccuracy: idEval.accuracy, idLoss: idEval.loss, rows: rows, fprMode: mode, averages: averages,
+                               scoreOrder: kinds, idScores: idScores, oodScores: oodScores, fitted: fitted, settings: e, tuning: tuning)
+        let scored = Date().timeIntervalSince(started)
+        if e.bootstrap > 0 && !sets.isEmpty {
+            let t0 = Date()
+            let intervals = try bootstrapIntervals(kinds: kinds, idScores: idScores, sets: sets, oodScores: oodScores, fprMode: mode,
+                                                   excludeNonFinite: e.excludeNonFinite, replicates: e.bootstrap, seed: config.seed,
+                                                   comm: comm)
+            for i in report.rows.indices {
+                let row = report.rows[i]
+                report.rows[i].intervals = intervals[row.score]?.perSet[sets.firstIndex { $0.name == row.set }!]
+            }
+            for kind in kinds { report.averageIntervals[kind] = intervals[kind]?.average }
+            report.bootstrapReplicates = e.bootstrap
+            let seconds = Date().timeIntervalSince(t0)
+            log("bootstrap intervals: \(e.bootstrap) replicates x \(kinds.count) scores x \(sets.count) sets in \(fmt(seconds, 1)) s "
+                + "(\(fmt(100 * seconds / (scored + seconds), 1))% of the evaluation)")
+        }
+        log("OOD evaluation: \(sets.count) sets x \(kinds.count) scores in \(fmt(Date().timeIntervalSince(started), 1)) s")
+        return report
     }
 }

@@ -10,22 +10,42 @@ import TensorCore
 extension OODEvaluation {
     static func p2(_ x: Double) -> String { x.isFinite ? String(format: "%.2f", 100 * x) : "n/a" }
 
+    /// A metric in percent with its interval, "73.11 [71.20, 74.93]" (the value alone without one).
+    static func withInterval(_ x: Double, _ ci: ConfidenceInterval?) -> String {
+        guard let ci else { return p2(x) }
+        return "\(p2(x)) [\(p2(ci.lower)), \(p2(ci.upper))]"
+    }
+
+    /// The sentence that says what the brackets are.
+    static func intervalNote(_ r: OODReport) -> String {
+        r.bootstrapReplicates > 0
+            ? "Brackets: 95% percentile-bootstrap intervals (\(r.bootstrapReplicates) replicates; ID and OOD samples resampled separately; "
+                + "for averages the ID set is resampled once per replicate and every OOD set within it; docs/metrics.md). "
+            : ""
+    }
+
     /// The Markdown report (conventions first, then per-set rows, then averages).
     public static func markdown(_ r: OODReport, title: String) -> String {
         var s = "# \(title)\n\n"
         s += "ID accuracy \(p2(r.idAccuracy))% (test loss \(String(format: "%.4f", r.idLoss)) nats, \(r.idScores.ids.count) images).\n\n"
         s += "Conventions: every score is oriented higher = more in-distribution. AUROC and AUPR-In take ID as the positive "
             + "class; AUPR-Out takes OOD as positive with negated scores (average precision, not the trapezoid). "
-            + "FPR95: \(r.fprMode.label). All values in percent.\n\n"
+            + "FPR95: \(r.fprMode.label). All values in percent. " + intervalNote(r) + "\n\n"
         s += "## Average over real OOD sets (unweighted; synthetic sets excluded)\n\n"
         s += "| score | AUROC | AUPR-In | AUPR-Out | FPR95 |\n|---|---|---|---|---|\n"
         for k in r.scoreOrder {
-            if let m = r.averages[k] { s += "| \(k) | \(p2(m.auroc)) | \(p2(m.auprIn)) | \(p2(m.auprOut)) | \(p2(m.fpr95)) |\n" }
+            guard let m = r.averages[k] else { continue }
+            let ci = r.averageIntervals[k]
+            s += "| \(k) | \(withInterval(m.auroc, ci?.auroc)) | \(withInterval(m.auprIn, ci?.auprIn)) | "
+                + "\(withInterval(m.auprOut, ci?.auprOut)) | \(withInterval(m.fpr95, ci?.fpr95)) |\n"
         }
         s += "\n## Per set\n\n| score | OOD set | synthetic | AUROC | AUPR-In | AUPR-Out | FPR95 | n_id | n_ood |\n|---|---|---|---|---|---|---|---|---|\n"
         for row in r.rows {
             let m = row.metrics
-            s += "| \(row.score) | \(row.set) | \(row.synthetic ? "yes" : "no") | \(p2(m.auroc)) | \(p2(m.auprIn)) | \(p2(m.auprOut)) | \(p2(m.fpr95)) | \(m.nID) | \(m.nOOD) |\n"
+            let ci = row.intervals
+            s += "| \(row.score) | \(row.set) | \(row.synthetic ? "yes" : "no") | \(withInterval(m.auroc, ci?.auroc)) | "
+                + "\(withInterval(m.auprIn, ci?.auprIn)) | \(withInterval(m.auprOut, ci?.auprOut)) | \(withInterval(m.fpr95, ci?.fpr95)) | "
+                + "\(m.nID) | \(m.nOOD) |\n"
         }
         return s
     }
@@ -35,28 +55,39 @@ extension OODEvaluation {
     public static func write(_ r: OODReport, to dir: String, title: String) throws {
         try FileManager.default.createDirectory(atPath: dir + "/scores", withIntermediateDirectories: true)
         try AtomicFile.write(markdown(r, title: title), to: dir + "/ood.md")
-        var csv = "score,ood_set,synthetic,auroc,aupr_in,aupr_out,fpr95,n_id,n_ood,fpr_mode\n"
+        var csv = "score,ood_set,synthetic,auroc,aupr_in,aupr_out,fpr95,n_id,n_ood,fpr_mode,"
+            + "auroc_lo,auroc_hi,aupr_in_lo,aupr_in_hi,aupr_out_lo,aupr_out_hi,fpr95_lo,fpr95_hi\n"
         func num(_ x: Double) -> String { x.isFinite ? String(x) : "" }
+        func cis(_ c: MetricIntervals?) -> String {
+            guard let c else { return ",,,,,,," }
+            return [c.auroc, c.auprIn, c.auprOut, c.fpr95].map { "\(num($0.lower)),\(num($0.upper))" }.joined(separator: ",")
+        }
         for row in r.rows {
             let m = row.metrics
-            csv += "\(row.score),\(row.set),\(row.synthetic),\(num(m.auroc)),\(num(m.auprIn)),\(num(m.auprOut)),\(num(m.fpr95)),\(m.nID),\(m.nOOD),\(r.fprMode.rawValue)\n"
+            csv += "\(row.score),\(row.set),\(row.synthetic),\(num(m.auroc)),\(num(m.auprIn)),\(num(m.auprOut)),\(num(m.fpr95)),\(m.nID),\(m.nOOD),\(r.fprMode.rawValue),\(cis(row.intervals))\n"
         }
         for k in r.scoreOrder {
             if let m = r.averages[k] {
-                csv += "\(k),average_real,false,\(num(m.auroc)),\(num(m.auprIn)),\(num(m.auprOut)),\(num(m.fpr95)),\(m.nID),\(m.nOOD),\(r.fprMode.rawValue)\n"
+                csv += "\(k),average_real,false,\(num(m.auroc)),\(num(m.auprIn)),\(num(m.auprOut)),\(num(m.fpr95)),\(m.nID),\(m.nOOD),\(r.fprMode.rawValue),\(cis(r.averageIntervals[k]))\n"
             }
         }
         try AtomicFile.write(csv, to: dir + "/ood.csv")
         func jnum(_ x: Double) -> Any { x.isFinite ? x : NSNull() }
-        func jm(_ m: OODMetrics) -> [String: Any] {
-            ["auroc": jnum(m.auroc), "aupr_in": jnum(m.auprIn), "aupr_out": jnum(m.auprOut), "fpr95": jnum(m.fpr95),
-             "n_id": m.nID, "n_ood": m.nOOD, "excluded_id": m.excludedID, "excluded_ood": m.excludedOOD]
+        func jm(_ m: OODMetrics, _ c: MetricIntervals? = nil) -> [String: Any] {
+            var d: [String: Any] = ["auroc": jnum(m.auroc), "aupr_in": jnum(m.auprIn), "aupr_out": jnum(m.auprOut), "fpr95": jnum(m.fpr95),
+                                    "n_id": m.nID, "n_ood": m.nOOD, "excluded_id": m.excludedID, "excluded_ood": m.excludedOOD]
+            if let c {
+                d["intervals"] = ["auroc": [jnum(c.auroc.lower), jnum(c.auroc.upper)], "aupr_in": [jnum(c.auprIn.lower), jnum(c.auprIn.upper)],
+                                  "aupr_out": [jnum(c.auprOut.lower), jnum(c.auprOut.upper)], "fpr95": [jnum(c.fpr95.lower), jnum(c.fpr95.upper)]]
+            }
+            return d
         }
         let json: [String: Any] = [
             "id_accuracy": jnum(r.idAccuracy), "id_loss": jnum(r.idLoss), "fpr_mode": r.fprMode.rawValue,
             "fpr_mode_label": r.fprMode.label, "positive_class": "ID (AUROC, AUPR-In); OOD for AUPR-Out",
-            "rows": r.rows.map { ["score": $0.score.rawValue, "ood_set": $0.set, "synthetic": $0.synthetic].merging(jm($0.metrics)) { a, _ in a } },
-            "average_real": Dictionary(uniqueKeysWithValues: r.averages.map { ($0.key.rawValue, jm($0.value)) }),
+            "rows": r.rows.map { ["score": $0.score.rawValue, "ood_set": $0.set, "synthetic": $0.synthetic].merging(jm($0.metrics, $0.intervals)) { a, _ in a } },
+            "average_real": Dictionary(uniqueKeysWithValues: r.averages.map { ($0.key.rawValue, jm($0.value, r.averageIntervals[$0.key])) }),
+            "bootstrap": ["replicates": r.bootstrapReplicates, "level": 0.95, "method": "percentile, stratified (ID and OOD resampled separately)"],
         ]
         try AtomicFile.write([UInt8](try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])),
                              to: dir + "/ood.json")

@@ -183,7 +183,8 @@ public enum Pipeline {
             case .preempted(let stage): return .preempted(stage: "seed \(seed) \(stage)")
             }
         }
-        let md = Summary.seeds(config: config, results: results)
+        let runs = results.map { Comparison.Run(name: config.name + "-s\($0.seed)", reports: $0.reports) }
+        let md = Summary.seeds(config: config, results: results) + "\n" + Comparison.markdown(runs: runs, title: "Paired differences over seeds")
         let dir = config.outputDir + "/" + config.name
         if context.isRoot {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

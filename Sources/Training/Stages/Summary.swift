@@ -48,13 +48,16 @@ public enum Summary {
         if let r = skipReason { s += "**UM and UMAP were skipped:** \(r)\n\n" }
         let mode = reports.first?.1.fprMode ?? .strict
         s += "Metrics in percent, averaged (unweighted) over the real OOD sets; ID is the positive class for AUROC and AUPR-In; "
-            + "FPR95: \(mode.label). Synthetic noise sets are shown apart.\n\n"
+            + "FPR95: \(mode.label). Synthetic noise sets are shown apart. "
+            + (reports.first.map { OODEvaluation.intervalNote($0.report) } ?? "") + "\n\n"
         let kinds = reports.first?.1.scoreOrder ?? []
         s += "| score | model | ID acc | AUROC | AUPR-In | FPR95 |\n|---|---|---|---|---|---|\n"
         for k in kinds {
             for (label, r) in reports {
                 guard let m = r.averages[k] else { continue }
-                s += "| \(k) | \(label) | \(p2(r.idAccuracy)) | \(p2(m.auroc)) | \(p2(m.auprIn)) | \(p2(m.fpr95)) |\n"
+                let ci = r.averageIntervals[k]
+                s += "| \(k) | \(label) | \(p2(r.idAccuracy)) | \(OODEvaluation.withInterval(m.auroc, ci?.auroc)) | "
+                    + "\(OODEvaluation.withInterval(m.auprIn, ci?.auprIn)) | \(OODEvaluation.withInterval(m.fpr95, ci?.fpr95)) |\n"
             }
         }
         let synthetic = Set(reports.first?.1.rows.filter(\.synthetic).map(\.set) ?? [])
