@@ -2,21 +2,24 @@
 """Convert a PyTorch checkpoint into a umtrain safetensors weights file.
 
     convert-torch-checkpoint.py IN.pt OUT.safetensors --arch ARCH
-        [--num-classes K] [--in-channels C] [--image-size S]
+        [--reader auto|torch|zip] [--num-classes K] [--in-channels C] [--image-size S]
         [--batch-norm affine|non_affine] [--dropout P] [--width W]
         [--no-strict] [--unsafe-load]
 
 ARCH is one of densenet_bc100, resnet50, wrn40_2, resnet18, resnet20.
 
-PyTorch is NOT a dependency of umtrain. This script is for users who already have a Python
-environment with `torch`, `numpy` and `safetensors`; it fails with the install command when one
-of them is missing. (On the development machine: /tmp/venv-torch/bin/python.)
+PyTorch is NOT a dependency of umtrain, nor of this script: it needs Python 3 and numpy. It reads
+the checkpoint with one of two readers (--reader, default auto: torch when importable, else zip):
+  torch  torch.load (needs PyTorch); also reads the legacy non-zip format of PyTorch < 1.6;
+  zip    launch/torchzip.py, next to this script: reads the zip format of torch.save (PyTorch >=
+         1.6) with the standard library's zipfile and pickle and numpy; runs no code from the file.
+Both give the same output file, byte for byte.
 
 What it does (see docs/import.md):
-  1. Loads IN.pt on the CPU (`map_location="cpu"`, `weights_only=True` unless --unsafe-load).
+  1. Loads IN.pt on the CPU (torch: `map_location="cpu"`, `weights_only=True` unless --unsafe-load).
   2. Finds the state dict: the object itself when it maps names to tensors, otherwise the
-     entry `state_dict`, `model_state_dict`, `model`, `net` or `module` (an nn.Module there is
-     asked for its state_dict()).
+     entry `state_dict`, `model_state_dict`, `model`, `net` or `module` (a pickled nn.Module there
+     gives its state dict).
   3. Strips `module.` (nn.DataParallel / DDP) and `_orig_mod.` (torch.compile) prefixes.
   4. Drops non-tensor entries and entries of the stateless input `normalizer` (the UM reference
      normalises inside the model; umtrain normalises outside, in the data pipeline).
@@ -30,21 +33,25 @@ What it does (see docs/import.md):
      missing.
   8. Writes OUT.safetensors with our metadata: `umtrain.arch`, `umtrain.model` (JSON with the
      ModelSection keys arch, batch_norm, dropout, image_size, in_channels, num_classes, width)
-     and `format: pt`.
+     and `format: pt`, laid out as the `safetensors` package writes it (metadata keys sorted).
+
+Exit codes: 0 written; 1 keys left over or missing in strict mode (nothing written); 2 unusable
+input (missing Python package, unreadable or unsupported file, no state dict, unsupported dtype).
 """
 import argparse
 import json
+import os
 import re
 import sys
 
 ARCHS = ["densenet_bc100", "resnet50", "wrn40_2", "resnet18", "resnet20"]
 STATE_KEYS = ["state_dict", "model_state_dict", "model", "net", "module"]
 PREFIXES = ["module.", "_orig_mod."]
-INSTALL_HINT = ("hint: create a venv for it, e.g.\n"
-                "  python3 -m venv ~/.venvs/torch-import\n"
-                "  ~/.venvs/torch-import/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch\n"
-                "  ~/.venvs/torch-import/bin/pip install numpy safetensors\n"
-                "and run this script with ~/.venvs/torch-import/bin/python.")
+NUMPY_HINT = ("hint: install it for this interpreter (`{py} -m pip install numpy`), or use a venv:\n"
+              "  python3 -m venv ~/.venvs/umtrain-import && ~/.venvs/umtrain-import/bin/pip install numpy\n"
+              "and run this script with ~/.venvs/umtrain-import/bin/python.")
+TORCH_HINT = ("hint: leave --reader at auto or pass --reader zip to convert without PyTorch (zip checkpoints "
+              "of PyTorch >= 1.6), or install a CPU build of torch for this interpreter (docs/import.md).")
 
 
 def fail(msg, code=2):
@@ -52,19 +59,27 @@ def fail(msg, code=2):
     sys.exit(code)
 
 
-def require_modules():
-    missing = []
-    mods = {}
-    for name in ["torch", "numpy", "safetensors.numpy"]:
-        try:
-            mods[name] = __import__(name, fromlist=["_"])
-        except ImportError:
-            missing.append(name.split(".")[0])
-    if missing:
-        fail(f"this converter needs the Python package(s) {', '.join(missing)}, which are not "
-             f"importable by {sys.executable}. PyTorch is not a dependency of umtrain; this script "
-             f"is only for users who have it.\n{INSTALL_HINT}")
-    return mods["torch"], mods["numpy"], mods["safetensors.numpy"]
+def import_numpy():
+    try:
+        import numpy
+    except ImportError:
+        fail(f"this converter needs numpy, which {sys.executable} cannot import.\n"
+             + NUMPY_HINT.format(py=sys.executable))
+    return numpy
+
+
+def import_torchzip():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torchzip
+    return torchzip
+
+
+def torch_importable():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- expected names of our models
@@ -127,18 +142,112 @@ def map_name(arch, name):
     return name
 
 
-# ---------------------------------------------------------------- loading
-def find_state_dict(torch, obj, source):
-    def is_state(d):
-        return isinstance(d, dict) and len(d) > 0 and any(torch.is_tensor(v) for v in d.values())
+# ---------------------------------------------------------------- readers
+class TorchReader:
+    """torch.load; tensors are torch.Tensor."""
+    name = "torch"
 
-    if isinstance(obj, torch.nn.Module):
-        return obj.state_dict(), "<module>.state_dict()"
+    def __init__(self, np):
+        try:
+            import torch
+        except ImportError:
+            fail(f"--reader torch: PyTorch is not importable by {sys.executable}.\n{TORCH_HINT}")
+        self.torch, self.np = torch, np
+
+    def load(self, path, unsafe):
+        torch = self.torch
+        try:
+            return torch.load(path, map_location="cpu", weights_only=not unsafe)
+        except FileNotFoundError:
+            fail(f"{path}: no such file.\nhint: check the path.")
+        except Exception as e:  # noqa: BLE001 - report torch's reason verbatim
+            hint = ("hint: the file pickles objects other than tensors and plain containers; if you trust "
+                    "it, rerun with --unsafe-load, or read it with --reader zip, which runs no code from the "
+                    "file." if not unsafe else "hint: is this a PyTorch checkpoint?")
+            reason = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+            fail(f"{path}: torch.load failed: {type(e).__name__}: {reason[0] if reason else ''}\n{hint}")
+
+    def is_tensor(self, v):
+        return self.torch.is_tensor(v)
+
+    def is_module(self, v):
+        return isinstance(v, self.torch.nn.Module)
+
+    def module_state_dict(self, v):
+        return v.state_dict()
+
+    def dtype(self, t):
+        return str(t.dtype).replace("torch.", "")
+
+    def is_floating(self, t):
+        return t.is_floating_point()
+
+    def numel(self, t):
+        return t.numel()
+
+    def float32(self, name, t):
+        return self.np.array(t.detach().cpu().to(self.torch.float32).numpy(), order="C")  # keeps shape []
+
+    def int64_scalar(self, name, t):
+        return self.np.asarray(t.detach().cpu().to(self.torch.int64).reshape(()).numpy(), dtype=self.np.int64)
+
+
+class ZipReader:
+    """launch/torchzip.py; tensors are torchzip.Tensor."""
+    name = "zip"
+
+    def __init__(self, np):
+        self.tz, self.np = import_torchzip(), np
+
+    def load(self, path, unsafe):
+        try:
+            return self.tz.load(path)
+        except self.tz.CheckpointError as e:
+            fail(str(e))
+
+    def is_tensor(self, v):
+        return isinstance(v, self.tz.Tensor)
+
+    def is_module(self, v):
+        return self.tz.is_module(v)
+
+    def module_state_dict(self, v):
+        return self.tz.module_state_dict(v)
+
+    def dtype(self, t):
+        return t.dtype
+
+    def is_floating(self, t):
+        return t.is_floating_point
+
+    def numel(self, t):
+        return t.numel
+
+    def float32(self, name, t):
+        try:
+            return t.to_float32()
+        except self.tz.CheckpointError as e:
+            fail(f"{name}: {e}")
+
+    def int64_scalar(self, name, t):
+        try:
+            a = t.to_float32() if t.is_floating_point else t.numpy()
+        except self.tz.CheckpointError as e:
+            fail(f"{name}: {e}")
+        return self.np.asarray(a.astype(self.np.int64).reshape(()), dtype=self.np.int64)
+
+
+def find_state_dict(reader, obj, source):
+    def is_state(d):
+        return isinstance(d, dict) and len(d) > 0 and any(reader.is_tensor(v) for v in d.values())
+
+    if reader.is_module(obj):
+        return reader.module_state_dict(obj), "<module>.state_dict()"
     if isinstance(obj, dict):
         for k in STATE_KEYS:
             v = obj.get(k)
-            if isinstance(v, torch.nn.Module):
-                return v.state_dict(), f"['{k}'].state_dict()"
+            if reader.is_module(v):
+                return reader.module_state_dict(v), f"['{k}'].state_dict()"
             if is_state(v):
                 return v, f"['{k}']"
         if is_state(obj):
@@ -181,6 +290,8 @@ def main(argv=None):
     ap.add_argument("input", help="PyTorch checkpoint (.pt/.pth/.state)")
     ap.add_argument("output", help="safetensors file to write")
     ap.add_argument("--arch", required=True, choices=ARCHS)
+    ap.add_argument("--reader", choices=["auto", "torch", "zip"], default="auto",
+                    help="torch.load, or the torch-free zip reader (default auto: torch when importable)")
     ap.add_argument("--num-classes", type=int, help="default: rows of the final linear weight")
     ap.add_argument("--in-channels", type=int, help="default: input channels of conv1")
     ap.add_argument("--image-size", type=int, help="default: 224 for resnet50, else 32")
@@ -189,20 +300,17 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=32, help="ModelSection.width recorded (used by cnn5 only)")
     ap.add_argument("--no-strict", action="store_true", help="write the file even with unmapped/missing keys")
     ap.add_argument("--unsafe-load", action="store_true",
-                    help="torch.load(weights_only=False): only for checkpoints you trust (arbitrary pickles)")
+                    help="torch reader: torch.load(weights_only=False), only for checkpoints you trust "
+                         "(arbitrary pickles); the zip reader never runs code from the file")
     args = ap.parse_args(argv)
 
-    torch, np, st = require_modules()
-    try:
-        obj = torch.load(args.input, map_location="cpu", weights_only=not args.unsafe_load)
-    except FileNotFoundError:
-        fail(f"{args.input}: no such file.\nhint: check the path.")
-    except Exception as e:  # noqa: BLE001 - report torch's reason verbatim
-        hint = ("hint: the file pickles objects other than tensors and plain containers; if you trust "
-                "it, rerun with --unsafe-load." if not args.unsafe_load else "hint: is this a PyTorch checkpoint?")
-        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
-        fail(f"{args.input}: torch.load failed: {type(e).__name__}: {reason[0] if reason else ''}\n{hint}")
-    sd, where = find_state_dict(torch, obj, args.input)
+    np = import_numpy()
+    kind = args.reader
+    if kind == "auto":
+        kind = "torch" if torch_importable() else "zip"
+    reader = TorchReader(np) if kind == "torch" else ZipReader(np)
+    obj = reader.load(args.input, args.unsafe_load)
+    sd, where = find_state_dict(reader, obj, args.input)
 
     tensors = {}
     unmapped = []   # (original name, reason)
@@ -212,17 +320,19 @@ def main(argv=None):
         if name.startswith("normalizer.") or name == "normalizer":
             dropped.append(raw)
             continue
-        if not torch.is_tensor(v):
+        if not reader.is_tensor(v):
             unmapped.append((raw, f"not a tensor ({type(v).__name__})"))
             continue
         ours = map_name(args.arch, name)
-        t = v.detach().cpu()
         if name.endswith("num_batches_tracked"):
-            arr = np.asarray(t.to(torch.int64).reshape(()).numpy(), dtype=np.int64)
-        elif t.is_floating_point():
-            arr = np.ascontiguousarray(t.to(torch.float32).numpy())
+            if reader.numel(v) != 1:
+                unmapped.append((raw, f"{reader.numel(v)} values; a BatchNorm step count is one number"))
+                continue
+            arr = reader.int64_scalar(f"{args.input}: {raw}", v)
+        elif reader.is_floating(v):
+            arr = reader.float32(f"{args.input}: {raw}", v)
         else:
-            unmapped.append((raw, f"dtype {t.dtype} (only floating tensors and num_batches_tracked are weights)"))
+            unmapped.append((raw, f"dtype {reader.dtype(v)} (only floating tensors and num_batches_tracked are weights)"))
             continue
         if ours in tensors:
             unmapped.append((raw, f"duplicate of '{ours}' after prefix stripping"))
@@ -258,7 +368,7 @@ def main(argv=None):
     if first_conv is not None and int(first_conv.shape[1]) != section["in_channels"]:
         unmapped.append(("--in-channels", f"{section['in_channels']} given, conv1 takes {first_conv.shape[1]}"))
 
-    print(f"read {len(sd)} entries from {args.input} {where}; {len(tensors)} tensors kept, "
+    print(f"read {len(sd)} entries from {args.input} {where} ({reader.name} reader); {len(tensors)} tensors kept, "
           f"{len(dropped)} normalizer entries dropped", file=sys.stderr)
     for raw, why in unmapped:
         print(f"unmapped: {raw}: {why}", file=sys.stderr)
@@ -271,7 +381,10 @@ def main(argv=None):
     metadata = {"umtrain.arch": args.arch,
                 "umtrain.model": json.dumps(section, sort_keys=True, separators=(",", ":")),
                 "format": "pt"}
-    st.save_file(tensors, args.output, metadata=metadata)
+    try:
+        import_torchzip().write_safetensors(args.output, tensors, metadata=metadata)
+    except OSError as e:
+        fail(f"{args.output}: cannot write ({e.strerror}).\nhint: check the folder exists and is writable.")
     n_params = sum(int(a.size) for k, a in tensors.items() if a.dtype == np.float32)
     print(f"wrote {args.output}: {len(tensors)} tensors, {n_params} float32 values, model {metadata['umtrain.model']}",
           file=sys.stderr)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs ALL tests:
+#   0. PyTorch checkpoint import without PyTorch (zip reader unit tests; the UM reference
+#      DenseNet-BC-100 converted for the logits-parity test in 1);
 #   1. rank-local unit tests (swift test, XCTest);
 #   2. multi-rank tests: `umtrain selftest` under mpirun with 2 and 3 ranks (release build);
 #   3. failure drills under mpirun: a failing rank and a stalled collective must end the
@@ -30,6 +32,29 @@ bash launch/setup.sh
 say "setup done in $(( $(date +%s) - t0 )) s"
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 
+# suite NAME SCRIPT PREFIX: run a sub-suite whose last line is "PREFIX: N passed, N failed[,
+# N skipped]", show its report lines, and add its counts.
+suite() {
+  local name=$1 script=$2 prefix=$3 log="$LOG_DIR/$1.log" line p f s
+  set +e
+  TEST_LOG_DIR="$LOG_DIR" bash "$script" 2>&1 | tee "$log" | grep -aE '^\[(test|preempt|bad-input|multinode|import)\] (ok|FAIL|skip|exit times|using)'
+  set -e
+  line=$(grep -aE "^$prefix: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
+  if [ -z "$line" ]; then record "$name" fail "no summary line; see $log"; return; fi
+  p=$(sed -E "s/^$prefix: ([0-9]+) passed.*/\1/" <<<"$line"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+  s=0; grep -qE '[0-9]+ skipped' <<<"$line" && s=$(sed -E 's/.* ([0-9]+) skipped.*/\1/' <<<"$line")
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+  say "$line"
+}
+
+# 0. PyTorch import without PyTorch (launch/test-import.sh): unit tests of the torch-free zip reader,
+#    and the UM reference DenseNet-BC-100 checkpoint converted into a temporary file that
+#    DenseNetParityTests (step 1) loads to compare its logits with PyTorch's.
+IMPORT_TMP=$(mktemp -d)
+trap 'rm -rf "$IMPORT_TMP"' EXIT
+export UMTRAIN_DENSENET_SAFETENSORS="$IMPORT_TMP/um-densenet.safetensors"
+suite test-import launch/test-import.sh import
+
 # 1. Rank-local unit tests.
 t1=$(date +%s)
 set +e
@@ -47,6 +72,10 @@ if [ -n "$summary" ]; then
 else
   record "swift test (build or run)" fail "no XCTest summary; see $LOG_DIR/swift-test.log"
 fi
+
+# The DenseNet-BC-100 logits parity against PyTorch (DenseNetParityTests): its result or why it skipped.
+grep -aE "^DenseNet-BC-100 parity:|testLogitsMatchPyTorchReference.*(skipped|error)" "$LOG_DIR/swift-test.log" \
+  | sed 's/^/[test] /' || say "DenseNet-BC-100 parity: no result in $LOG_DIR/swift-test.log"
 
 UMTRAIN="$ROOT/.build/release/umtrain"
 
@@ -111,21 +140,6 @@ if grep -qw avx2 /proc/cpuinfo; then
 else
   record "BLAS kernel auto-selection" skip "CPU has no AVX2, nothing stronger to select"
 fi
-
-# suite NAME SCRIPT PREFIX: run a sub-suite whose last line is "PREFIX: N passed, N failed[,
-# N skipped]", show its report lines, and add its counts.
-suite() {
-  local name=$1 script=$2 prefix=$3 log="$LOG_DIR/$1.log" line p f s
-  set +e
-  TEST_LOG_DIR="$LOG_DIR" bash "$script" 2>&1 | tee "$log" | grep -aE '^\[(test|preempt|bad-input|multinode)\] (ok|FAIL|skip|exit times)'
-  set -e
-  line=$(grep -aE "^$prefix: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
-  if [ -z "$line" ]; then record "$name" fail "no summary line; see $log"; return; fi
-  p=$(sed -E "s/^$prefix: ([0-9]+) passed.*/\1/" <<<"$line"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
-  s=0; grep -qE '[0-9]+ skipped' <<<"$line" && s=$(sed -E 's/.* ([0-9]+) skipped.*/\1/' <<<"$line")
-  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
-  say "$line"
-}
 
 # 4. Training on real data under mpirun: resume, kill, pre-emption.
 suite test-training launch/test-training.sh training

@@ -13,23 +13,40 @@ import XCTest
 /// them (`(x01 - mean) / std`, CIFAR mean/std), `[16, 3, 32, 32]`, the reference logits
 /// `[16, 10]` for the same images (the reference normalises inside), and the reference state-dict
 /// names and shapes in the metadata. The weights themselves (3 MB) are not committed: the
-/// parity test needs them converted by `launch/convert-torch-checkpoint.py` and skips otherwise.
+/// parity test needs them converted by `launch/convert-torch-checkpoint.py` (no PyTorch needed;
+/// `launch/test.sh` converts them through `launch/test-import.sh`) and skips, saying why, otherwise.
 final class DenseNetParityTests: XCTestCase {
     static let fixtureDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Fixtures/densenet-parity")
     static let fixturePath = fixtureDirectory.appendingPathComponent("parity.safetensors").path
-    static let referencePath = "/work/shared/reference/um-densenet-bc100-cifar10.state"
+    /// Where the UM reference checkpoint may be: `$UMTRAIN_REFERENCE_DIR` when set, else the
+    /// project's `shared/reference` beside the checkout (as CI lays it out), then
+    /// `/work/shared/reference` (the same order as launch/test-import.sh).
+    static var referenceCandidates: [String] {
+        let repo = fixtureDirectory.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        var dirs = [repo.deletingLastPathComponent().appendingPathComponent("shared/reference").path,
+                    "/work/shared/reference"]
+        if let d = ProcessInfo.processInfo.environment["UMTRAIN_REFERENCE_DIR"], !d.isEmpty { dirs = [d] }
+        return dirs.map { URL(fileURLWithPath: $0).appendingPathComponent("um-densenet-bc100-cifar10.state").path }
+    }
     static let cifarMean: [Double] = [125.3 / 255, 123.0 / 255, 113.9 / 255]
     static let cifarStd: [Double] = [63.0 / 255, 62.1 / 255, 66.7 / 255]
 
-    /// The converted checkpoint: `$UMTRAIN_DENSENET_SAFETENSORS` or `/tmp/um-densenet.safetensors`.
+    /// The converted checkpoint: `$UMTRAIN_DENSENET_SAFETENSORS` (launch/test.sh sets it and converts
+    /// the reference there with launch/test-import.sh) or `/tmp/um-densenet.safetensors`.
     static var checkpointPath: String {
         ProcessInfo.processInfo.environment["UMTRAIN_DENSENET_SAFETENSORS"] ?? "/tmp/um-densenet.safetensors"
     }
 
-    static var conversionCommand: String {
-        "python launch/convert-torch-checkpoint.py \(referencePath) \(checkpointPath) --arch densenet_bc100 "
-            + "(needs torch, numpy, safetensors; see docs/import.md)"
+    /// Why the parity test cannot run here, and how to make it run.
+    static var skipReason: String {
+        let candidates = referenceCandidates
+        guard let reference = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+            return "no converted checkpoint at \(checkpointPath), and the UM reference checkpoint is not on this "
+                + "machine (looked for \(candidates.joined(separator: ", ")); set UMTRAIN_REFERENCE_DIR to its folder)"
+        }
+        return "no converted checkpoint at \(checkpointPath); create it with: python3 launch/convert-torch-checkpoint.py "
+            + "\(reference) \(checkpointPath) --arch densenet_bc100 (needs numpy only; see docs/import.md)"
     }
 
     /// The reference model section: CIFAR-10 DenseNet-BC-100 with non-affine BatchNorm.
@@ -117,7 +134,7 @@ final class DenseNetParityTests: XCTestCase {
     func testLogitsMatchPyTorchReference() throws {
         let path = Self.checkpointPath
         guard FileManager.default.fileExists(atPath: path) else {
-            throw XCTSkip("no converted checkpoint at \(path); create it with: \(Self.conversionCommand)")
+            throw XCTSkip(Self.skipReason)
         }
         let weights = try SafeTensorsFile.read(path: path)
         XCTAssertEqual(weights.metadata[ModelFactory.archKey], "densenet_bc100")

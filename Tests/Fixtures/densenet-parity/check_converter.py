@@ -6,17 +6,22 @@
 Runs the converter on the UM reference checkpoint and on re-saved variants of it (bare state
 dict, under 'model', under 'net', nn.Module-free DDP prefix twice, float64 and float16 copies,
 an extra unknown key, a `normalizer.*` buffer, a missing key) and asserts exit codes, written
-names, dtypes, values and metadata. Exits non-zero on the first failure.
+names, dtypes, values and metadata. Every conversion runs twice, with --reader torch and with
+--reader zip (the torch-free reader), and the two must give the same exit code and the same output
+file, byte for byte. The written file must also equal, byte for byte, what the `safetensors`
+package's save_file writes for the same tensors (after putting its metadata keys in sorted order,
+which it varies from run to run). Exits non-zero on the first failure.
 """
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 from safetensors import safe_open
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,10 +30,47 @@ CONVERTER = os.path.join(ROOT, "launch", "convert-torch-checkpoint.py")
 REF = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/reference/um-densenet-bc100-cifar10.state"
 
 
-def run(inp, out, *extra):
-    p = subprocess.run([sys.executable, CONVERTER, inp, out, "--arch", "densenet_bc100", *extra],
+def convert(reader, inp, out, *extra, arch="densenet_bc100"):
+    p = subprocess.run([sys.executable, CONVERTER, inp, out, "--arch", arch, "--reader", reader, *extra],
                        capture_output=True, text=True)
     return p.returncode, p.stderr
+
+
+def run(inp, out, *extra):
+    """Converts with the torch reader and with the zip reader; asserts the same exit code and the
+    same bytes written; returns the torch reader's (exit code, stderr)."""
+    zip_out = out + ".zip-reader"
+    if os.path.exists(zip_out):
+        os.remove(zip_out)
+    rc_z, err_z = convert("zip", inp, zip_out, *extra)
+    rc, err = convert("torch", inp, out, *extra)
+    assert rc == rc_z, (inp, extra, rc, rc_z, err, err_z)
+    if rc == 0:
+        with open(out, "rb") as a, open(zip_out, "rb") as b:
+            assert a.read() == b.read(), f"{inp}: torch and zip readers wrote different files"
+        assert_safetensors_layout(out)
+    else:
+        assert not os.path.exists(zip_out), err_z
+    return rc, err
+
+
+def assert_safetensors_layout(path):
+    """The file equals what safetensors.numpy.save_file writes for its tensors and metadata, with
+    the metadata keys in sorted order."""
+    tensors = load_file(path)
+    with safe_open(path, "numpy") as f:
+        md = f.metadata()
+    ref = path + ".package"
+    save_file(tensors, ref, metadata=md)
+    with open(ref, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"] = {k: header["__metadata__"][k] for k in sorted(header["__metadata__"])}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "rb") as f:
+        assert f.read() == struct.pack("<Q", len(text)) + text + raw[8 + n:], f"{path}: layout differs from safetensors'"
 
 
 def main():
@@ -101,12 +143,16 @@ def main():
     tiny = torch.nn.ModuleDict({"conv1": torch.nn.Conv2d(3, 4, 3, bias=False), "bn1": torch.nn.BatchNorm2d(4),
                                 "fc": torch.nn.Linear(4, 7)})
     torch.save({"net": tiny}, os.path.join(tmp, "module.pt"))
-    p = subprocess.run([sys.executable, CONVERTER, os.path.join(tmp, "module.pt"), out, "--arch", "resnet18"],
-                       capture_output=True, text=True)
-    assert p.returncode == 2 and "--unsafe-load" in p.stderr, p.stderr
-    p = subprocess.run([sys.executable, CONVERTER, os.path.join(tmp, "module.pt"), out, "--arch", "resnet18",
-                        "--unsafe-load"], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    #    The zip reader reads the module's parameters and buffers without --unsafe-load (it runs no
+    #    code from the file) and writes the same file.
+    rc, err = convert("torch", os.path.join(tmp, "module.pt"), out, arch="resnet18")
+    assert rc == 2 and "--unsafe-load" in err, err
+    rc, err = convert("zip", os.path.join(tmp, "module.pt"), out + ".zip-reader", arch="resnet18")
+    assert rc == 0, err
+    rc, err = convert("torch", os.path.join(tmp, "module.pt"), out, "--unsafe-load", arch="resnet18")
+    assert rc == 0, err
+    with open(out, "rb") as a, open(out + ".zip-reader", "rb") as b:
+        assert a.read() == b.read(), "pickled module: torch and zip readers wrote different files"
     assert sorted(load_file(out)) == sorted(tiny.state_dict()), sorted(load_file(out))
     with safe_open(out, "numpy") as f:
         section = json.loads(f.metadata()["umtrain.model"])
