@@ -239,6 +239,21 @@ extension MultiRankSuite {
         }
         if dist.averageIntervals != single.averageIntervals { return "bootstrap intervals of the averages differ from 1 rank" }
         if OODEvaluation.markdown(dist, title: "t") != OODEvaluation.markdown(single, title: "t") { return "reports differ" }
+        // The OOD-validation curve (train.ood_validation_every): held-out loss and validation
+        // AUROC/FPR95 from a capped, evenly spaced subset, gathered by id.
+        var curveConfig = config
+        curveConfig.train.oodValidationEvery = 1
+        curveConfig.train.oodValidationScores = [.energy, .msp, .knn]
+        curveConfig.train.oodValidationSamples = 40
+        func curve(_ c: Communicator) throws -> OODValidationMonitor.Point {
+            try OODValidationMonitor(config: curveConfig, sets: sets, validationCount: trainData.validationIds.count, folder: nil,
+                                     comm: c, resume: false)
+                .measure(model: try Self.copyModel(base, config), comm: c, data: trainData)
+        }
+        let pd = try curve(comm), ps = try curve(LocalCommunicator())
+        if pd.heldOutLoss.bitPattern != ps.heldOutLoss.bitPattern || pd.auroc != ps.auroc || pd.fpr95 != ps.fpr95 {
+            return "OOD-validation point differs from 1 rank: loss \(pd.heldOutLoss) vs \(ps.heldOutLoss), AUROC \(pd.auroc) vs \(ps.auroc)"
+        }
         runtime.log("        (\(dist.rows.count) metric rows identical; e.g. energy AUROC on 'dim' \(String(format: "%.4f", dist.rows.first { $0.score == .energy && $0.set == "dim" }!.metrics.auroc)))")
         return nil
     }

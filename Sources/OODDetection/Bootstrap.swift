@@ -40,7 +40,8 @@ public struct MetricIntervals: Sendable, Equatable, Codable {
 /// AUROC, AUPR-In, the ID-positive FPR95 rules; ascending: AUPR-Out, OpenOOD's FPR95) that
 /// accumulate each tie group's resampled counts on the fly, with no per-replicate allocation.
 public struct BootstrapTable: Sendable {
-    /// Every sample in descending score order: `>= 0` is ID sample i, `< 0` is OOD sample `~j`.
+    /// Every sample in descending score order, as its slot in a combined count vector: ID
+    /// sample i is slot i, OOD sample j is slot `idCount + j`.
     let order: [Int32]
     /// `groupEnd[k]`: whether `order[k]` is the last of its tie group (in descending order).
     let groupEnd: [Bool]
@@ -54,7 +55,7 @@ public struct BootstrapTable: Sendable {
         var tagged: [(score: Double, tag: Int32)] = []
         tagged.reserveCapacity(idScores.count + oodScores.count)
         for (i, s) in idScores.enumerated() { tagged.append((s, Int32(i))) }
-        for (j, s) in oodScores.enumerated() { tagged.append((s, ~Int32(j))) }
+        for (j, s) in oodScores.enumerated() { tagged.append((s, Int32(idScores.count + j))) }
         tagged.sort { $0.score > $1.score }
         order = tagged.map(\.tag)
         // -0.0 == 0.0: one group, as ThresholdTable.
@@ -68,62 +69,71 @@ public struct BootstrapTable: Sendable {
     /// (tested against it, bit for bit). Precondition: counts as long as the sets, each set's
     /// total > 0.
     public func metrics(idCounts: [Int32], oodCounts: [Int32], fprMode: FPRMode) -> OODMetrics {
+        precondition(idCounts.count == idCount && oodCounts.count == oodCount, "counts must match the set sizes")
         var scratch: [Double] = []
-        return metrics(idCounts: idCounts, oodCounts: oodCounts, fprMode: fprMode, scratch: &scratch)
+        let combined = idCounts + oodCounts
+        return combined.withUnsafeBufferPointer { metrics(counts: $0, fprMode: fprMode, scratch: &scratch) }
     }
 
-    /// As ``metrics(idCounts:oodCounts:fprMode:)``, reusing `scratch` across replicates.
+    /// As ``metrics(idCounts:oodCounts:fprMode:)`` with the counts in one vector (ID samples,
+    /// then OOD samples: `idCount + oodCount` entries), reusing `scratch` across replicates.
     ///
     /// One descending pass over the samples gives AUROC, AUPR-In, the ID-positive FPR95 rules
     /// and AUPR-Out (whose ascending-order terms are kept in `scratch` and summed in ascending
     /// order, as `ThresholdTable` sums them); OpenOOD's FPR95 needs a second, ascending pass.
-    public func metrics(idCounts: [Int32], oodCounts: [Int32], fprMode: FPRMode, scratch: inout [Double]) -> OODMetrics {
-        precondition(idCounts.count == idCount && oodCounts.count == oodCount, "counts must match the set sizes")
+    /// The per-sample step is branch-free (the ID/OOD split is a select on the slot), so the
+    /// interleaving of ID and OOD samples costs no mispredictions.
+    public func metrics(counts: UnsafeBufferPointer<Int32>, fprMode: FPRMode, scratch: inout [Double]) -> OODMetrics {
+        precondition(counts.count == idCount + oodCount, "counts must hold idCount + oodCount entries")
         var nID: Int64 = 0, nOOD: Int64 = 0
-        for c in idCounts { nID += Int64(c) }
-        for c in oodCounts { nOOD += Int64(c) }
+        for i in 0..<idCount { nID += Int64(counts[i]) }
+        for j in idCount..<counts.count { nOOD += Int64(counts[j]) }
         precondition(nID > 0 && nOOD > 0, "a resample needs samples of both sets")
         let p = Double(nID), q = Double(nOOD)
         var aurocTwice = 0.0          // sum over groups of idHere * (2 * oodBelow + oodHere)
         var apIn = 0.0
         var tp: Int64 = 0, fp: Int64 = 0
         var strict = -1.0
-        var referenceBest = 1.0, referenceDistance = Double.infinity, referenceDone = false
+        // The closest-recall rule is only followed when it is the convention asked for.
+        var referenceBest = 1.0, referenceDistance = Double.infinity, referenceDone = fprMode != .reference
         var outTerms = 0
         if scratch.count < order.count { scratch = [Double](repeating: 0, count: order.count) }
+        let firstOOD = Int32(idCount)
         order.withUnsafeBufferPointer { o in
             groupEnd.withUnsafeBufferPointer { ends in
-                idCounts.withUnsafeBufferPointer { ic in
-                    oodCounts.withUnsafeBufferPointer { oc in
-                        scratch.withUnsafeMutableBufferPointer { terms in
-                            var a: Int64 = 0, b: Int64 = 0   // the current group's ID and OOD counts
-                            for k in 0..<o.count {
-                                let t = o[k]
-                                if t >= 0 { a += Int64(ic[Int(t)]) } else { b += Int64(oc[Int(~t)]) }
-                                guard ends[k], a + b > 0 else { continue }
-                                let oodBelow = nOOD - fp - b
-                                aurocTwice += Double(a) * Double(2 * oodBelow + b)
-                                if b > 0 {
-                                    // AUPR-Out (OOD positive, ascending): TP = OOD at or below, FP = ID at or below.
-                                    let otp = nOOD - fp, ofp = nID - tp
-                                    terms[outTerms] = (Double(b) / q) * (Double(otp) / Double(otp + ofp))
-                                    outTerms += 1
-                                }
-                                tp += a
-                                fp += b
-                                if a > 0 { apIn += (Double(a) / p) * (Double(tp) / Double(tp + fp)) }
-                                let recall = Double(tp) / p
-                                if strict < 0 && recall >= 0.95 { strict = Double(fp) / q }
-                                if !referenceDone {
-                                    // The closest recall among thresholds up to the first with full recall; on
-                                    // equal distances the later (looser) one, as ThresholdTable.fprClosestRecall.
-                                    let d = abs(recall - 0.95)
-                                    if d <= referenceDistance { referenceDistance = d; referenceBest = Double(fp) / q }
-                                    if tp == nID { referenceDone = true }
-                                }
-                                a = 0; b = 0
-                            }
+                scratch.withUnsafeMutableBufferPointer { terms in
+                    var a: Int64 = 0, b: Int64 = 0   // the current group's ID and OOD counts
+                    for k in 0..<o.count {
+                        // Wrapping arithmetic: every count is at most nID + nOOD < 2^62.
+                        let slot = o[k]
+                        let c = Int64(truncatingIfNeeded: counts[Int(truncatingIfNeeded: slot)])
+                        let ood = slot >= firstOOD
+                        a &+= ood ? 0 : c
+                        b &+= ood ? c : 0
+                        guard ends[k], a &+ b > 0 else { continue }
+                        let oodBelow = nOOD &- fp &- b
+                        aurocTwice += Double(a) * Double(2 &* oodBelow &+ b)
+                        if b > 0 {
+                            // AUPR-Out (OOD positive, ascending): TP = OOD at or below, FP = ID at or below.
+                            let otp = nOOD &- fp, ofp = nID &- tp
+                            terms[outTerms] = (Double(b) / q) * (Double(otp) / Double(otp &+ ofp))
+                            outTerms &+= 1
                         }
+                        tp &+= a
+                        fp &+= b
+                        if a > 0 { apIn += (Double(a) / p) * (Double(tp) / Double(tp &+ fp)) }
+                        // recall = tp / nID >= 0.95, compared exactly in integers (the same decision
+                        // as the Double comparison for any nID below 10^15: the gap between
+                        // tp / nID and 0.95 is then either 0 or at least 1 / (20 nID)).
+                        if strict < 0 && 20 &* tp >= 19 &* nID { strict = Double(fp) / q }
+                        if !referenceDone {
+                            // The closest recall among thresholds up to the first with full recall; on
+                            // equal distances the later (looser) one, as ThresholdTable.fprClosestRecall.
+                            let d = abs(Double(tp) / p - 0.95)
+                            if d <= referenceDistance { referenceDistance = d; referenceBest = Double(fp) / q }
+                            if tp == nID { referenceDone = true }
+                        }
+                        a = 0; b = 0
                     }
                 }
             }
@@ -134,7 +144,7 @@ public struct BootstrapTable: Sendable {
         switch fprMode {
         case .strict: fpr = strict < 0 ? 1 : strict
         case .reference: fpr = referenceBest
-        case .openood: fpr = openOODFPR(idCounts: idCounts, oodCounts: oodCounts, nID: nID, nOOD: nOOD)
+        case .openood: fpr = openOODFPR(counts: counts, nID: nID, nOOD: nOOD)
         }
         return OODMetrics(auroc: aurocTwice / (2 * p * q), auprIn: apIn, auprOut: apOut, fpr95: fpr, nID: nID, nOOD: nOOD,
                           fprMode: fprMode)
@@ -143,7 +153,7 @@ public struct BootstrapTable: Sendable {
     /// OpenOOD's FPR95 (`ThresholdTable.fprOpenOOD`) of a resample: an ascending pass (OOD
     /// positive) over the non-empty groups; `roc_curve(drop_intermediate=True)` drops a point
     /// when the steps before and after it are equal, decided once the next point is known.
-    func openOODFPR(idCounts: [Int32], oodCounts: [Int32], nID: Int64, nOOD: Int64) -> Double {
+    func openOODFPR(counts: UnsafeBufferPointer<Int32>, nID: Int64, nOOD: Int64) -> Double {
         let p = Double(nID), q = Double(nOOD)
         var result = -1.0
         var otp: Int64 = 0, ofp: Int64 = 0, points = 0
@@ -156,8 +166,8 @@ public struct BootstrapTable: Sendable {
         var a: Int64 = 0, b: Int64 = 0
         var k = order.count - 1
         while k >= 0 {
-            let t = order[k]
-            if t >= 0 { a += Int64(idCounts[Int(t)]) } else { b += Int64(oodCounts[Int(~t)]) }
+            let slot = Int(order[k])
+            if slot < idCount { a += Int64(counts[slot]) } else { b += Int64(counts[slot]) }
             // Ascending, a group ends where the previous (in descending order) group ended.
             let groupDone = k == 0 || groupEnd[k - 1]
             k -= 1
@@ -184,12 +194,18 @@ public struct ResampleStream: Sendable {
 
     /// `n` draws with replacement from `0..<n` (as counts), stream `(key, replicate)`.
     public func counts(n: Int, key: UInt64, replicate: Int) -> [Int32] {
-        var rng = BootstrapRNG(seed: seed, stream: key &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(replicate))
         var c = [Int32](repeating: 0, count: n)
-        c.withUnsafeMutableBufferPointer { p in
-            for _ in 0..<n { p[rng.below(n)] += 1 }
-        }
+        c.withUnsafeMutableBufferPointer { fill($0, key: key, replicate: replicate) }
         return c
+    }
+
+    /// The same counts as ``counts(n:key:replicate:)`` written into `buffer` (n = its count),
+    /// which is overwritten: no allocation per replicate.
+    public func fill(_ buffer: UnsafeMutableBufferPointer<Int32>, key: UInt64, replicate: Int) {
+        var rng = BootstrapRNG(seed: seed, stream: key &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(replicate))
+        let n = buffer.count
+        buffer.update(repeating: 0)
+        for _ in 0..<n { buffer[rng.below(n)] += 1 }
     }
 
     /// A stable 64-bit key for a name (FNV-1a of its UTF-8 bytes).
@@ -279,16 +295,24 @@ public enum BootstrapIntervals {
         var averages: [OODMetrics] = []
         let averaged = inAverage.contains(true)
         var scratch: [Double] = []
-        for r in range {
-            let idCounts = stream.counts(n: idScores.count, key: scoreKey, replicate: r)
-            var rowsForAverage: [OODMetrics] = []
-            for (s, table) in tables.enumerated() {
-                let oodCounts = stream.counts(n: table.oodCount, key: setKeys[s], replicate: r)
-                let m = table.metrics(idCounts: idCounts, oodCounts: oodCounts, fprMode: fprMode, scratch: &scratch)
-                perSet[s].append(m)
-                if inAverage[s] { rowsForAverage.append(m) }
+        let nID = idScores.count
+        // One combined count vector per replicate and set: the shared ID counts, then the set's.
+        var combined = [Int32](repeating: 0, count: nID + (tables.map(\.oodCount).max() ?? 0))
+        var rowsForAverage: [OODMetrics] = []
+        rowsForAverage.reserveCapacity(tables.count)
+        combined.withUnsafeMutableBufferPointer { all in
+            for r in range {
+                stream.fill(UnsafeMutableBufferPointer(rebasing: all[0..<nID]), key: scoreKey, replicate: r)
+                rowsForAverage.removeAll(keepingCapacity: true)
+                for (s, table) in tables.enumerated() {
+                    let counts = UnsafeMutableBufferPointer(rebasing: all[0..<(nID + table.oodCount)])
+                    stream.fill(UnsafeMutableBufferPointer(rebasing: counts[nID...]), key: setKeys[s], replicate: r)
+                    let m = table.metrics(counts: UnsafeBufferPointer(counts), fprMode: fprMode, scratch: &scratch)
+                    perSet[s].append(m)
+                    if inAverage[s] { rowsForAverage.append(m) }
+                }
+                if averaged { averages.append(OODMetrics.average(rowsForAverage)) }
             }
-            if averaged { averages.append(OODMetrics.average(rowsForAverage)) }
         }
         return Replicates(perSet: perSet, average: averages)
     }

@@ -16,18 +16,18 @@ final class ConfigVocabularyTests: XCTestCase {
 
     static func rawValues<E: ConfigEnum>(_: E) -> [String] { E.allCases.map(\.rawValue) }
 
-    /// (dotted key, valid values) of every enum-typed field of every section.
-    static func closedKeys() -> [(key: String, values: [String])] {
-        var found: [(key: String, values: [String])] = []
+    /// (dotted key, valid values, whether the key is a list) of every enum-typed field of every section.
+    static func closedKeys() -> [(key: String, values: [String], isList: Bool)] {
+        var found: [(key: String, values: [String], isList: Bool)] = []
         for section in Mirror(reflecting: RunConfig()).children {
             guard let name = section.label else { continue }
             for field in Mirror(reflecting: section.value).children {
                 guard let label = field.label else { continue }
                 let key = snake(name) + "." + snake(label)
                 if let e = field.value as? any ConfigEnum {
-                    found.append((key, rawValues(e)))
+                    found.append((key, rawValues(e), false))
                 } else if let list = field.value as? [any ConfigEnum], let first = list.first {
-                    found.append((key, rawValues(first)))
+                    found.append((key, rawValues(first), true))
                 }
             }
         }
@@ -38,21 +38,20 @@ final class ConfigVocabularyTests: XCTestCase {
         let keys = Self.closedKeys()
         let expected: Set = ["model.arch", "model.batch_norm", "data.format", "data.loading", "train.lr_scaling", "train.schedule",
                              "train.bn_mode", "estimate.rule", "finetune.schedule", "umap.selection", "evaluate.scores",
-                             "evaluate.fpr_mode"]
+                             "evaluate.fpr_mode", "train.ood_validation_scores"]
         XCTAssertTrue(expected.isSubset(of: Set(keys.map(\.key))), "found \(keys.map(\.key))")
-        for (key, values) in keys {
+        for (key, values, isList) in keys {
             XCTAssertGreaterThan(values.count, 1, key)
-            let bogus = key == "evaluate.scores" ? "[msp, bogus_value]" : "bogus_value"
+            let bogus = isList ? "[\(values[0]), bogus_value]" : "bogus_value"
             XCTAssertThrowsError(try RunConfig.load(file: nil, overrides: ["\(key)=\(bogus)"]), key) { error in
                 let m = "\(error)"
-                XCTAssertTrue(m.contains(key.replacingOccurrences(of: "evaluate.scores", with: "evaluate.scores.1"))
-                              || m.contains(key), "names the key: \(m)")
+                XCTAssertTrue(m.contains(isList ? key + ".1" : key), "names the key: \(m)")
                 XCTAssertTrue(m.contains("bogus_value"), "quotes the value: \(m)")
                 for v in values { XCTAssertTrue(m.contains(v), "\(key): lists '\(v)': \(m)") }
             }
             // Every listed value is accepted (the list and the decoder agree).
             for v in values {
-                let text = key == "evaluate.scores" ? "[\(v)]" : v
+                let text = isList ? "[\(v)]" : v
                 XCTAssertNoThrow(try RunConfig.load(file: nil, overrides: ["\(key)=\(text)"]), "\(key)=\(v)")
             }
         }

@@ -32,6 +32,13 @@ LETTERS = "ABCDEFGHIJ"
 # KMNIST's ten classes, in KMNIST label order (o, ki, su, tsu, na, ha, ma, ya, re, wo).
 KANA = "おきすつなはまやれを"
 KANA_NAMES = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+# Validation OOD sets (detector tuning and the OOD-validation curve, never test data): glyphs of
+# scripts and from font packages no test set uses, and crops of backgrounds from a package no
+# test set uses. Greek lower case (Latin-looking capitals such as A B E H I K are left out).
+GREEK = "αβγδεζηθλξ"
+GREEK_NAMES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "lambda", "xi"]
+DEVANAGARI = "कखगघचजटतनम"
+DEVANAGARI_NAMES = ["ka", "kha", "ga", "gha", "ca", "ja", "tta", "ta", "na", "ma"]
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
 FONT_EXTENSIONS = (".ttf", ".otf")
@@ -587,6 +594,28 @@ class Builder:
             files.append(entry)
         self.folders.append({"name": name, "count": len(files), "files": files})
 
+    # --- validation OOD sets (role validation_ood; their sources are disjoint from every test set's)
+    def validation_glyphs(self, name, role, text, class_names, count):
+        images, labels, pkgs, detail, skipped = build_glyph_set(name, self.pkgs(role), text, role, count, self.seed)
+        self.add_set(name, "validation_ood", "validation", images, labels, [debian_source(p) for p in pkgs],
+                     False, f"validation/{name}", class_names=class_names, detail=detail)
+
+    def validation_backgrounds(self, count):
+        srcs = []
+        for path in sorted(glob.glob("/usr/share/backgrounds/gnome/*.webp") + glob.glob("/usr/share/backgrounds/gnome/*.jpg")
+                           + glob.glob("/usr/share/backgrounds/gnome/*.png")):
+            with Image.open(path) as im:
+                im.load()
+                srcs.append(("gnome-" + os.path.basename(path).rsplit(".", 1)[0], to_gray(im.copy()), False))
+        if not srcs:
+            raise BuildError("val_backgrounds: no image in /usr/share/backgrounds/gnome. Hint: apt-get install gnome-backgrounds")
+        images = crops_from_sources("val_backgrounds", srcs, count, self.seed, lo_frac=0.08, hi_frac=0.8, min_side=28)
+        self.add_set("val_backgrounds", "validation_ood", "validation", images, None,
+                     [debian_source(p) for p in self.pkgs("validation-backgrounds")], False, "validation/val_backgrounds",
+                     detail={"source_images": [s[0] for s in srcs],
+                             "crops": "evenly spread over sources; square side log-uniform in [max(0.08*short,28), "
+                                      "0.8*short] px, random h-flip, Lanczos to 28x28, luma (L)"})
+
     def digits8x8(self):
         raw = gzip.decompress(self.wheels.read("scikit-learn", "sklearn/datasets/data/digits.csv.gz"))
         table = np.loadtxt(io.StringIO(raw.decode("ascii")), delimiter=",")
@@ -649,7 +678,7 @@ def recipe_digest(args, packages, pins):
         h.update(open(os.path.join(here, name), "rb").read())
     for _, pkg in packages:
         h.update(f"{pkg}={dpkg_version(pkg)}\n".encode())
-    h.update(json.dumps([args.seed, args.count, args.noise_count, sorted(pins.items()),
+    h.update(json.dumps([args.seed, args.count, args.noise_count, args.validation_count, sorted(pins.items()),
                          platform.python_version(), np.__version__, PIL.__version__]).encode())
     return h.hexdigest()
 
@@ -671,7 +700,7 @@ def up_to_date(out, digest):
 
 
 def remove_stale(out, keep):
-    for sub in ("fashion-mnist", "ood", "folders"):
+    for sub in ("fashion-mnist", "ood", "folders", "validation"):
         for root, dirs, files in os.walk(os.path.join(out, sub), topdown=False):
             for f in files:
                 rel = os.path.relpath(os.path.join(root, f), out)
@@ -688,6 +717,7 @@ def main():
     ap.add_argument("--wheels", required=True, help="directory with the downloaded source wheels")
     ap.add_argument("--count", type=int, default=5000, help="images per rendered/cropped OOD set")
     ap.add_argument("--noise-count", type=int, default=2000)
+    ap.add_argument("--validation-count", type=int, default=2000, help="images per validation OOD set")
     ap.add_argument("--force", action="store_true", help="rebuild even if the manifest matches")
     args = ap.parse_args()
     here = os.path.dirname(os.path.abspath(__file__))
@@ -708,7 +738,11 @@ def main():
     steps = [("fashion_mnist", b.fashion_mnist), ("mnist", b.mnist),
              ("letters", lambda: b.letters(args.count)), ("kana", lambda: b.kana(args.count)),
              ("textures", lambda: b.textures(args.count)), ("photos", lambda: b.photos(args.count)),
-             ("digits8x8", b.digits8x8), ("noise", lambda: b.noise(args.noise_count))]
+             ("digits8x8", b.digits8x8), ("noise", lambda: b.noise(args.noise_count)),
+             ("val_greek", lambda: b.validation_glyphs("val_greek", "greek-font", GREEK, GREEK_NAMES, args.validation_count)),
+             ("val_devanagari", lambda: b.validation_glyphs("val_devanagari", "devanagari-font", DEVANAGARI,
+                                                            DEVANAGARI_NAMES, args.validation_count)),
+             ("val_backgrounds", lambda: b.validation_backgrounds(args.validation_count))]
     for label, fn in steps:
         log(f"building {label} ...")
         b.timed(label, fn)

@@ -41,6 +41,16 @@ public struct TrainSection: Codable, Equatable, Sendable {
     public var progressLines = 10
     /// Evaluate on the ID test set every N epochs (0 = only after the last epoch).
     public var evalEvery = 1
+    /// Measure the OOD-validation curve every N epochs and after the last (0 = off): the ID
+    /// validation split against the validation OOD sets, logged to metrics.jsonl; the best
+    /// epoch is kept as `best_val_epoch` (see ``OODValidationMonitor``).
+    public var oodValidationEvery = 0
+    /// The scores of the curve; the first one selects `best_val_epoch` (by mean AUROC).
+    /// Feature scores (knn, mahalanobis, react) refit on the training split at every point.
+    public var oodValidationScores: [ScoreKind] = [.energy, .msp]
+    /// At most this many samples of the ID validation split and of each validation OOD set
+    /// (evenly spaced in id order, the same every time; 0 = all): bounds the curve's cost.
+    public var oodValidationSamples = 1000
 
     /// The ranges of this section's numeric keys (see ``ConfigRange``).
     static var ranges: [ConfigRange<TrainSection>] {
@@ -64,7 +74,9 @@ public struct TrainSection: Codable, Equatable, Sendable {
          .int(\.maxSteps, "train.max_steps", 0...1_000_000_000_000, hint: "0 = no limit, e.g. max_steps: 100"),
          .int(\.evalBatchSize, "train.eval_batch_size", 1...1_000_000, hint: "e.g. 500"),
          .int(\.progressLines, "train.progress_lines", 0...1_000_000, hint: "progress lines per epoch, e.g. 10"),
-         .int(\.evalEvery, "train.eval_every", 0...1_000_000, hint: "epochs; 0 = only at the end")]
+         .int(\.evalEvery, "train.eval_every", 0...1_000_000, hint: "epochs; 0 = only at the end"),
+         .int(\.oodValidationEvery, "train.ood_validation_every", 0...1_000_000, hint: "epochs; 0 = off, e.g. 1"),
+         .int(\.oodValidationSamples, "train.ood_validation_samples", 0...1_000_000_000, hint: "per set; 0 = all, e.g. 1000")]
     }
 
     public init() {}
@@ -77,7 +89,8 @@ public struct TrainSection: Codable, Equatable, Sendable {
              checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints",
              consistencyEvery = "consistency_every", bucketFirstMiB = "bucket_first_mib", bucketMiB = "bucket_mib",
              dropLast = "drop_last", maxSteps = "max_steps", evalBatchSize = "eval_batch_size",
-             progressLines = "progress_lines", evalEvery = "eval_every"
+             progressLines = "progress_lines", evalEvery = "eval_every", oodValidationEvery = "ood_validation_every",
+             oodValidationScores = "ood_validation_scores", oodValidationSamples = "ood_validation_samples"
     }
 
     /// Range checks of this section.
@@ -87,6 +100,11 @@ public struct TrainSection: Codable, Equatable, Sendable {
         if zip(milestones, milestones.dropFirst()).contains(where: { $0 >= $1 }) {
             throw ConfigError.invalidValue(file: file, key: "train.milestones", expected: "strictly increasing epochs",
                                            actual: "\(milestones)", hint: "as PyTorch's MultiStepLR, e.g. [100, 150]")
+        }
+        if oodValidationEvery > 0 && (oodValidationScores.isEmpty || Set(oodValidationScores).count != oodValidationScores.count) {
+            throw ConfigError.invalidValue(file: file, key: "train.ood_validation_scores", expected: "at least one score, each once",
+                                           actual: "\(oodValidationScores.map(\.rawValue))",
+                                           hint: "e.g. [energy, msp]; the first one selects best_val_epoch")
         }
         if nesterov && (momentum <= 0 || dampening != 0) {
             throw ConfigError.invalidValue(file: file, key: "train.nesterov", expected: "false unless momentum > 0 and dampening = 0",

@@ -63,37 +63,60 @@ extension OODEvaluation {
         try loadSets(e, imageSize: imageSize, channels: channels, validation: false, resize: resize, loading: loading, comm: comm)
     }
 
+    /// One set of `data/manifest.json` (launch/prepare-data.sh format): its spec, its role
+    /// (`ood` for test sets, `validation_ood` for tuning/validation-only sets) and the names of
+    /// the sources it was built from (`sources[].name`: Debian packages, PyPI wheels, datasets).
+    struct ManifestSet {
+        var spec: OODSetConfig
+        var role: String
+        var sources: [String]
+    }
+
+    /// Every set of the manifest at `path` whose role is in `roles` (all roles when nil).
+    /// - Throws: `OODEvaluationError.missingSet` when the file is absent, `ConfigError` when it
+    ///   has no `sets` list, `.missingField` for an `ood`/`validation_ood` entry without name or images.
+    static func manifestSets(_ path: String, roles: Set<String>? = nil) throws -> [ManifestSet] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw OODEvaluationError.missingSet(name: "manifest", path: path, key: "evaluate.ood_manifest")
+        }
+        guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let sets = json["sets"] as? [[String: Any]] else {
+            throw ConfigError.invalidValue(file: path, key: "sets", expected: "a list of sets (launch/prepare-data.sh format)",
+                                           actual: "missing", hint: "re-run launch/prepare-data.sh")
+        }
+        let base = (path as NSString).deletingLastPathComponent
+        var out: [ManifestSet] = []
+        for (i, s) in sets.enumerated() {
+            let role = s["role"] as? String ?? ""
+            if let roles, !roles.contains(role) { continue }
+            let name = s["name"] as? String ?? "#\(i)"
+            let sources = (s["sources"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+            let images = (s["files"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String }.first { $0.contains("images") }
+            let scored = role == "ood" || role == "validation_ood"
+            let hint = "each \(role) entry of \(path) needs name and files [{path: ...images...}]; re-run launch/prepare-data.sh"
+            if scored {
+                guard s["name"] is String else {
+                    throw OODEvaluationError.missingField(name: name, field: "name", key: path, hint: hint)
+                }
+                guard images != nil else {
+                    throw OODEvaluationError.missingField(name: name, field: "files[].path of the images", key: path, hint: hint)
+                }
+            }
+            out.append(ManifestSet(spec: OODSetConfig(name: name, images: images.map { base + "/" + $0 } ?? "",
+                                                      synthetic: (s["synthetic"] as? Bool) ?? false),
+                                   role: role, sources: sources))
+        }
+        return out
+    }
+
     /// The OOD test set specs: every `ood` set of the manifest plus `evaluate.ood_sets`.
     static func testSpecs(_ e: EvaluateSection) throws -> [OODSetConfig] {
-        var specs: [OODSetConfig] = []
-        if !e.oodManifest.isEmpty {
-            guard let data = FileManager.default.contents(atPath: e.oodManifest) else {
-                throw OODEvaluationError.missingSet(name: "manifest", path: e.oodManifest, key: "evaluate.ood_manifest")
-            }
-            guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let sets = json["sets"] as? [[String: Any]] else {
-                throw ConfigError.invalidValue(file: e.oodManifest, key: "sets", expected: "a list of sets (launch/prepare-data.sh format)",
-                                               actual: "missing", hint: "re-run launch/prepare-data.sh")
-            }
-            let base = (e.oodManifest as NSString).deletingLastPathComponent
-            for (i, s) in sets.enumerated() where (s["role"] as? String) == "ood" {
-                let name = s["name"] as? String ?? "#\(i)"
-                let hint = "each ood entry of \(e.oodManifest) needs name and files [{path: ...images...}]; re-run launch/prepare-data.sh"
-                guard s["name"] is String else {
-                    throw OODEvaluationError.missingField(name: name, field: "name", key: e.oodManifest, hint: hint)
-                }
-                guard let files = s["files"] as? [[String: Any]],
-                      let img = files.compactMap({ $0["path"] as? String }).first(where: { $0.contains("images") }) else {
-                    throw OODEvaluationError.missingField(name: name, field: "files[].path of the images", key: e.oodManifest, hint: hint)
-                }
-                specs.append(OODSetConfig(name: name, images: base + "/" + img, synthetic: (s["synthetic"] as? Bool) ?? false))
-            }
-        }
+        let manifest = e.oodManifest.isEmpty ? [] : try manifestSets(e.oodManifest, roles: ["ood"]).map(\.spec)
         for (i, s) in e.explicitSets.enumerated() where s.images.isEmpty {
             throw OODEvaluationError.missingField(name: s.name, field: "images", key: "evaluate.ood_sets[\(i)]",
                                                   hint: "give the IDX image file or the image folder, e.g. {name: mnist, images: data/ood/mnist/images-idx3-ubyte.gz}")
         }
-        return specs + e.explicitSets
+        return manifest + e.explicitSets
     }
 
     /// Loads the OOD test sets (`validation: false`) or the tuning-only sets (`true`).
@@ -155,40 +178,73 @@ extension OODEvaluation {
     }
 
     /// Checks, without reading any image, that every configured OOD test set (manifest and
-    /// `evaluate.ood_sets`) and, with `evaluate.tune`, every validation OOD set exists, and that
-    /// the validation sets are disjoint from the test sets: the pipeline's pre-flight check, so a
+    /// `evaluate.ood_sets`) and, when `validation` (default: `evaluate.tune`), every validation
+    /// OOD set exists, and that the validation sets are disjoint from the test sets (data and sources): the pipeline's pre-flight check, so a
     /// wrong path fails before hours of training rather than at the evaluation stage.
     /// - Throws: `OODEvaluationError.missingSet` / `.noSets`, `ConfigError` naming the key.
-    public static func checkSetPaths(_ e: EvaluateSection) throws {
+    public static func checkSetPaths(_ e: EvaluateSection, validation: Bool? = nil) throws {
         let tests = try testSpecs(e)
         guard !tests.isEmpty else { throw OODEvaluationError.noSets("the manifest has no ood sets and evaluate.ood_sets is empty") }
         for s in tests where !FileManager.default.fileExists(atPath: s.images) {
             throw OODEvaluationError.missingSet(name: s.name, path: s.images, key: e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest)
         }
-        if e.tune {
+        if validation ?? e.tune {
             for v in try validationSpecs(e) where !FileManager.default.fileExists(atPath: v.images) {
                 throw OODEvaluationError.missingSet(name: v.name, path: v.images, key: "evaluate.validation_ood_sets")
             }
         }
     }
 
-    /// The validation OOD set specs, checked disjoint from the OOD test sets: tuning on test data
-    /// inflates every metric (pitfalls F10). A set is the same as a test set when its resolved
-    /// real path is (symbolic links followed) or its content is (``DataIdentity``: the bytes of a
-    /// file, the names and sizes of a folder's files), so a link or a copy is refused too.
-    /// - Throws: `ConfigError` naming `evaluate.validation_ood_sets`.
+    /// The validation OOD set specs: every `validation_ood` set of the manifest plus
+    /// `evaluate.validation_ood_sets`, checked disjoint from the OOD test sets, because tuning or
+    /// selecting a checkpoint on test data inflates every metric (pitfalls F10). Two checks:
+    /// - the same data: a validation set is refused when its resolved real path (symbolic links
+    ///   followed) or its content (``DataIdentity``: a file's bytes, a folder's file names and
+    ///   sizes) is a test set's, so a link or a copy is refused too;
+    /// - the same source: a validation set is refused when it shares a source with a test set
+    ///   (the manifest's `sources[].name`, e.g. the Debian font package the glyphs were drawn
+    ///   from), because crops of the same photos or glyphs of the same font are near-duplicates
+    ///   of test images even when no file is shared. An explicit set gets the sources of the
+    ///   manifest entry whose data it is; one that no manifest entry describes has no recorded
+    ///   source and is checked by data only.
+    /// - Throws: `ConfigError` naming `evaluate.validation_ood_sets` (or the manifest for its own
+    ///   validation sets), the two sets and the shared sources.
     static func validationSpecs(_ e: EvaluateSection) throws -> [OODSetConfig] {
-        let tests = try testSpecs(e).map { ($0, DataIdentity(path: $0.images)) }
-        for v in e.explicitValidationSets {
-            let identity = DataIdentity(path: v.images)
-            guard let same = tests.first(where: { $0.1.matches(identity) }) else { continue }
-            let how = same.1.digest != nil && same.1.digest == identity.digest && same.1.realPath != identity.realPath
-                ? "a copy of" : "the same set as"
-            throw ConfigError.invalidValue(file: "config", key: "evaluate.validation_ood_sets", expected: "sets disjoint from the OOD test sets",
-                                           actual: "'\(v.name)' (\(v.images)) is \(how) an OOD test set, '\(same.0.name)' (\(same.0.images))",
-                                           hint: "tuning on test data inflates every metric (pitfalls F10); use a separate set.")
+        let all = e.oodManifest.isEmpty ? [] : try manifestSets(e.oodManifest)
+        let described = all.filter { !$0.spec.images.isEmpty }.map { ($0, DataIdentity(path: $0.spec.images)) }
+        func sources(of spec: OODSetConfig, identity: DataIdentity) -> [String] {
+            described.first { $0.1.matches(identity) }?.0.sources ?? []
         }
-        return e.explicitValidationSets
+        let tests = try testSpecs(e).map { spec -> (spec: OODSetConfig, identity: DataIdentity, sources: [String]) in
+            let identity = DataIdentity(path: spec.images)
+            return (spec, identity, sources(of: spec, identity: identity))
+        }
+        let fromManifest = all.filter { $0.role == "validation_ood" }
+        var validation: [(spec: OODSetConfig, sources: [String], key: String)] = fromManifest.map { ($0.spec, $0.sources, e.oodManifest) }
+        for v in e.explicitValidationSets where !fromManifest.contains(where: { DataIdentity(path: $0.spec.images).matches(DataIdentity(path: v.images)) }) {
+            validation.append((v, sources(of: v, identity: DataIdentity(path: v.images)), "evaluate.validation_ood_sets"))
+        }
+        for v in validation {
+            let identity = DataIdentity(path: v.spec.images)
+            if let same = tests.first(where: { $0.identity.matches(identity) }) {
+                let how = same.identity.digest != nil && same.identity.digest == identity.digest && same.identity.realPath != identity.realPath
+                    ? "a copy of" : "the same set as"
+                throw ConfigError.invalidValue(file: v.key == "evaluate.validation_ood_sets" ? "config" : v.key, key: "evaluate.validation_ood_sets",
+                                               expected: "sets disjoint from the OOD test sets",
+                                               actual: "'\(v.spec.name)' (\(v.spec.images)) is \(how) an OOD test set, '\(same.spec.name)' (\(same.spec.images))",
+                                               hint: "tuning on test data inflates every metric (pitfalls F10); use a separate set.")
+            }
+            for t in tests {
+                let shared = Set(v.sources).intersection(t.sources).sorted()
+                guard !shared.isEmpty else { continue }
+                throw ConfigError.invalidValue(file: v.key == "evaluate.validation_ood_sets" ? "config" : v.key, key: "evaluate.validation_ood_sets",
+                                               expected: "validation sets built from sources no OOD test set uses",
+                                               actual: "'\(v.spec.name)' shares source(s) \(shared.joined(separator: ", ")) with the OOD test set '\(t.spec.name)'",
+                                               hint: "images from the same font, photo or package are near-duplicates of test images (pitfalls F10); "
+                                                   + "build the validation set from other sources (launch/data/build_benchmark.py).")
+            }
+        }
+        return validation.map(\.spec)
     }
 
     static func writeSkipped(name: String, count: Int, first: String) {

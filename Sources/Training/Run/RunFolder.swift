@@ -37,7 +37,8 @@ public struct RunFolder: Sendable {
 
     /// The files and folders a finished or interrupted run leaves in a stage folder.
     public static let runOutputs = ["checkpoints", "model.safetensors", "metrics.jsonl", "stage.json", "estimate.json",
-                                    "atypical.csv", "validation_ids.json", "reports"]
+                                    "atypical.csv", "validation_ids.json", "reports", "best_val_epoch.safetensors",
+                                    "best_val_epoch.json"]
 
     /// Removes what an earlier run left here (``runOutputs``), so a fresh run neither resumes
     /// from nor is mistaken for it (rank 0).
@@ -74,6 +75,13 @@ public struct RunFolder: Sendable {
         }
         if removed > 0 { try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: metricsPath) }
         return removed
+    }
+
+    /// The records of a `metrics.jsonl` file, in order (lines that are not JSON objects are
+    /// skipped; a missing file gives none).
+    public static func readMetrics(_ path: String) -> [[String: Any]] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
     /// Appends one JSON object as a line to `metrics.jsonl` (rank 0). Non-finite numbers are

@@ -24,7 +24,8 @@ public enum Pipeline {
 
     /// How a pipeline run ended.
     public enum Outcome {
-        /// Every stage ran: the evaluation report of each model (baseline, um, umap, ce_finetune).
+        /// Every stage ran: the evaluation report of each model (baseline, best_val_epoch, um,
+        /// umap, ce_finetune).
         case completed([(label: String, report: OODReport)])
         /// A stop request (SIGTERM/SIGUSR1) ended the run after `stage` wrote its checkpoint or
         /// between stages; `--resume` continues.
@@ -56,7 +57,10 @@ public enum Pipeline {
             throw ConfigError.invalidValue(file: file, key: "estimate.augment", expected: "false when no training augmentation is configured",
                                            actual: "true", hint: "enable data.random_crop, data.horizontal_flip or data.random_resized_crop, or set estimate.augment: false.")
         }
-        if options.from <= .evaluate { try OODEvaluation.checkSetPaths(config.evaluate) }
+        if options.from <= .evaluate {
+            let curve = options.from <= .train && options.checkpoint == nil && config.train.oodValidationEvery > 0
+            try OODEvaluation.checkSetPaths(config.evaluate, validation: config.evaluate.tune || curve)
+        }
     }
 
     /// One pipeline run (all stages) for `config`, under `<output_dir>/<name>/`. Collective.
@@ -120,6 +124,11 @@ public enum Pipeline {
         }
         // 3-5. Fine-tuning.
         var models: [(label: String, weights: String)] = [("baseline", baseWeights)]
+        // The OOD-validation curve's kept epoch (train.ood_validation_every), beside the final model.
+        let bestVal = root + "/train/best_val_epoch.safetensors"
+        if options.checkpoint == nil && config.train.oodValidationEvery > 0 && FileManager.default.fileExists(atPath: bestVal) {
+            models.append(("best_val_epoch", bestVal))
+        }
         let finetunes: [(method: FinetuneMethod, stage: Stage, title: String, label: String, enabled: Bool)] = [
             (.um, .um, "UM fine-tuning", "um", umAllowed),
             (.umap, .umap, "UMAP", "umap", umAllowed && !options.skipUMAP),
@@ -184,11 +193,19 @@ public enum Pipeline {
             }
         }
         let runs = results.map { Comparison.Run(name: config.name + "-s\($0.seed)", reports: $0.reports) }
-        let md = Summary.seeds(config: config, results: results) + "\n" + Comparison.markdown(runs: runs, title: "Paired differences over seeds")
         let dir = config.outputDir + "/" + config.name
+        let runRoots = results.map { config.outputDir + "/" + config.name + "-s\($0.seed)" }
+        var md = Summary.seeds(config: config, results: results) + "\n" + Comparison.markdown(runs: runs, title: "Paired differences over seeds")
+        if config.train.oodValidationEvery > 0 {
+            md += "\n" + Summary.bestValidationEpochs(seeds: results.map(\.seed), runRoots: runRoots, epochs: config.train.epochs)
+        }
         if context.isRoot {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try AtomicFile.write(md, to: dir + "/seeds-summary.md")
+            if config.train.oodValidationEvery > 0, let kind = config.train.oodValidationScores.first {
+                try AtomicFile.write(Summary.validationCurves(seeds: results.map(\.seed), runRoots: runRoots, score: kind, title: config.name),
+                                     to: dir + "/seeds-ood-validation.svg")
+            }
         }
         context.log("\n" + md)
         context.log("wrote \(dir)/seeds-summary.md")

@@ -35,6 +35,50 @@ public enum Summary {
         return s
     }
 
+    /// The epoch each seed kept as `best_val_epoch` (from `<run>/train/best_val_epoch.json`),
+    /// with its validation AUROC and the final epoch's, so a reader sees whether an intermediate
+    /// stage won on validation data (test metrics are in the tables above).
+    public static func bestValidationEpochs(seeds: [Int], runRoots: [String], epochs: Int) -> String {
+        var s = "## OOD-validation curve: the kept epoch per seed\n\n"
+        s += "Selected on validation data only (ID validation split vs the validation OOD sets; never the test sets). "
+            + "Curves: seeds-ood-validation.svg here and each run's train/reports/ood_validation.svg.\n\n"
+        s += "| seed | best_val_epoch | val AUROC there | val AUROC at the final epoch (\(epochs)) |\n|---|---|---|---|\n"
+        for (seed, root) in zip(seeds, runRoots) {
+            guard let data = FileManager.default.contents(atPath: root + "/train/best_val_epoch.json"),
+                  let r = try? JSONDecoder().decode(BestValidationRecord.self, from: data) else {
+                s += "| \(seed) | n/a | | |\n"
+                continue
+            }
+            let last = RunFolder.readMetrics(root + "/train/metrics.jsonl").last { ($0["epoch"] as? Int) == epochs }
+            let final = (last?["ood_val_auroc_\(r.score)"] as? Double).map { String(format: "%.2f", 100 * $0) } ?? "n/a"
+            s += "| \(seed) | \(r.epoch) | \(r.score) \(String(format: "%.2f", 100 * r.auroc)) | \(final) |\n"
+        }
+        return s
+    }
+
+    /// The OOD-validation curves of several seeds in one SVG: the validation AUROC of `score`
+    /// (top) and the held-out loss (bottom) against the epoch, one colour per seed.
+    public static func validationCurves(seeds: [Int], runRoots: [String], score: ScoreKind, title: String) -> String {
+        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+        var top: [SVGPlot.Line] = [], bottom: [SVGPlot.Line] = []
+        for (i, (seed, root)) in zip(seeds, runRoots).enumerated() {
+            let records = RunFolder.readMetrics(root + "/train/metrics.jsonl")
+            func series(_ key: String) -> [(Double, Double)] {
+                records.compactMap { r in
+                    guard let e = r["epoch"] as? Int, let v = r[key] as? Double, v.isFinite else { return nil }
+                    return (Double(e), v)
+                }
+            }
+            let color = colors[i % colors.count]
+            top.append(.init(name: "seed \(seed)", color: color, points: series("ood_val_auroc_\(score.rawValue)")))
+            bottom.append(.init(name: "seed \(seed) held-out", color: color, points: series("heldout_loss")))
+            bottom.append(.init(name: "seed \(seed) train", color: color, points: series("train_loss"), dashed: true))
+        }
+        return SVGPlot.panels(title: "\(title): OOD-validation \(score.rawValue) AUROC and losses over seeds", xLabel: "epoch",
+                              panels: [.init(yLabel: "validation AUROC (\(score.rawValue))", lines: top, yRange: nil),
+                                       .init(yLabel: "cross-entropy (nats)", lines: bottom, yRange: nil)])
+    }
+
     public static func markdown(config: RunConfig, reports: [(label: String, report: OODReport)], estimate: EstimateReport?, skipReason: String?,
                          timings: [(String, Double)], worldSize: Int) -> String {
         func p2(_ x: Double) -> String { x.isFinite ? String(format: "%.2f", 100 * x) : "n/a" }

@@ -54,6 +54,10 @@ public enum TrainStage {
     public static func run(config: RunConfig, context: StageContext, options: Options = Options()) throws -> Outcome {
         // The data first, so a failed launch writes nothing.
         let data = try TrainingData.load(config, file: context.configFile, comm: context.comm)
+        let validationSets = config.train.oodValidationEvery > 0
+            ? try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels,
+                                         validation: true, resize: config.data.resize, loading: config.data.loading, comm: context.comm)
+            : []
         let folder = try context.openStage(config: config, stage: options.stage, fresh: !options.resume)
         if context.isRoot {
             let split = ValidationSplitRecord(validationIds: data.validationIds, validationSeed: config.data.validationSeed,
@@ -65,6 +69,21 @@ public enum TrainStage {
         let trainer = try Trainer(config: config, comm: context.comm, model: model, data: data, folder: folder, log: context.log,
                                   stopRequest: context.stopRequest)
         if options.debugSlowRank == context.comm.rank { trainer.debugStepDelay = options.debugSlowSeconds }
+        var monitor: OODValidationMonitor?
+        if config.train.oodValidationEvery > 0 {
+            let m = try OODValidationMonitor(config: config, sets: validationSets, validationCount: data.validationIds.count,
+                                             folder: folder, comm: context.comm, resume: options.resume)
+            trainer.epochEnded = { [unowned trainer] epoch, record in
+                try m.epochEnded(epoch: epoch, trainer: trainer, record: &record)
+                if context.isRoot { try m.writePlot() }
+            }
+            let cap = { (n: Int) in config.train.oodValidationSamples > 0 ? min(n, config.train.oodValidationSamples) : n }
+            context.log("OOD validation every \(m.every) epoch(s): \(m.kinds.map(\.rawValue).joined(separator: ", ")) on the ID validation split "
+                + "(\(cap(data.validationIds.count)) of \(data.validationIds.count)) vs "
+                + "\(validationSets.filter { !$0.synthetic }.map { "\($0.name) (\(cap($0.dataset.count)))" }.joined(separator: ", ")); "
+                + "the best \(m.kinds[0].rawValue) AUROC is kept as best_val_epoch")
+            monitor = m
+        }
         if options.resume, try trainer.resumeIfPossible(dropMomentum: options.debugDropMomentum) == nil {
             context.log("note: --resume given but no complete checkpoint in \(folder.checkpoints); starting fresh")
         }
@@ -82,7 +101,13 @@ public enum TrainStage {
         if context.isRoot {
             let file = SafeTensorsFile(records: StateDict.records(of: model), metadata: ModelFactory.metadata(config.model))
             try AtomicFile.write(try file.encode(), to: weights)
-            try StageRecord(stage: options.stage, inputWeights: nil, config: config, outputs: ["model.safetensors"]).write(to: folder)
+            let outputs = ["model.safetensors"] + (monitor?.best != nil ? ["best_val_epoch.safetensors"] : [])
+            try StageRecord(stage: options.stage, inputWeights: nil, config: config, outputs: outputs).write(to: folder)
+        }
+        if let m = monitor {
+            let total = Date().timeIntervalSince(started)
+            context.log("OOD validation: \(fmt(m.seconds, 1)) s of \(fmt(total, 1)) s of training (\(fmt(100 * m.seconds / max(total, 1e-9), 1))%)"
+                + (m.best.map { "; best_val_epoch = epoch \($0.epoch) (\($0.score) AUROC \(fmt(100 * $0.auroc, 2)))" } ?? ""))
         }
         let checksum = trainer.stateChecksum
         context.log("final: test accuracy \(fmt(100 * final.accuracy, 2))% (loss \(fmt(final.loss, 4)), \(final.count) images), "

@@ -44,6 +44,10 @@ public final class Trainer {
     var lastReport = (time: Date(), wait: 0.0)
     /// Drill for the straggler report: this rank sleeps this many seconds in every step.
     public var debugStepDelay = 0.0
+    /// Called on every rank after each completed epoch (1-based), before its `metrics.jsonl`
+    /// record is written and before its checkpoint: it may add fields to the record (the
+    /// OOD-validation curve does). Collective when the hook is.
+    public var epochEnded: ((_ epoch: Int, _ record: inout [String: Any]) throws -> Void)?
 
     /// Position: the next step to run is `stepInEpoch` of `epoch` (both 0-based).
     public internal(set) var epoch = 0
@@ -146,6 +150,7 @@ public final class Trainer {
             } else {
                 log("epoch \(ep + 1)/\(t.epochs): train loss \(fmt(stats.loss, 4)) acc \(fmt(100 * stats.accuracy, 2))% | \(fmt(stats.imagesPerSecond, 0)) img/s")
             }
+            try epochEnded?(ep + 1, &record)
             if comm.rank == 0 { folder?.appendMetrics(record) }
             let last = epoch >= t.epochs
             if last || preempted || (t.checkpointEvery > 0 && epoch % t.checkpointEvery == 0) || (t.maxSteps > 0 && globalStep >= t.maxSteps) {
@@ -312,11 +317,21 @@ public final class Trainer {
     /// to ranks; per-sample results are gathered by id, so the result is identical for any
     /// world size. Collective. Running statistics are synchronised first.
     public func evaluate(_ dataset: SampleSet, ids: [Int]) throws -> EvaluationResult {
+        try prepareEvaluation()
+        return try Evaluator.evaluate(model: model, comm: comm, data: data, dataset: dataset, ids: ids,
+                                      batchSize: config.train.evalBatchSize)
+    }
+}
+
+extension Trainer {
+    /// Makes the model ready for inference on every rank: the method hooks' evaluation state,
+    /// running statistics synchronised (`bn_mode: local`), replicas checked identical
+    /// (parameters and buffers). Collective.
+    /// - Throws: ``TrainingError/replicasDiverged(_:)``, communicator errors.
+    public func prepareEvaluation() throws {
         try hooks?.prepareForEvaluation()
         try synchronizeBuffers()
         try checkConsistency(includeBuffers: true)
-        return try Evaluator.evaluate(model: model, comm: comm, data: data, dataset: dataset, ids: ids,
-                                      batchSize: config.train.evalBatchSize)
     }
 }
 
