@@ -23,6 +23,8 @@ struct BenchBootstrap: ParsableCommand {
     @Option(help: "Replicates (B).") var replicates: Int = 2_000
     @Option(help: "Timed repeats.") var repeats: Int = 3
     @Option(help: "FPR95 convention: strict, reference or openood.") var fprMode: String = "strict"
+    @Flag(help: "Strict mode: one pass per OOD set instead of one pass over all sets (the same results; for comparison).")
+    var perSet = false
 
     func validate() throws {
         guard id > 0, ood > 0, sets > 0, replicates > 0, repeats > 0 else {
@@ -40,12 +42,13 @@ struct BenchBootstrap: ParsableCommand {
         let idScores = (0..<id).map { _ in gauss(1) }
         let oodScores = (0..<sets).map { s in ("set\(s)", (0..<ood).map { _ in gauss(0) }) }
         let mode = FPRMode(rawValue: fprMode)!
-        print("bootstrap: \(id) ID, \(sets) OOD set(s) of \(ood), B = \(replicates), fpr_mode \(fprMode), 1 rank; median of \(repeats)")
+        print("bootstrap: \(id) ID, \(sets) OOD set(s) of \(ood), B = \(replicates), fpr_mode \(fprMode)\(fprMode == "strict" ? (perSet ? ", one pass per set" : ", one pass over all sets") : ", one pass per set"), 1 rank; median of \(repeats)")
         var times: [Double] = []
         for _ in 0..<repeats {
             let t0 = now()
             let r = BootstrapIntervals.compute(idScores: idScores, oodScores: oodScores, inAverage: Array(repeating: true, count: sets),
-                                               fprMode: mode, replicates: replicates, stream: ResampleStream(seed: 0), scoreKey: 1)
+                                               fprMode: mode, replicates: replicates, stream: ResampleStream(seed: 0), scoreKey: 1,
+                                               onePass: !perSet)
             times.append(now() - t0)
             precondition(r.perSet.count == sets)
         }

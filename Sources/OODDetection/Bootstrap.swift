@@ -278,17 +278,24 @@ public enum BootstrapIntervals {
     ///   - stream: counts are keyed by `scoreKey` for ID and `scoreKey ^ key(set name)` per set.
     public static func compute(idScores: [Double], oodScores: [(name: String, scores: [Double])], inAverage: [Bool],
                                fprMode: FPRMode, replicates: Int, level: Double = 0.95, stream: ResampleStream,
-                               scoreKey: UInt64) -> Result {
+                               scoreKey: UInt64, onePass: Bool = true) -> Result {
         precondition(replicates > 0 && level > 0 && level < 1, "replicates > 0 and level in (0, 1)")
         let r = replicateMetrics(idScores: idScores, oodScores: oodScores, inAverage: inAverage, fprMode: fprMode,
-                                 range: 0..<replicates, stream: stream, scoreKey: scoreKey)
+                                 range: 0..<replicates, stream: stream, scoreKey: scoreKey, onePass: onePass)
         return summarize(r, level: level)
     }
 
     /// The metrics of replicates `range` (any subset: replicate r depends only on the stream and
     /// r, so ranges computed on different ranks concatenate to the full run).
+    /// `onePass: false` forces one pass per set under strict FPR95 too (the same results; for
+    /// benchmarks and tests).
     public static func replicateMetrics(idScores: [Double], oodScores: [(name: String, scores: [Double])], inAverage: [Bool],
-                                        fprMode: FPRMode, range: Range<Int>, stream: ResampleStream, scoreKey: UInt64) -> Replicates {
+                                        fprMode: FPRMode, range: Range<Int>, stream: ResampleStream, scoreKey: UInt64,
+                                        onePass: Bool = true) -> Replicates {
+        if fprMode == .strict && onePass {
+            return strictReplicateMetrics(idScores: idScores, oodScores: oodScores, inAverage: inAverage, range: range,
+                                          stream: stream, scoreKey: scoreKey)
+        }
         let tables = oodScores.map { BootstrapTable(idScores: idScores, oodScores: $0.scores) }
         let setKeys = oodScores.map { scoreKey ^ ResampleStream.key($0.name) }
         var perSet = [[OODMetrics]](repeating: [], count: tables.count)
@@ -312,6 +319,34 @@ public enum BootstrapIntervals {
                     if inAverage[s] { rowsForAverage.append(m) }
                 }
                 if averaged { averages.append(OODMetrics.average(rowsForAverage)) }
+            }
+        }
+        return Replicates(perSet: perSet, average: averages)
+    }
+
+    /// ``replicateMetrics(idScores:oodScores:inAverage:fprMode:range:stream:scoreKey:)`` under
+    /// strict FPR95, all sets in one pass per replicate (``BootstrapSetsTable``): the same counts
+    /// and the same metrics, bit for bit.
+    static func strictReplicateMetrics(idScores: [Double], oodScores: [(name: String, scores: [Double])], inAverage: [Bool],
+                                       range: Range<Int>, stream: ResampleStream, scoreKey: UInt64) -> Replicates {
+        let table = BootstrapSetsTable(idScores: idScores, oodScores: oodScores.map(\.scores))
+        let setKeys = oodScores.map { scoreKey ^ ResampleStream.key($0.name) }
+        var perSet = [[OODMetrics]](repeating: [], count: oodScores.count)
+        var averages: [OODMetrics] = []
+        let averaged = inAverage.contains(true)
+        var scratch = BootstrapSetsTable.Scratch()
+        var counts = [Int32](repeating: 0, count: table.slotCount)
+        counts.withUnsafeMutableBufferPointer { all in
+            for r in range {
+                stream.fill(UnsafeMutableBufferPointer(rebasing: all[0..<table.idCount]), key: scoreKey, replicate: r)
+                var start = table.idCount
+                for (s, n) in table.oodCounts.enumerated() {
+                    stream.fill(UnsafeMutableBufferPointer(rebasing: all[start..<(start + n)]), key: setKeys[s], replicate: r)
+                    start += n
+                }
+                let rows = table.metrics(counts: UnsafeBufferPointer(all), scratch: &scratch)
+                for (s, m) in rows.enumerated() { perSet[s].append(m) }
+                if averaged { averages.append(OODMetrics.average(zip(rows, inAverage).filter(\.1).map(\.0))) }
             }
         }
         return Replicates(perSet: perSet, average: averages)

@@ -45,6 +45,43 @@ final class BootstrapTests: XCTestCase {
         }
     }
 
+    /// The one-pass table of several sets equals the per-set table (and so the naive twin) bit
+    /// for bit under strict FPR95: ties within and across sets, zero counts, sets of size 1.
+    func testOnePassOverAllSetsEqualsThePerSetReplicate() throws {
+        var d = Draws(23)
+        for trial in 0..<300 {
+            let nID = 1 + d.int(30)
+            let grid = 1 + d.int(10)
+            let id = (0..<nID).map { _ in Double(d.int(grid)) + (d.int(3) == 0 ? 0.5 : 0) }
+            let sets = (0..<(1 + d.int(4))).map { _ in (0..<(1 + d.int(20))).map { _ in Double(d.int(grid)) - (d.int(2) == 0 ? 0.5 : 0) } }
+            var idCounts = (0..<nID).map { _ in Int32(d.int(3)) }
+            if idCounts.allSatisfy({ $0 == 0 }) { idCounts[0] = 1 }
+            var setCounts = sets.map { s in s.map { _ in Int32(d.int(3)) } }
+            for k in setCounts.indices where setCounts[k].allSatisfy({ $0 == 0 }) { setCounts[k][0] = 2 }
+            let merged = BootstrapSetsTable(idScores: id, oodScores: sets)
+            var scratch = BootstrapSetsTable.Scratch()
+            let combined = idCounts + setCounts.flatMap { $0 }
+            let fast = combined.withUnsafeBufferPointer { merged.metrics(counts: $0, scratch: &scratch) }
+            for (k, set) in sets.enumerated() {
+                let reference = BootstrapTable(idScores: id, oodScores: set).metrics(idCounts: idCounts, oodCounts: setCounts[k], fprMode: .strict)
+                XCTAssertEqual(fast[k], reference, "trial \(trial) set \(k): id \(id) x \(idCounts), ood \(set) x \(setCounts[k])")
+            }
+        }
+        // Through the public entry point: strict replicates equal the per-set path's.
+        let id = (0..<300).map { _ in d.normal() + 1 }
+        let sets = [("a", (0..<200).map { _ in d.normal() }), ("b", (0..<120).map { _ in (d.normal() * 4).rounded() })]
+        let stream = ResampleStream(seed: 5)
+        let one = BootstrapIntervals.replicateMetrics(idScores: id, oodScores: sets, inAverage: [true, true], fprMode: .strict,
+                                                      range: 3..<40, stream: stream, scoreKey: 77)
+        for r in 3..<40 {
+            let ic = stream.counts(n: 300, key: 77, replicate: r)
+            for (k, set) in sets.enumerated() {
+                let oc = stream.counts(n: set.1.count, key: 77 ^ ResampleStream.key(set.0), replicate: r)
+                XCTAssertEqual(one.perSet[k][r - 3], BootstrapTable(idScores: id, oodScores: set.1).metrics(idCounts: ic, oodCounts: oc, fprMode: .strict))
+            }
+        }
+    }
+
     /// Resample counts are a pure function of (seed, key, replicate), sum to n, and differ
     /// between replicates and keys.
     func testResampleStreamIsDeterministicAndMultinomial() {

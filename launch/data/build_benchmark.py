@@ -746,6 +746,15 @@ def main():
     for label, fn in steps:
         log(f"building {label} ...")
         b.timed(label, fn)
+    # Validation sets must share no source with any test set (the tool refuses them too).
+    test_sources = {src["name"]: s["name"] for s in b.sets if s["role"] == "ood" for src in s["sources"]}
+    for s in b.sets:
+        if s["role"] != "validation_ood":
+            continue
+        shared = sorted(src["name"] for src in s["sources"] if src["name"] in test_sources)
+        if shared:
+            raise BuildError(f"{s['name']}: shares source(s) {', '.join(shared)} with OOD test set(s) "
+                             f"{', '.join(sorted({test_sources[n] for n in shared}))}. Hint: build it from other packages.")
 
     manifest = {
         "format_version": 1,

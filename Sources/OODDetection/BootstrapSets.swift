@@ -1,0 +1,151 @@
+/// The bootstrap replicate of several OOD sets against one shared ID set in ONE descending pass
+/// (strict FPR95 only), instead of one pass per set that revisits every ID sample.
+///
+/// All samples (ID and every set) are sorted once. In a replicate, every ID tie group updates
+/// each set's AUPR-In, every OOD group updates only its own set's AUROC and AUPR-Out, and the
+/// strict FPR95 threshold, which depends on the ID counts alone, is the same group for every
+/// set. Results equal ``BootstrapTable/metrics(counts:fprMode:scratch:)`` per set bit for bit
+/// (tested): AUROC is accumulated from the OOD side, sum over OOD groups of
+/// b * (2 * ID above + ID tied), which counts the same pairs as the ID-side sum, and both are
+/// integers below 2^53, so exact in Double whatever the order; AUPR terms are the same
+/// expressions summed in the same order.
+public struct BootstrapSetsTable: Sendable {
+    /// Every sample in descending score order, as its slot in the combined count vector
+    /// (ID samples first, then each set's, in set order).
+    let order: [Int32]
+    /// The set of `order[k]`: -1 for ID, else the OOD set index.
+    let setOf: [Int16]
+    /// Whether `order[k]` is the last of its tie group (equal scores across ID and all sets).
+    let groupEnd: [Bool]
+    public let idCount: Int
+    public let oodCounts: [Int]
+
+    /// The combined count vector's length: idCount + the sets' sizes.
+    public var slotCount: Int { idCount + oodCounts.reduce(0, +) }
+
+    /// One sort of all samples. Precondition: every score finite, every set non-empty, fewer than
+    /// 32768 sets and 2^31 samples.
+    public init(idScores: [Double], oodScores: [[Double]]) {
+        precondition(!idScores.isEmpty && !oodScores.isEmpty && oodScores.allSatisfy { !$0.isEmpty },
+                     "BootstrapSetsTable needs a non-empty ID set and non-empty OOD sets")
+        precondition(oodScores.count < Int(Int16.max), "too many OOD sets")
+        var tagged: [(score: Double, slot: Int32, set: Int16)] = []
+        tagged.reserveCapacity(idScores.count + oodScores.reduce(0) { $0 + $1.count })
+        for (i, s) in idScores.enumerated() {
+            precondition(s.isFinite, "BootstrapSetsTable needs finite scores")
+            tagged.append((s, Int32(i), -1))
+        }
+        var base = idScores.count
+        for (k, set) in oodScores.enumerated() {
+            for (j, s) in set.enumerated() {
+                precondition(s.isFinite, "BootstrapSetsTable needs finite scores")
+                tagged.append((s, Int32(base + j), Int16(k)))
+            }
+            base += set.count
+        }
+        tagged.sort { $0.score > $1.score }
+        order = tagged.map(\.slot)
+        setOf = tagged.map(\.set)
+        groupEnd = tagged.indices.map { $0 + 1 == tagged.count || tagged[$0 + 1].score != tagged[$0].score }
+        idCount = idScores.count
+        oodCounts = oodScores.map(\.count)
+    }
+
+    /// Reusable per-replicate state (no allocation per replicate).
+    public struct Scratch {
+        /// Per set: [group OOD count, fp] as Int64 pairs; [aurocTwice, apIn, strict] as Doubles.
+        var counters: [Int64] = []
+        var sums: [Double] = []
+        var touched: [Int32] = []
+        /// AUPR-Out terms of all sets, set s from offset `termBase[s]`.
+        var terms: [Double] = []
+        var termBase: [Int] = []
+        var termCount: [Int] = []
+        public init() {}
+    }
+
+    /// The strict-FPR95 metrics of every set for the resample with `counts` (combined vector:
+    /// `slotCount` entries). Precondition: the ID total and every set's total > 0.
+    public func metrics(counts: UnsafeBufferPointer<Int32>, scratch: inout Scratch) -> [OODMetrics] {
+        precondition(counts.count == slotCount, "counts must hold slotCount entries")
+        let sets = oodCounts.count
+        var nID: Int64 = 0
+        for i in 0..<idCount { nID &+= Int64(counts[i]) }
+        var nOOD = [Int64](repeating: 0, count: sets)
+        var base = idCount
+        for s in 0..<sets {
+            for j in base..<(base + oodCounts[s]) { nOOD[s] &+= Int64(counts[j]) }
+            base += oodCounts[s]
+        }
+        precondition(nID > 0 && nOOD.allSatisfy { $0 > 0 }, "a resample needs samples of every set")
+        if scratch.termBase.count != sets {
+            scratch.terms = [Double](repeating: 0, count: oodCounts.reduce(0, +))
+            scratch.termBase = oodCounts.indices.map { oodCounts[..<$0].reduce(0, +) }
+            scratch.touched = [Int32](repeating: 0, count: sets)
+        }
+        scratch.counters = [Int64](repeating: 0, count: 2 * sets)
+        scratch.sums = [Double](repeating: 0, count: 3 * sets)
+        for s in 0..<sets { scratch.sums[3 * s + 2] = -1 }
+        scratch.termCount = scratch.termBase
+        let p = Double(nID)
+        let q = nOOD.map(Double.init)
+        var tp: Int64 = 0
+        var strictDone = false
+        order.withUnsafeBufferPointer { o in
+        setOf.withUnsafeBufferPointer { setOf in
+        groupEnd.withUnsafeBufferPointer { ends in
+        scratch.counters.withUnsafeMutableBufferPointer { ctr in
+        scratch.sums.withUnsafeMutableBufferPointer { sums in
+        scratch.touched.withUnsafeMutableBufferPointer { touched in
+        scratch.terms.withUnsafeMutableBufferPointer { terms in
+        scratch.termCount.withUnsafeMutableBufferPointer { termCount in
+        nOOD.withUnsafeBufferPointer { nOOD in
+        q.withUnsafeBufferPointer { q in
+            var a: Int64 = 0        // the current group's ID count; its OOD counts are ctr[2 s]
+            var touchedCount = 0
+            for k in 0..<o.count {
+                let c = Int64(truncatingIfNeeded: counts[Int(truncatingIfNeeded: o[k])])
+                let s = Int(setOf[k])
+                if s < 0 {
+                    a &+= c
+                } else if c > 0 {
+                    if ctr[2 &* s] == 0 { touched[touchedCount] = Int32(truncatingIfNeeded: s); touchedCount &+= 1 }
+                    ctr[2 &* s] &+= c
+                }
+                guard ends[k] else { continue }
+                // OOD side: AUROC pairs, AUPR-Out terms (OOD positive, ascending: TP = the set's
+                // OOD at or below, FP = ID at or below).
+                for t in 0..<touchedCount {
+                    let s = Int(touched[t])
+                    let b = ctr[2 &* s], fp = ctr[2 &* s &+ 1]
+                    sums[3 &* s] += Double(b) * Double(2 &* tp &+ a)
+                    let otp = nOOD[s] &- fp, ofp = nID &- tp
+                    terms[termCount[s]] = (Double(b) / q[s]) * (Double(otp) / Double(otp &+ ofp))
+                    termCount[s] &+= 1
+                    ctr[2 &* s &+ 1] = fp &+ b
+                    ctr[2 &* s] = 0
+                }
+                touchedCount = 0
+                guard a > 0 else { continue }
+                tp &+= a
+                let share = Double(a) / p
+                for s in 0..<sets {
+                    sums[3 &* s &+ 1] += share * (Double(tp) / Double(tp &+ ctr[2 &* s &+ 1]))
+                }
+                // Strict FPR95 (see BootstrapTable): the first threshold with ID recall >= 0.95.
+                if !strictDone && 20 &* tp >= 19 &* nID {
+                    for s in 0..<sets { sums[3 &* s &+ 2] = Double(ctr[2 &* s &+ 1]) / q[s] }
+                    strictDone = true
+                }
+                a = 0
+            }
+        }}}}}}}}}}
+        return (0..<sets).map { s in
+            var apOut = 0.0
+            for k in stride(from: scratch.termCount[s] - 1, through: scratch.termBase[s], by: -1) { apOut += scratch.terms[k] }
+            let strict = scratch.sums[3 * s + 2]
+            return OODMetrics(auroc: scratch.sums[3 * s] / (2 * p * q[s]), auprIn: scratch.sums[3 * s + 1], auprOut: apOut,
+                              fpr95: strict < 0 ? 1 : strict, nID: nID, nOOD: nOOD[s], fprMode: .strict)
+        }
+    }
+}
