@@ -212,9 +212,15 @@ public final class OODValidationMonitor {
     /// Draws `reports/ood_validation.svg` from the stage's `metrics.jsonl` (rank 0): AUROC and
     /// FPR95 of every score against the epoch in the top panel, the training, held-out and test
     /// losses in the bottom panel, the kept epoch marked.
-    public func writePlot() throws {
+    /// - Parameter pending: the current epoch's record when it is not yet in the file (the
+    ///   epoch hook runs before the record is appended).
+    public func writePlot(pending: [String: Any]? = nil) throws {
         guard let folder else { return }
-        let records = RunFolder.readMetrics(folder.metricsPath)
+        var records = RunFolder.readMetrics(folder.metricsPath)
+        if let pending, let epoch = pending["epoch"] as? Int {
+            records.removeAll { ($0["epoch"] as? Int) == epoch }
+            records.append(pending)
+        }
         let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
         func series(_ key: String) -> [(Double, Double)] {
             records.compactMap { r in

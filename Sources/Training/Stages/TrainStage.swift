@@ -75,7 +75,7 @@ public enum TrainStage {
                                              folder: folder, comm: context.comm, resume: options.resume)
             trainer.epochEnded = { [unowned trainer] epoch, record in
                 try m.epochEnded(epoch: epoch, trainer: trainer, record: &record)
-                if context.isRoot { try m.writePlot() }
+                if context.isRoot && m.isDue(epoch: epoch) { try m.writePlot(pending: record) }
             }
             let cap = { (n: Int) in config.train.oodValidationSamples > 0 ? min(n, config.train.oodValidationSamples) : n }
             context.log("OOD validation every \(m.every) epoch(s): \(m.kinds.map(\.rawValue).joined(separator: ", ")) on the ID validation split "
