@@ -90,6 +90,14 @@ public enum Summary {
                 + "\(e.atypicalCount) atypical samples (\(e.rule)).\n\n"
         }
         if let r = skipReason { s += "**UM and UMAP were skipped:** \(r)\n\n" }
+        if reports.contains(where: { $0.label == "best_val_epoch" }),
+           let data = FileManager.default.contents(atPath: config.outputDir + "/" + config.name + "/train/best_val_epoch.json"),
+           let b = try? JSONDecoder().decode(BestValidationRecord.self, from: data) {
+            s += "`best_val_epoch` is the baseline's training run stopped at epoch \(b.epoch) of \(config.train.epochs): the epoch with the "
+                + "best mean \(b.score) AUROC (\(String(format: "%.2f", 100 * b.auroc))) on the validation OOD sets "
+                + "(\(b.sets.joined(separator: ", ")); validation data only, never the test sets). It tests the paper's observation that an "
+                + "intermediate stage detects OOD better than the final model; read its ID accuracy beside its OOD metrics.\n\n"
+        }
         let mode = reports.first?.1.fprMode ?? .strict
         s += "Metrics in percent, averaged (unweighted) over the real OOD sets; ID is the positive class for AUROC and AUPR-In; "
             + "FPR95: \(mode.label). Synthetic noise sets are shown apart. "
