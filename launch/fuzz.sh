@@ -84,7 +84,7 @@ run() {
   [ -d "$seeds" ] && cp -n "$seeds"/* "$dir/corpus/" 2>/dev/null || true
   local inputs=("$dir/corpus")
   [ -d "$regressions" ] && inputs+=("$regressions")
-  local log="$dir/fuzz.log" rc=0
+  local log="$dir/fuzz.log" rc=0 started; started=$(date +%s)
   # -timeout: one input taking 10 s is a hang; -rss_limit_mb: also the per-allocation limit.
   set +e
   (cd "$dir" && "$bin" -max_total_time="$secs" -timeout=10 \
@@ -92,13 +92,14 @@ run() {
       -artifact_prefix="$dir/artifacts/" "${inputs[@]}" >"$log" 2>&1)
   rc=$?
   set -e
+  local elapsed=$(( $(date +%s) - started ))
   local execs corpus bytes findings
   execs=$(grep -aE '^stat::number_of_executed_units:' "$log" | awk '{print $2}' | tail -1)
   [ -n "$execs" ] || execs=$(grep -aoE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
   corpus=$(find "$dir/corpus" -type f | wc -l)
   bytes=$(du -sk "$dir/corpus" | awk '{print $1}')
   findings=$(find "$dir/artifacts" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
-  local summary="$t: ${secs} s, ${execs:-0} executions, corpus $corpus inputs (${bytes} KB), $findings crash(es)"
+  local summary="$t: ${elapsed} s, ${execs:-0} executions, corpus $corpus inputs (${bytes} KB), $findings crash(es)"
   if [ "$rc" != 0 ] || [ "$findings" != 0 ]; then
     say "FAIL  $summary; exit $rc; log $log"
     grep -aE '^(==[0-9]+==ERROR|SUMMARY|Fatal error|.*Fatal error:|Swift runtime failure|.*precondition|ERROR: libFuzzer)' "$log" | head -5 | sed 's/^/[fuzz]       /' || true

@@ -58,5 +58,56 @@ final class FuzzRegressionTests: XCTestCase {
         XCTAssertEqual(try FileBytes.load(twice).count, 2 * FileBytes.outputChunkBytes)
     }
 
+    /// A 1x1 baseline JPEG whose frame header (SOF0) is patched to declare `width` x `height`.
+    private func jpegDeclaring(width: Int, height: Int) throws -> [UInt8] {
+        var bytes = try ImageEncoder.jpeg(DecodedImage(pixels: [200, 10, 30], channels: 3, height: 1, width: 1))
+        let sof = try XCTUnwrap((0 ..< bytes.count - 9).first { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xC0 })
+        bytes[sof + 5] = UInt8(height >> 8); bytes[sof + 6] = UInt8(height & 0xFF)
+        bytes[sof + 7] = UInt8(width >> 8); bytes[sof + 8] = UInt8(width & 0xFF)
+        return bytes
+    }
+
+    /// fuzz targets jpeg and png (libFuzzer's malloc limit): a ~300-byte JPEG declaring
+    /// 65000 x 65000 pixels made the decoder allocate 12.7 GB (and, had that succeeded, decode
+    /// 4.2 billion pixels of grey: libjpeg fills a scan cut short by a marker); a 69-byte PNG
+    /// declaring 65536 x 65536 16-bit RGBA allocated 17 GB. Sizes above the pixel limit
+    /// (PIL's decompression-bomb limit by default) are now refused from the header.
+    func testImagesDeclaringTooManyPixelsAreRefusedBeforeAllocating() throws {
+        let jpeg = try jpegDeclaring(width: 65000, height: 65000)
+        XCTAssertThrowsError(try ImageDecoder.decode(jpeg, path: "bomb.jpg")) { error in
+            guard case let ImageFileError.unsupportedImage(path, format, reason)? = error as? ImageFileError else {
+                return XCTFail("expected unsupportedImage, got \(error)")
+            }
+            XCTAssertEqual(path, "bomb.jpg")
+            XCTAssertEqual(format, "JPEG")
+            XCTAssertTrue(reason.contains("65000x65000 = 4225000000 pixels") && reason.contains("178956970"), reason)
+        }
+        let png = Self.bytes(hex: "89504e470d0a1a0a0000000d49484452000100000001000010060000003c14eca00000000c49444154"
+                                + "789c6360a03d00000064000186643c350000000049454e44ae426082")
+        XCTAssertThrowsError(try ImageDecoder.decode(png, path: "bomb.png")) { error in
+            guard case let ImageFileError.unsupportedImage(_, format, reason)? = error as? ImageFileError else {
+                return XCTFail("expected unsupportedImage, got \(error)")
+            }
+            XCTAssertEqual(format, "PNG")
+            XCTAssertTrue(reason.contains("65536x65536"), reason)
+        }
+        // The limit is a parameter: 300 x 200 passes at 60,000 pixels and is refused at 59,999.
+        let small = try jpegDeclaring(width: 300, height: 200)
+        XCTAssertThrowsError(try ImageDecoder.decode(small, path: "s.jpg", maximumPixels: 59_999))
+        let decoded = try ImageDecoder.decode(small, path: "s.jpg", maximumPixels: 60_000)
+        XCTAssertEqual([decoded.channels, decoded.height, decoded.width], [3, 200, 300])
+    }
+
+    private static func bytes(hex: String) -> [UInt8] {
+        var out: [UInt8] = []
+        var i = hex.startIndex
+        while i < hex.endIndex {
+            let j = hex.index(i, offsetBy: 2)
+            out.append(UInt8(hex[i..<j], radix: 16)!)
+            i = j
+        }
+        return out
+    }
+
     static let labels256KiBGzip = "H4sIAAAAAAACA+3BoREAMAgEsOdq2H9aHDWMkSTpytsJAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAMD5qP/T0QAABAA="
 }
