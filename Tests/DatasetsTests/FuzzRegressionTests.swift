@@ -58,6 +58,27 @@ final class FuzzRegressionTests: XCTestCase {
         XCTAssertEqual(try FileBytes.load(twice).count, 2 * FileBytes.outputChunkBytes)
     }
 
+    /// fuzz target csv-images: an integral label above Int.max (line 2 ends in a 47-digit label)
+    /// passed the "integer >= 0" check and trapped converting the Double to Int; so did `inf`.
+    /// Now such labels are bad records naming the line; a label just past the classes stays a
+    /// labelOutOfRange error.
+    func testCSVLabelsBeyondIntAreBadRecords() throws {
+        for label in ["95555555555555555555555555555555555555555555512", "inf", "1e300", "4.7e18"] {
+            let path = try write(Array("0,255,128,7,3\n12,13,14,15,\(label)\n".utf8), "labels.csv")
+            XCTAssertThrowsError(try CSVImages.read(path: path, height: 2, width: 2, classCount: 10), label) { error in
+                guard case let DatasetError.badRecord(_, line, field, _, _)? = error as? DatasetError else {
+                    return XCTFail("label \(label): expected badRecord, got \(error)")
+                }
+                XCTAssertEqual(line, 2)
+                XCTAssertEqual(field, "label")
+            }
+        }
+        let path = try write(Array("0,255,128,7,3\n12,13,14,15,10\n".utf8), "ten.csv")
+        XCTAssertThrowsError(try CSVImages.read(path: path, height: 2, width: 2, classCount: 10)) { error in
+            XCTAssertEqual(error as? DatasetError, .labelOutOfRange(path: path, record: 1, field: "class", label: 10, classCount: 10))
+        }
+    }
+
     /// A 1x1 baseline JPEG whose frame header (SOF0) is patched to declare `width` x `height`.
     private func jpegDeclaring(width: Int, height: Int) throws -> [UInt8] {
         var bytes = try ImageEncoder.jpeg(DecodedImage(pixels: [200, 10, 30], channels: 3, height: 1, width: 1))
