@@ -136,7 +136,7 @@ case "${1:-}" in
     t=$2; shift 2
     build "$t" >/dev/null; bin=$(binary "$t")
     "$bin" -timeout=10 -rss_limit_mb=2048 "$@" ;;
-  ""|-h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
+ ""|-h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
     [ -n "$(field "$1" 2)" ] || die "unknown target '$1' (launch/fuzz.sh list shows them)"
     [ -n "${2:-}" ] || die "usage: launch/fuzz.sh $1 SECONDS"
