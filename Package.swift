@@ -8,6 +8,12 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "umtrain", targets: ["umtrain"]),
+        // Library products only so that the fuzz harnesses (Fuzz/Package.swift, built apart with
+        // launch/fuzz.sh) can depend on the readers; `swift build` builds the same targets as before.
+        .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "SafeTensors", targets: ["SafeTensors"]),
+        .library(name: "OODDetection", targets: ["OODDetection"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

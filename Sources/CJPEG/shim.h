@@ -49,9 +49,13 @@ static void umjpeg_emit_message(j_common_ptr cinfo, int msg_level) {
 /// libjpeg and converted to RGB as PIL does: the stored values are taken as inverted (Adobe
 /// convention, PIL's "CMYK;I"), then R = (255 - K) - (C * (255 - K)) / 255 per channel with
 /// PIL's rounded division by 255 (Pillow's cmyk2rgb).
-/// Returns 0 on success, -1 with a message on failure.
+/// Images of more than max_pixels pixels (width x height from the header) are refused before
+/// any pixel buffer is allocated or decoded: a few hundred bytes can declare 65000 x 65000.
+/// Returns 0 on success, -1 with a message on failure, -2 (width and height set) when the image
+/// is larger than max_pixels.
 static inline int umjpeg_decode(const unsigned char *data, unsigned long size,
                                 unsigned char **pixels, int *width, int *height, int *channels,
+                                unsigned long long max_pixels,
                                 char *message, size_t message_size) {
     struct jpeg_decompress_struct cinfo;
     struct umjpeg_error_mgr jerr;
@@ -70,6 +74,12 @@ static inline int umjpeg_decode(const unsigned char *data, unsigned long size,
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, size);
     jpeg_read_header(&cinfo, TRUE);
+    if ((unsigned long long)cinfo.image_width * (unsigned long long)cinfo.image_height > max_pixels) {
+        *width = (int)cinfo.image_width;
+        *height = (int)cinfo.image_height;
+        jpeg_destroy_decompress(&cinfo);
+        return -2;
+    }
     int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
     cinfo.out_color_space = cmyk ? JCS_CMYK : (cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB);
     jpeg_start_decompress(&cinfo);

@@ -78,7 +78,12 @@ public enum CSVImages {
                     throw DatasetError.badRecord(path: path, line: lineNumber, field: "label",
                                                  expected: "an integer >= 0", found: "\(label)")
                 }
-                if Int(label) >= classCount {
+                // Compared as a Double: a label such as 1e300 or inf has no Int to convert to.
+                if label >= Double(classCount) {
+                    guard label < 0x1p62 else {
+                        throw DatasetError.badRecord(path: path, line: lineNumber, field: "label",
+                                                     expected: "an integer in 0..<\(classCount)", found: "\(label)")
+                    }
                     throw DatasetError.labelOutOfRange(path: path, record: record, field: "class",
                                                        label: Int(label), classCount: classCount)
                 }

@@ -117,7 +117,10 @@ public enum FileBytes {
                             let message = stream.msg.map { String(cString: $0) } ?? "unknown zlib error"
                             throw DatasetError.corruptGzip(path: path, zlibCode: code, message: message)
                         }
-                    } while stream.avail_in > 0 || stream.avail_out == 0
+                        // A full output buffer means more output may be pending, unless the member
+                        // just ended: then only remaining input (a next member) continues. (A reset
+                        // at the end of the input would forget the end and report a truncation.)
+                    } while stream.avail_in > 0 || (stream.avail_out == 0 && !streamEnded)
                 }
             }
         }

@@ -21,7 +21,8 @@ public enum IDX {
 
     /// Reads an IDX image file (magic `0x00000803`).
     /// - Throws: `DatasetError.badMagic`, `.sizeMismatch` (short header, truncated or over-long
-    ///   payload), `.badHeader` (a zero dimension), and the `FileBytes.load` errors.
+    ///   payload), `.badHeader` (a zero dimension, or sizes whose product overflows), and the
+    ///   `FileBytes.load` errors.
     public static func readImages(path: String) throws -> Images {
         let bytes = try FileBytes.load(path)
         let dims = try parseHeader(bytes, path: path, magic: imagesMagic, what: "image")
@@ -31,7 +32,14 @@ public enum IDX {
                                          found: "\(rows) x \(cols)")
         }
         let header = 16
-        try checkPayload(bytes, path: path, header: header, expected: count * rows * cols)
+        // Three 32-bit sizes can multiply past Int.max: an overflowing product cannot match any file.
+        let (plane, o1) = rows.multipliedReportingOverflow(by: cols)
+        let (total, o2) = count.multipliedReportingOverflow(by: plane)
+        if o1 || o2 {
+            throw DatasetError.badHeader(path: path, field: "count x rows x cols", expected: "a product below 2^63 bytes",
+                                         found: "\(count) x \(rows) x \(cols)")
+        }
+        try checkPayload(bytes, path: path, header: header, expected: total)
         return Images(count: count, rows: rows, cols: cols, pixels: Array(bytes[header...]))
     }
 
@@ -99,8 +107,10 @@ public enum IDX {
     }
 
     private static func checkPayload(_ bytes: [UInt8], path: String, header: Int, expected: Int) throws {
-        if bytes.count != header + expected {
-            throw DatasetError.sizeMismatch(path: path, expectedBytes: header + expected, foundBytes: bytes.count)
+        // bytes.count >= header (parseHeader checked it); compared without forming header + expected.
+        if bytes.count - header != expected {
+            let (implied, overflow) = header.addingReportingOverflow(expected)
+            throw DatasetError.sizeMismatch(path: path, expectedBytes: overflow ? Int.max : implied, foundBytes: bytes.count)
         }
     }
 

@@ -62,30 +62,42 @@ public enum ImageFormat: String, Sendable {
 /// Corrupt-data warnings from libjpeg (e.g. a truncated file) are errors, like PIL's
 /// "image file is truncated".
 public enum ImageDecoder {
+    /// Largest image decoded by default, in pixels (width x height): PIL's decompression-bomb
+    /// limit (`Image.MAX_IMAGE_PIXELS` = 89,478,485, an error above twice that). A JPEG or PNG
+    /// header can declare up to 65535 x 65535 (JPEG) or 2^31 x 2^31 (PNG) pixels in a few hundred
+    /// bytes; the size is checked before any pixel buffer is allocated.
+    public static let defaultMaximumPixels = 178_956_970
+
     /// Reads and decodes the file at `path`.
     /// - Throws: `DatasetError.cannotRead` (open/read), `ImageFileError.notAnImage` (signature),
     ///   `.corruptImage` (decoder error), `.unsupportedImage` (formats the libraries cannot convert). CMYK/YCCK JPEGs are converted to
     ///   RGB as Pillow does; libjpeg warnings other than a truncated file are ignored, as Pillow does.
-    public static func decodeFile(_ path: String, channels: Int? = nil) throws -> DecodedImage {
+    ///   Images of more than `maximumPixels` pixels are `.unsupportedImage`.
+    public static func decodeFile(_ path: String, channels: Int? = nil,
+                                  maximumPixels: Int = defaultMaximumPixels) throws -> DecodedImage {
         let bytes = try readWholeFile(path)
-        return try decode(bytes, path: path, channels: channels)
+        return try decode(bytes, path: path, channels: channels, maximumPixels: maximumPixels)
     }
 
     /// Decodes an in-memory JPEG or PNG file. `path` is only used in error messages.
     /// - Precondition: `channels` is nil, 1 or 3.
     /// - Throws: as `decodeFile`, except `cannotRead`.
-    public static func decode(_ bytes: [UInt8], path: String, channels: Int? = nil) throws -> DecodedImage {
+    public static func decode(_ bytes: [UInt8], path: String, channels: Int? = nil,
+                              maximumPixels: Int = defaultMaximumPixels) throws -> DecodedImage {
         precondition(channels == nil || channels == 1 || channels == 3,
                      "ImageDecoder.decode: channels must be nil, 1 or 3, got \(channels!)")
+        precondition(maximumPixels > 0, "ImageDecoder.decode: maximumPixels must be > 0, got \(maximumPixels)")
         return try bytes.withUnsafeBytes { raw in
             switch ImageFormat.detect(raw) {
             case .jpeg?:
-                return try decodeJPEG(raw, path: path, channels: channels)
+                return try decodeJPEG(raw, path: path, channels: channels, maximumPixels: maximumPixels)
             case .png?:
                 if let plain = withoutColourSpaceChunks(raw) {
-                    return try plain.withUnsafeBytes { try decodePNG($0, path: path, channels: channels) }
+                    return try plain.withUnsafeBytes {
+                        try decodePNG($0, path: path, channels: channels, maximumPixels: maximumPixels)
+                    }
                 }
-                return try decodePNG(raw, path: path, channels: channels)
+                return try decodePNG(raw, path: path, channels: channels, maximumPixels: maximumPixels)
             case nil:
                 throw ImageFileError.notAnImage(path: path, found: describeHead(ArraySlice(raw.prefix(8))))
             }
@@ -149,13 +161,24 @@ public enum ImageDecoder {
         return bytes
     }
 
-    private static func decodeJPEG(_ raw: UnsafeRawBufferPointer, path: String, channels: Int?) throws -> DecodedImage {
+    /// The error for an image whose header declares more than `maximumPixels` pixels.
+    static func tooLarge(path: String, format: String, width: Int, height: Int, maximumPixels: Int) -> ImageFileError {
+        .unsupportedImage(path: path, format: format,
+                          reason: "size \(width)x\(height) = \(width * height) pixels is above the limit of \(maximumPixels) pixels "
+                            + "(a decompression bomb, or a damaged header)")
+    }
+
+    private static func decodeJPEG(_ raw: UnsafeRawBufferPointer, path: String, channels: Int?,
+                                   maximumPixels: Int) throws -> DecodedImage {
         var pixels: UnsafeMutablePointer<UInt8>?
         var width: Int32 = 0, height: Int32 = 0, sourceChannels: Int32 = 0
         var message = [CChar](repeating: 0, count: 256)
         let status = message.withUnsafeMutableBufferPointer { msg in
             umjpeg_decode(raw.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt(raw.count),
-                          &pixels, &width, &height, &sourceChannels, msg.baseAddress, msg.count)
+                          &pixels, &width, &height, &sourceChannels, UInt64(maximumPixels), msg.baseAddress, msg.count)
+        }
+        if status == -2 {
+            throw tooLarge(path: path, format: "JPEG", width: Int(width), height: Int(height), maximumPixels: maximumPixels)
         }
         guard status == 0, let data = pixels else {
             let text = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
@@ -167,7 +190,8 @@ public enum ImageDecoder {
                       height: Int(height), width: Int(width), channels: channels)
     }
 
-    private static func decodePNG(_ raw: UnsafeRawBufferPointer, path: String, channels: Int?) throws -> DecodedImage {
+    private static func decodePNG(_ raw: UnsafeRawBufferPointer, path: String, channels: Int?,
+                                  maximumPixels: Int) throws -> DecodedImage {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         func failure(_ image: inout png_image) -> ImageFileError {
@@ -193,6 +217,10 @@ public enum ImageDecoder {
             png_image_free(&image)
             throw ImageFileError.unsupportedImage(path: path, format: "PNG",
                                                   reason: "size \(width)x\(height) is outside 1...65536 per side")
+        }
+        if width * height > maximumPixels {
+            png_image_free(&image)
+            throw tooLarge(path: path, format: "PNG", width: width, height: height, maximumPixels: maximumPixels)
         }
         // Bit depth from the IHDR chunk (signature 8 + length 4 + type 4 + width 4 + height 4 bytes).
         let sixteenBit = raw.count > 24 && raw[24] == 16

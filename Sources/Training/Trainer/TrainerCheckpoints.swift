@@ -31,6 +31,35 @@ struct TrainingState: Codable {
     }
 }
 
+extension TrainingState {
+    /// Largest position accepted from a file: far beyond any run, and far enough below `Int.max`
+    /// that the trainer's step arithmetic cannot overflow.
+    static let maximumPosition = 1 << 48
+
+    /// Decodes `state.json` and checks that it names a position the trainer can continue from
+    /// (a negative step or epoch would index the epoch's batches out of range; a step near
+    /// `Int.max` would overflow when counted on).
+    /// - Throws: ``TrainingError/resume(_:)`` naming `source`, for unparsable JSON, missing keys
+    ///   or a position out of range.
+    static func decode(_ bytes: [UInt8], source: String) throws -> TrainingState {
+        let state: TrainingState
+        do {
+            state = try JSONDecoder().decode(TrainingState.self, from: Data(bytes))
+        } catch {
+            throw TrainingError.resume("\(source) lacks epoch/step_in_epoch/global_step/world_size (\(error))")
+        }
+        let range = 0...maximumPosition
+        guard range.contains(state.epoch), range.contains(state.stepInEpoch), range.contains(state.globalStep),
+              (1...maximumPosition).contains(state.worldSize) else {
+            throw TrainingError.resume("\(source): position out of range: epoch \(state.epoch), step_in_epoch \(state.stepInEpoch), "
+                + "global_step \(state.globalStep), world_size \(state.worldSize); expected epoch, step_in_epoch and global_step in "
+                + "0...\(maximumPosition) and world_size in 1...\(maximumPosition). Hint: the file was edited or damaged; "
+                + "remove this checkpoint folder to resume from an earlier one, or start a new run.")
+        }
+        return state
+    }
+}
+
 /// Checkpoints: writing one (collective; global rank 0 writes, see ``CheckpointStore``) and
 /// resuming from the newest complete one.
 extension Trainer {
@@ -109,12 +138,7 @@ extension Trainer {
         let modelFile = try SafeTensorsFile.decode(modelBytes, source: chosen + "/model.safetensors")
         try StateDict.load(modelFile, into: model, strict: true, source: chosen + "/model.safetensors")
         let optFile = try SafeTensorsFile.decode(optBytes, source: chosen + "/optimizer.safetensors")
-        let state: TrainingState
-        do {
-            state = try JSONDecoder().decode(TrainingState.self, from: Data(stateBytes))
-        } catch {
-            throw TrainingError.resume("\(chosen)/state.json lacks epoch/step_in_epoch/global_step/world_size (\(error))")
-        }
+        let state = try TrainingState.decode(stateBytes, source: chosen + "/state.json")
         if let saved = state.dataFingerprint, saved != dataFingerprint {
             let then = "\(state.trainCount ?? -1) training / \(state.validationCount ?? -1) held-out ids"
             throw TrainingError.resume("\(chosen) was written for other training data (fingerprint \(saved), \(then); now \(dataFingerprint), "
