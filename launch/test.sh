@@ -9,7 +9,8 @@
 #   4. training on real data under mpirun (resume, kill, pre-emption, lazy loading);
 #   5. pre-emption of the pipeline and of finetune, and --resume to identical weights;
 #   6. broken state refused loudly (divergence, NaN weights, Ctrl-C, ...);
-#   7. the multi-node suite on network-namespace hosts.
+#   7. the multi-node suite on network-namespace hosts;
+#   8. fuzz smoke: every reader's libFuzzer harness for 10 s (seeds and regression inputs first).
 # Prints ONE aggregate line last: "N passed, N failed[, N skipped]". Exit 0 iff nothing failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,7 @@ if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_RO
 suite() {
   local name=$1 script=$2 prefix=$3 log="$LOG_DIR/$1.log" line p f s
   set +e
-  TEST_LOG_DIR="$LOG_DIR" bash "$script" 2>&1 | tee "$log" | grep -aE '^\[(test|preempt|bad-input|multinode|import)\] (ok|FAIL|skip|exit times|using)'
+  TEST_LOG_DIR="$LOG_DIR" bash "$script" 2>&1 | tee "$log" | grep -aE '^\[(test|preempt|bad-input|multinode|import|fuzz)\] (ok|FAIL|skip|exit times|using)'
   set -e
   line=$(grep -aE "^$prefix: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
   if [ -z "$line" ]; then record "$name" fail "no summary line; see $log"; return; fi
@@ -153,6 +154,10 @@ suite test-bad-input launch/test-bad-input.sh bad-input
 
 # 7. Multi-node suite on namespace hosts (skips itself where namespaces are not allowed).
 suite multinode launch/test-multinode.sh multinode
+
+# 8. Fuzz smoke (launch/test-fuzz.sh, docs/fuzzing.md): every reader's libFuzzer harness for a few
+# seconds after replaying its seeds and every regression input found so far.
+FUZZ_SMOKE_SECONDS="${FUZZ_SMOKE_SECONDS:-10}" suite test-fuzz launch/test-fuzz.sh fuzz
 
 say "total time $(( $(date +%s) - t0 )) s; logs in $LOG_DIR"
 if [ "$skipped" -gt 0 ]; then
