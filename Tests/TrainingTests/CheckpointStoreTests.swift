@@ -46,6 +46,25 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertTrue(reports[0].contains("has 10 bytes, the marker says 64"), reports[0])
     }
 
+    /// A hand-edited marker naming a file outside its folder (found while fuzzing the marker):
+    /// verification read `../<file>` and accepted the checkpoint when that file matched.
+    func testMarkerNamingAFileOutsideTheFolderMakesTheCheckpointCorrupt() throws {
+        let store = CheckpointStore(directory: dir, keep: 3)
+        try store.write(step: 1, files: ["a": [1, 2, 3]], comm: LocalCommunicator())
+        let newest = try store.write(step: 2, files: ["a": [4, 5, 6]], comm: LocalCommunicator())
+        // Point the newest marker at the older checkpoint's file: same size and checksum.
+        let older = try XCTUnwrap(store.listed().first)
+        let marker = newest + "/COMPLETE"
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: marker))) as? [String: Any])
+        let olderJSON = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: older.path + "/COMPLETE"))) as? [String: Any])
+        let olderRecord = try XCTUnwrap((olderJSON["files"] as? [String: Any])?["a"])
+        json["files"] = ["../" + (older.path as NSString).lastPathComponent + "/a": olderRecord]
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: marker))
+        var reports: [String] = []
+        XCTAssertEqual(store.newestComplete { reports.append($0) }?.step, 1)
+        XCTAssertTrue(reports.first?.contains("not a file of this folder") ?? false, "\(reports)")
+    }
+
     func testFolderWithoutMarkerIsIgnored() throws {
         let store = CheckpointStore(directory: dir, keep: 3)
         try store.write(step: 3, files: ["a": [1, 2, 3]], comm: LocalCommunicator())

@@ -78,6 +78,9 @@ public struct Checkpoint: Equatable, Sendable {
     /// Reads one file of the checkpoint, verifying size and checksum.
     public func read(_ name: String) throws -> [UInt8] {
         guard let rec = files[name] else { throw CheckpointError.missingFile(checkpoint: path, file: name) }
+        guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
+            throw CheckpointError.corrupt(checkpoint: path, reason: "the COMPLETE marker names '\(name)', which is not a file of this folder")
+        }
         guard let data = FileManager.default.contents(atPath: path + "/" + name) else {
             throw CheckpointError.corrupt(checkpoint: path, reason: "file \(name) is missing")
         }
@@ -92,8 +95,13 @@ public struct Checkpoint: Equatable, Sendable {
         return bytes
     }
 
-    /// Verifies every file (sizes and checksums).
+    /// Verifies every file (sizes and checksums). A marker naming a file outside the folder
+    /// (a `/`, `..` or an empty name) makes the checkpoint corrupt: only the checkpoint's own
+    /// files are ever read.
     public func verify() throws {
+        for name in files.keys.sorted() where name.isEmpty || name.contains("/") || name == "." || name == ".." {
+            throw CheckpointError.corrupt(checkpoint: path, reason: "the COMPLETE marker names '\(name)', which is not a file of this folder")
+        }
         for name in files.keys.sorted() { _ = try read(name) }
     }
 }
