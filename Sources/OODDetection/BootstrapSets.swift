@@ -53,7 +53,9 @@ public struct BootstrapSetsTable: Sendable {
 
     /// Reusable per-replicate state (no allocation per replicate).
     public struct Scratch {
-        /// Per set: [group OOD count, fp] as Int64 pairs; [aurocTwice, apIn, strict] as Doubles.
+        /// Per set: the current group's OOD count; and in blocks of `sets` Doubles: aurocTwice,
+        /// apIn, strict FPR95, FP so far (exact in Double below 2^53, contiguous per kind so the
+        /// per-ID-group loop over the sets vectorises).
         var counters: [Int64] = []
         var sums: [Double] = []
         var touched: [Int32] = []
@@ -83,9 +85,9 @@ public struct BootstrapSetsTable: Sendable {
             scratch.termBase = oodCounts.indices.map { oodCounts[..<$0].reduce(0, +) }
             scratch.touched = [Int32](repeating: 0, count: sets)
         }
-        scratch.counters = [Int64](repeating: 0, count: 2 * sets)
-        scratch.sums = [Double](repeating: 0, count: 3 * sets)
-        for s in 0..<sets { scratch.sums[3 * s + 2] = -1 }
+        scratch.counters = [Int64](repeating: 0, count: sets)
+        scratch.sums = [Double](repeating: 0, count: 4 * sets)
+        for s in 0..<sets { scratch.sums[2 * sets + s] = -1 }
         scratch.termCount = scratch.termBase
         let p = Double(nID)
         let q = nOOD.map(Double.init)
@@ -101,40 +103,40 @@ public struct BootstrapSetsTable: Sendable {
         scratch.termCount.withUnsafeMutableBufferPointer { termCount in
         nOOD.withUnsafeBufferPointer { nOOD in
         q.withUnsafeBufferPointer { q in
-            var a: Int64 = 0        // the current group's ID count; its OOD counts are ctr[2 s]
+            var a: Int64 = 0        // the current group's ID count; its OOD counts are ctr[s]
             var touchedCount = 0
+            let auroc = sums.baseAddress!, apIn = auroc + sets, strict = apIn + sets, fpD = strict + sets
             for k in 0..<o.count {
                 let c = Int64(truncatingIfNeeded: counts[Int(truncatingIfNeeded: o[k])])
                 let s = Int(setOf[k])
                 if s < 0 {
                     a &+= c
                 } else if c > 0 {
-                    if ctr[2 &* s] == 0 { touched[touchedCount] = Int32(truncatingIfNeeded: s); touchedCount &+= 1 }
-                    ctr[2 &* s] &+= c
+                    if ctr[s] == 0 { touched[touchedCount] = Int32(truncatingIfNeeded: s); touchedCount &+= 1 }
+                    ctr[s] &+= c
                 }
                 guard ends[k] else { continue }
                 // OOD side: AUROC pairs, AUPR-Out terms (OOD positive, ascending: TP = the set's
                 // OOD at or below, FP = ID at or below).
                 for t in 0..<touchedCount {
                     let s = Int(touched[t])
-                    let b = ctr[2 &* s], fp = ctr[2 &* s &+ 1]
-                    sums[3 &* s] += Double(b) * Double(2 &* tp &+ a)
+                    let b = ctr[s], fp = Int64(fpD[s])
+                    auroc[s] += Double(b) * Double(2 &* tp &+ a)
                     let otp = nOOD[s] &- fp, ofp = nID &- tp
                     terms[termCount[s]] = (Double(b) / q[s]) * (Double(otp) / Double(otp &+ ofp))
                     termCount[s] &+= 1
-                    ctr[2 &* s &+ 1] = fp &+ b
-                    ctr[2 &* s] = 0
+                    fpD[s] += Double(b)
+                    ctr[s] = 0
                 }
                 touchedCount = 0
                 guard a > 0 else { continue }
                 tp &+= a
-                let share = Double(a) / p
-                for s in 0..<sets {
-                    sums[3 &* s &+ 1] += share * (Double(tp) / Double(tp &+ ctr[2 &* s &+ 1]))
-                }
+                let share = Double(a) / p, tpD = Double(tp)
+                // Double(tp) + fp is exact (integers below 2^53): the same value as Double(tp + fp).
+                for s in 0..<sets { apIn[s] += share * (tpD / (tpD + fpD[s])) }
                 // Strict FPR95 (see BootstrapTable): the first threshold with ID recall >= 0.95.
                 if !strictDone && 20 &* tp >= 19 &* nID {
-                    for s in 0..<sets { sums[3 &* s &+ 2] = Double(ctr[2 &* s &+ 1]) / q[s] }
+                    for s in 0..<sets { strict[s] = fpD[s] / q[s] }
                     strictDone = true
                 }
                 a = 0
@@ -143,8 +145,8 @@ public struct BootstrapSetsTable: Sendable {
         return (0..<sets).map { s in
             var apOut = 0.0
             for k in stride(from: scratch.termCount[s] - 1, through: scratch.termBase[s], by: -1) { apOut += scratch.terms[k] }
-            let strict = scratch.sums[3 * s + 2]
-            return OODMetrics(auroc: scratch.sums[3 * s] / (2 * p * q[s]), auprIn: scratch.sums[3 * s + 1], auprOut: apOut,
+            let strict = scratch.sums[2 * sets + s]
+            return OODMetrics(auroc: scratch.sums[s] / (2 * p * q[s]), auprIn: scratch.sums[sets + s], auprOut: apOut,
                               fpr95: strict < 0 ? 1 : strict, nID: nID, nOOD: nOOD[s], fprMode: .strict)
         }
     }
