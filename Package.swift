@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "Optimizers", dependencies: ["SafeTensors"]),
         .target(name: "Distributed", dependencies: ["CMPI", "TensorCore"]),
         .target(name: "Datasets", dependencies: ["TensorCore", "CZlib", "CJPEG", "CPNG"]),
-        .target(name: "OODDetection"),
+        .target(name: "OODDetection", dependencies: ["TensorCore"]),
         .target(name: "UnleashingMask", dependencies: ["NeuralNetwork", "Distributed", "TensorCore"]),
         .target(name: "Training", dependencies: [
             "TensorCore", "NeuralNetwork", "Optimizers", "Distributed", "Datasets",

@@ -39,6 +39,19 @@ extension Kernels {
     }
 }
 
+extension Kernels {
+    /// Double-precision GEMM, row-major, `C[M, N] = alpha * A[M, K] * B[N, K]^T + beta * C`
+    /// (B stored `[N, K]`, as rows of feature vectors): a thin wrapper over `cblas_dgemm`.
+    /// Leading dimensions are K for A and B and N for C.
+    public static func dgemmABt(m: Int, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, b: UnsafePointer<Double>,
+                                beta: Double, c: UnsafeMutablePointer<Double>) {
+        if m == 0 || n == 0 { return }
+        precondition(k > 0, "dgemmABt: K must be > 0")
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(k), b, Int32(k),
+                    beta, c, Int32(n))
+    }
+}
+
 extension Tensor {
     /// Matrix product of rank-2 tensors: `[M, K] x [K, N] => [M, N]` (with optional transposes
     /// of the stored operands, as in `Kernels.sgemm`). Precondition: inner dimensions agree.

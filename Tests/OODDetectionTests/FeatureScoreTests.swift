@@ -200,3 +200,25 @@ final class KNNAndReActTests: XCTestCase {
         XCTAssertTrue(a[4].isNaN)
     }
 }
+
+final class KNNBlockTests: XCTestCase {
+    /// The dgemm search scores a query the same alone, inside a batch, and against the direct
+    /// sum of squared differences (to 1e-12 at distances of order 1).
+    func testKNNQueryScoreDoesNotDependOnItsBatch() {
+        var rng = SplitMix64(seed: 5)
+        let d = 16, nb = 300, nq = 257
+        let train = (0..<(nb * d)).map { _ in Float.random(in: -1..<1, using: &rng) }
+        let query = (0..<(nq * d)).map { _ in Float.random(in: -1..<1, using: &rng) }
+        let knn = KNNDetector(trainingFeatures: train, featureDim: d, k: 10)
+        let batch = knn.scores(features: query)
+        for i in [0, 1, 128, 255, 256] {
+            let alone = knn.scores(features: Array(query[(i * d)..<((i + 1) * d)]))[0]
+            XCTAssertEqual(alone, batch[i], accuracy: 1e-12, "query \(i)")
+        }
+        var withNaN = query
+        withNaN[3 * d + 2] = .nan
+        let s = knn.scores(features: withNaN)
+        XCTAssertTrue(s[3].isNaN)
+        XCTAssertEqual(s[4], batch[4], accuracy: 1e-12, "a NaN query does not affect the others")
+    }
+}

@@ -29,7 +29,7 @@ extension OODEvaluation {
     /// - Returns: the fitted detectors (empty when no kind needs training features).
     /// - Throws: communicator errors; Mahalanobis errors for a singular covariance.
     static func fit(model: Classifier, comm: Communicator, data: TrainingData, e: EvaluateSection, kinds: [ScoreKind],
-                    numClasses: Int) throws -> Fitted {
+                    numClasses: Int, cost: EvaluationCost = EvaluationCost()) throws -> Fitted {
         var fitted = Fitted()
         guard kinds.contains(where: \.needsTrainingFeatures) else { return fitted }
         let ids = data.trainIds
@@ -39,19 +39,21 @@ extension OODEvaluation {
         let myBatches = schedule.batches(rank: comm.rank).filter { !$0.isEmpty }
         try data.forEachBatch(data.trainSet, data.trainSet.positionBatches(myBatches.map(\.ids))) { b, x, _ in
             let eb = myBatches[b]
-            _ = model.forward(x, context: .eval)
+            _ = cost.time("fit: training-feature forward") { model.forward(x, context: .eval) }
             let f = model.penultimateFeatures!
             dim = f.shape[1]
             myIds += eb.ids.map(Int64.init)
             myFeatures += f.scalars
         }
-        dim = Int(try comm.allreduce(Int64(dim), op: .max))
-        let gathered = try GatherByID(localIDs: myIds, comm: comm)
-        let features = try gathered.gatherRows(myFeatures, width: dim, comm: comm)
+        let (gathered, features) = try cost.time("fit: gather features") {
+            dim = Int(try comm.allreduce(Int64(dim), op: .max))
+            let gathered = try GatherByID(localIDs: myIds, comm: comm)
+            return (gathered, try gathered.gatherRows(myFeatures, width: dim, comm: comm))
+        }
         let labelOf = data.trainSet.labelsById()
         let labels = gathered.ids.map { labelOf[Int($0)]! }
         fitted.featureDim = dim
-        if kinds.contains(.mahalanobis) {
+        if kinds.contains(.mahalanobis) { try cost.time("mahalanobis: fit") {
             var sums = ClassFeatureSums(numClasses: numClasses, featureDim: dim)
             sums.accumulate(features: features, labels: labels)
             var scatter = CentredScatter(featureDim: dim)
@@ -59,14 +61,14 @@ extension OODEvaluation {
             fitted.mahalanobis = try MahalanobisDetector(classSums: sums, scatter: scatter, ridge: e.mahalanobisRidge)
             fitted.classMeans = try sums.means()
             fitted.covariance = scatter.covariance()
-        }
-        if kinds.contains(.knn) {
+        } }
+        if kinds.contains(.knn) { cost.time("knn: fit") {
             fitted.knn = KNNDetector(trainingFeatures: features, featureDim: dim, k: min(e.knnK, gathered.ids.count))
             fitted.bankFeatures = features
-        }
-        if kinds.contains(.react) {
+        } }
+        if kinds.contains(.react) { cost.time("react: fit") {
             fitted.reactThreshold = ReAct.percentileThreshold(activations: features, percentile: e.reactPercentile)
-        }
+        } }
         return fitted
     }
 }

@@ -37,6 +37,8 @@ public struct OODReport: Sendable {
     public var settings: EvaluateSection
     /// What tuning chose (`evaluate.tune`), nil without tuning.
     public var tuning: TuningRecord?
+    /// Where the evaluation's time went, per phase and score (max over ranks).
+    public var cost = EvaluationCost()
 }
 
 /// Post-hoc OOD detection over MPI: every score is oriented so that higher = more
@@ -67,23 +69,35 @@ public enum OODEvaluation {
         let kinds = e.scores
         let mode = e.fprMode
         let started = Date()
-        let fitted = try fit(model: model, comm: comm, data: data, e: e, kinds: kinds, numClasses: config.model.numClasses)
+        let cost = EvaluationCost()
+        cost.register(EvaluationCost.phases(for: kinds))
+        /// Runs a scoring pass, charging the time its own phases do not account for (decoding,
+        /// normalising and copying batches) to "batches".
+        func pass<T>(_ body: () throws -> T) rethrows -> T {
+            let before = cost.total, t0 = Date()
+            let r = try body()
+            cost.add("batches (decode, normalise)", max(0, Date().timeIntervalSince(t0) - (cost.total - before)))
+            return r
+        }
+        let fitted = try pass { try fit(model: model, comm: comm, data: data, e: e, kinds: kinds, numClasses: config.model.numClasses, cost: cost) }
         log("detector settings: ODIN T \(e.odinTemperature) eps \(e.odinEpsilon), KNN k \(e.knnK), ReAct p\(e.reactPercentile)\(e.tune ? " (tuned on the validation split)" : " (defaults)")")
-        let idEval = try Evaluator.evaluate(model: model, comm: comm, data: data, dataset: data.testSet, ids: data.testSet.ids,
-                                            batchSize: e.batchSize)
-        let idScores = try score(model: model, comm: comm, data: data, dataset: data.testSet, ids: data.testSet.ids, e: e,
-                                 fitted: fitted, kinds: kinds)
+        // The ID test set's accuracy and loss come from the scoring pass's own forward.
+        let idScores = try pass { try score(model: model, comm: comm, data: data, dataset: data.testSet, ids: data.testSet.ids, e: e,
+                                            fitted: fitted, kinds: kinds, classify: true, cost: cost) }
+        let idEval = idScores.classification!
         var rows: [OODRow] = []
         var oodScores: [String: SetScores] = [:]
         for s in sets {
             comm.phase = "evaluate \(s.name)"
-            let sc = try score(model: model, comm: comm, data: data, dataset: s.dataset, ids: s.dataset.ids, e: e, fitted: fitted,
-                               kinds: kinds)
+            let sc = try pass { try score(model: model, comm: comm, data: data, dataset: s.dataset, ids: s.dataset.ids, e: e, fitted: fitted,
+                                          kinds: kinds, cost: cost) }
             oodScores[s.name] = sc
-            for kind in kinds {
-                let m = try OODMetrics.compute(idScores: idScores.scores[kind]!, oodScores: sc.scores[kind]!, fprMode: mode,
-                                               nonFinite: e.excludeNonFinite ? .exclude : .error)
-                rows.append(OODRow(score: kind, set: s.name, synthetic: s.synthetic, metrics: m))
+            try cost.time("metrics") {
+                for kind in kinds {
+                    let m = try OODMetrics.compute(idScores: idScores.scores[kind]!, oodScores: sc.scores[kind]!, fprMode: mode,
+                                                   nonFinite: e.excludeNonFinite ? .exclude : .error)
+                    rows.append(OODRow(score: kind, set: s.name, synthetic: s.synthetic, metrics: m))
+                }
             }
         }
         var averages: [ScoreKind: OODMetrics] = [:]
@@ -106,10 +120,14 @@ public enum OODEvaluation {
             for kind in kinds { report.averageIntervals[kind] = intervals[kind]?.average }
             report.bootstrapReplicates = e.bootstrap
             let seconds = Date().timeIntervalSince(t0)
+            cost.add("bootstrap intervals", seconds)
             log("bootstrap intervals: \(e.bootstrap) replicates x \(kinds.count) scores x \(sets.count) sets in \(fmt(seconds, 1)) s "
                 + "(\(fmt(100 * seconds / (scored + seconds), 1))% of the evaluation)")
         }
+        try cost.maxOverRanks(comm)
+        report.cost = cost
         log("OOD evaluation: \(sets.count) sets x \(kinds.count) scores in \(fmt(Date().timeIntervalSince(started), 1)) s")
+        log("cost (max over ranks): " + cost.summaryLine(scores: kinds))
         return report
     }
 }

@@ -47,7 +47,23 @@ extension OODEvaluation {
                 + "\(withInterval(m.auprIn, ci?.auprIn)) | \(withInterval(m.auprOut, ci?.auprOut)) | \(withInterval(m.fpr95, ci?.fpr95)) | "
                 + "\(m.nID) | \(m.nOOD) |\n"
         }
+        if r.cost.total > 0 {
+            s += "\n## Cost (wall seconds, max over ranks)\n\n" + costTable(r.cost, scores: r.scoreOrder)
+        }
         return s
+    }
+
+    /// The cost table: the shared phases, then each score's own phases (what selecting it in
+    /// `evaluate.scores` adds).
+    static func costTable(_ c: EvaluationCost, scores: [ScoreKind]) -> String {
+        var t = "| phase | seconds |\n|---|---|\n"
+        let own = Set(scores.flatMap { k in c.order.filter { $0.hasPrefix(k.rawValue + ":") } })
+        for p in c.order where !own.contains(p) { t += "| \(p) | \(fmt(c.seconds[p]!, 2)) |\n" }
+        for k in scores {
+            let parts = c.order.filter { $0.hasPrefix(k.rawValue + ":") }.map { "\($0.dropFirst(k.rawValue.count + 2)) \(fmt(c.seconds[$0]!, 2))" }
+            t += "| \(k.rawValue) (\(parts.joined(separator: ", "))) | \(fmt(c.seconds(of: k), 2)) |\n"
+        }
+        return t + "| total | \(fmt(c.total, 2)) |\n"
     }
 
     /// Writes ood.md, ood.csv, ood.json, per-sample scores (scores/<set>.csv), tuning.json (with
@@ -88,6 +104,9 @@ extension OODEvaluation {
             "rows": r.rows.map { ["score": $0.score.rawValue, "ood_set": $0.set, "synthetic": $0.synthetic].merging(jm($0.metrics, $0.intervals)) { a, _ in a } },
             "average_real": Dictionary(uniqueKeysWithValues: r.averages.map { ($0.key.rawValue, jm($0.value, r.averageIntervals[$0.key])) }),
             "bootstrap": ["replicates": r.bootstrapReplicates, "level": 0.95, "method": "percentile, stratified (ID and OOD resampled separately)"],
+            "cost_seconds": r.cost.json,
+            "score_order": r.scoreOrder.map(\.rawValue),
+            "cost_seconds_per_score": Dictionary(uniqueKeysWithValues: r.scoreOrder.map { ($0.rawValue, r.cost.seconds(of: $0)) }),
         ]
         try AtomicFile.write([UInt8](try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])),
                              to: dir + "/ood.json")

@@ -11,6 +11,14 @@ public struct SetScores: Sendable {
     public var ids: [Int64]
     /// Per score kind, one value per id (higher = more in-distribution).
     public var scores: [ScoreKind: [Double]]
+    /// Mean cross-entropy and accuracy from the same forward pass (the ID test set only).
+    public var classification: EvaluationResult?
+
+    public init(ids: [Int64], scores: [ScoreKind: [Double]], classification: EvaluationResult? = nil) {
+        self.ids = ids
+        self.scores = scores
+        self.classification = classification
+    }
 
     /// The per-sample score file (`scores/<set>.csv`, `umtrain score`): a header `id,<score>...`,
     /// then one line per id with each score in `columns` order (Swift's shortest round-trip
@@ -34,46 +42,74 @@ extension OODEvaluation {
     ///   - e: batch size, temperatures and ODIN's settings.
     ///   - fitted: the detectors the feature scores need (Mahalanobis, KNN, ReAct).
     ///   - kinds: the scores to compute.
+    ///   - classify: also return the mean cross-entropy and accuracy against the set's labels,
+    ///     from the same forward pass (as ``Evaluator/evaluate(model:comm:data:dataset:ids:batchSize:augmentedEpoch:onBatch:)``
+    ///     computes them: per-sample losses summed in Double in id order), for the ID test set.
     /// - Returns: per-sample scores in ascending id order, identical on every rank.
     static func score(model: Classifier, comm: Communicator, data: TrainingData, dataset: SampleSet, ids: [Int],
-                      e: EvaluateSection, fitted: Fitted, kinds: [ScoreKind]) throws -> SetScores {
+                      e: EvaluateSection, fitted: Fitted, kinds: [ScoreKind], classify: Bool = false,
+                      cost: EvaluationCost = EvaluationCost()) throws -> SetScores {
         let schedule = EvaluationSchedule(ids: ids, batchSize: e.batchSize, worldSize: comm.worldSize)
-        var myIds: [Int64] = []
+        var myIds: [Int64] = [], myLoss: [Double] = [], myPred: [Int64] = []
         var mine: [ScoreKind: [Double]] = [:]
         for k in kinds { mine[k] = [] }
         let k = model.classifier.outFeatures
         let myBatches = schedule.batches(rank: comm.rank).filter { !$0.isEmpty }
-        try data.forEachBatch(dataset, dataset.positionBatches(myBatches.map(\.ids))) { b, x, _ in
+        try data.forEachBatch(dataset, dataset.positionBatches(myBatches.map(\.ids))) { b, x, labels in
             let eb = myBatches[b]
-            let logits = model.forward(x, context: .eval)
+            let logits = cost.time("forward") { model.forward(x, context: .eval) }
+            if classify {
+                cost.time("ID accuracy") {
+                    myLoss += softmaxCrossEntropy(logits: logits, labels: labels).perSampleLoss.map(Double.init)
+                    myPred += argmaxRows(logits).map(Int64.init)
+                }
+            }
             let z = logits.scalars
             let features = model.penultimateFeatures!.scalars
             myIds += eb.ids.map(Int64.init)
             // ODIN reuses this forward pass for its input gradient (before anything else runs a
             // forward through the model and replaces the cached activations).
-            let odinScores = kinds.contains(.odin) ? try odin(model: model, x: x, logits: logits, e: e, data: data) : []
+            let odinScores = kinds.contains(.odin)
+                ? try cost.time("odin: backward + forward") { try odin(model: model, x: x, logits: logits, e: e, data: data) } : []
             for kind in kinds {
                 switch kind {
-                case .msp, .maxLogit, .energy: mine[kind]! += logitScores(kind, logits: z, numClasses: k, e: e)
-                case .mahalanobis: mine[kind]! += fitted.mahalanobis!.scores(features: features)
-                case .knn: mine[kind]! += fitted.knn!.scores(features: features)
+                case .msp, .maxLogit, .energy:
+                    mine[kind]! += cost.time("\(kind.rawValue): from logits") { logitScores(kind, logits: z, numClasses: k, e: e) }
+                case .mahalanobis: mine[kind]! += cost.time("mahalanobis: distances") { fitted.mahalanobis!.scores(features: features) }
+                case .knn: mine[kind]! += cost.time("knn: search") { fitted.knn!.scores(features: features) }
                 case .react:
-                    var clipped = features
-                    ReAct.clip(&clipped, threshold: fitted.reactThreshold!)
-                    let d = clipped.count / max(eb.ids.count, 1)
-                    let head = model.classifier.forward(Tensor(shape: [eb.ids.count, d], values: clipped), context: .eval)
-                    mine[kind]! += LogitScore.energy(logits: head.scalars, numClasses: k, temperature: e.energyTemperature)
+                    mine[kind]! += cost.time("react: clip + head") {
+                        var clipped = features
+                        ReAct.clip(&clipped, threshold: fitted.reactThreshold!)
+                        let d = clipped.count / max(eb.ids.count, 1)
+                        let head = model.classifier.forward(Tensor(shape: [eb.ids.count, d], values: clipped), context: .eval)
+                        return LogitScore.energy(logits: head.scalars, numClasses: k, temperature: e.energyTemperature)
+                    }
                 case .odin:
                     mine[kind]! += odinScores
                 }
             }
         }
-        let gathered = try GatherByID(localIDs: myIds, comm: comm)
-        var result = SetScores(ids: gathered.ids, scores: [:])
-        for kind in kinds {
-            result.scores[kind] = try gathered.gather(mine[kind]!, comm: comm)
+        return try cost.time("gather by id") {
+            let gathered = try GatherByID(localIDs: myIds, comm: comm)
+            var result = SetScores(ids: gathered.ids, scores: [:])
+            for kind in kinds {
+                result.scores[kind] = try gathered.gather(mine[kind]!, comm: comm)
+            }
+            if classify {
+                let losses = try gathered.gather(myLoss, comm: comm), preds = try gathered.gather(myPred, comm: comm)
+                let labelOf = dataset.labelsById()
+                var lossSum = 0.0, correct = 0
+                for (i, id) in gathered.ids.enumerated() {
+                    lossSum += losses[i]
+                    if Int(preds[i]) == labelOf[Int(id)]! { correct += 1 }
+                }
+                let n = gathered.ids.count
+                result.classification = EvaluationResult(loss: lossSum / Double(max(n, 1)), accuracy: Double(correct) / Double(max(n, 1)),
+                                                         count: n, ids: gathered.ids, losses: losses, predictions: preds)
+            }
+            return result
         }
-        return result
     }
 
     /// The scores computed from the logits alone, `[N]` for logits `[N, K]`: MSP as the log of

@@ -16,6 +16,7 @@ public enum EvaluateStage {
     public static func run(config: RunConfig, context: StageContext, checkpoint: String, stage: String, label: String,
                            data preloaded: TrainingData? = nil, sets preloadedSets: [OODSet]? = nil) throws -> OODReport {
         let comm = context.comm
+        let started = Date()
         let data = try preloaded ?? TrainingData.load(config, file: context.configFile, comm: comm)
         let sets = try preloadedSets ?? OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize,
                                                                 channels: config.model.inChannels, resize: config.data.resize,
@@ -30,12 +31,15 @@ public enum EvaluateStage {
         comm.phase = "evaluate \(label)"
         let report = try OODEvaluation.run(model: model, comm: comm, config: config, data: data, sets: sets, log: context.log,
                                            validationOOD: validationSets)
+        let written = Date()
         if context.isRoot {
             try DetectorStore.write(report, config: config, to: folder.reports + "/detector")
             try OODEvaluation.write(report, to: folder.reports, title: "OOD evaluation: \(label)")
             try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
         }
-        context.log("\(label): ID accuracy \(pct(report.idAccuracy)); reports in \(folder.reports)/")
+        let end = Date()
+        context.log("\(label): ID accuracy \(pct(report.idAccuracy)); reports in \(folder.reports)/ "
+            + "(stage \(fmt(end.timeIntervalSince(started), 1)) s, of which writing reports \(fmt(end.timeIntervalSince(written), 1)) s)")
         return report
     }
 }
