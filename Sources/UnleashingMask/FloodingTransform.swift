@@ -1,19 +1,22 @@
 import NeuralNetwork
 
 extension Flooding: LossTransform {
-    public func gradientMultiplier(globalMeanLoss: Double) -> Double { sign(globalMeanLoss: globalMeanLoss) }
+    /// beta * sign(beta * CE_B - xi): the derivative of |beta * CE_B - xi| + xi in CE_B.
+    public func gradientMultiplier(globalMeanLoss: Double) -> Double { beta * sign(globalMeanLoss: globalMeanLoss) }
 
     public func perSampleMultipliers(globalMeanLoss: Double, sampleIDs: [Int64]) -> [Float]? {
         guard let atypical = atypicalIDs else { return nil }
         let s = sign(globalMeanLoss: globalMeanLoss)
-        if s >= 0 { return [Float](repeating: Float(s), count: sampleIDs.count) }
-        return sampleIDs.map { atypical.contains($0) ? -1 : 1 }
+        if s >= 0 { return [Float](repeating: Float(beta * s), count: sampleIDs.count) }
+        return sampleIDs.map { Float(atypical.contains($0) ? -beta : beta) }
     }
 
     public var objectiveDescription: String {
-        let b = String(format: "%.6f", level)
-        var text = "flooding |CE_B - \(b)| + \(b) on the global batch mean (UM; xi \(String(format: "%.6f", xi))"
-        if beta != 1 { text += ", beta \(beta)" }
+        let x = String(format: "%.6f", xi)
+        var text = beta == 1
+            ? "flooding |CE_B - \(x)| + \(x) on the global batch mean (UM; xi \(x)"
+            : "flooding |\(beta) * CE_B - \(x)| + \(x) on the global batch mean (UM; xi \(x), beta \(beta), level xi/beta "
+                + String(format: "%.6f", level)
         if atypicalIDs != nil { text += "; ascent restricted to \(atypicalIDs!.count) atypical samples" }
         return text + ")"
     }

@@ -112,10 +112,11 @@ public enum AtypicalRule: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Flooding at level b = beta * xi (Ishida et al., ICML 2020; UM Eq. 3): the loss
-/// |CE_B - b| + b on the GLOBAL batch mean CE_B, whose gradient is sign(CE_B - b) times the
-/// gradient of CE_B: below b the step is gradient ASCENT (forgetting). sign(0) = 0, as the
-/// subgradient PyTorch's abs uses.
+/// Flooding (Ishida et al., ICML 2020; UM Eq. 3) with the UM reference's beta: the loss
+/// |beta * CE_B - xi| + xi on the GLOBAL batch mean CE_B (nats), whose gradient is
+/// beta * sign(beta * CE_B - xi) times the gradient of CE_B. The flood level in cross-entropy
+/// units is xi / beta: below it the step is gradient ASCENT (forgetting). sign(0) = 0, as the
+/// subgradient PyTorch's abs uses. With beta = 1 (the configs' value) this is |CE_B - xi| + xi.
 public struct Flooding: Sendable {
     public let xi: Double
     public let beta: Double
@@ -129,10 +130,12 @@ public struct Flooding: Sendable {
         self.atypicalIDs = atypicalIDs
     }
 
-    public var level: Double { beta * xi }
+    /// The flood level in cross-entropy units (nats): xi / beta.
+    public var level: Double { xi / beta }
 
+    /// sign(beta * CE_B - xi): +1 descends, -1 ascends.
     public func sign(globalMeanLoss: Double) -> Double {
-        let d = globalMeanLoss - level
+        let d = beta * globalMeanLoss - xi
         return d > 0 ? 1 : (d < 0 ? -1 : 0)
     }
 }

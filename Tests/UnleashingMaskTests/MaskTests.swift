@@ -72,7 +72,19 @@ final class MaskTests: XCTestCase {
         XCTAssertEqual(perRankAverage, 0)
         XCTAssertEqual(f.gradientMultiplier(globalMeanLoss: 0.4), -1)
         XCTAssertEqual(f.gradientMultiplier(globalMeanLoss: 0.5), 0)
-        XCTAssertEqual(Flooding(xi: 0.5, beta: 2).gradientMultiplier(globalMeanLoss: 0.9), -1, "level beta * xi = 1.0")
+        // The reference's beta: |beta * CE - xi| + xi, gradient beta * sign(beta * CE - xi) * grad CE,
+        // level xi / beta. beta 2, xi 0.5: level 0.25; CE 0.3 descends with slope 2, CE 0.2 ascends.
+        XCTAssertEqual(Flooding(xi: 0.5, beta: 2).level, 0.25)
+        XCTAssertEqual(Flooding(xi: 0.5, beta: 2).gradientMultiplier(globalMeanLoss: 0.3), 2)
+        XCTAssertEqual(Flooding(xi: 0.5, beta: 2).gradientMultiplier(globalMeanLoss: 0.2), -2)
+        XCTAssertEqual(Flooding(xi: 0.5, beta: 0.5).gradientMultiplier(globalMeanLoss: 0.9), -0.5, "level 1.0")
+        // Finite-difference check of the multiplier against the objective itself.
+        for (beta, ce) in [(2.0, 0.3), (2.0, 0.2), (0.5, 0.9), (0.5, 1.1)] {
+            let xi = 0.5, h = 1e-6
+            func objective(_ c: Double) -> Double { abs(beta * c - xi) + xi }
+            let fd = (objective(ce + h) - objective(ce - h)) / (2 * h)
+            XCTAssertEqual(Flooding(xi: xi, beta: beta).gradientMultiplier(globalMeanLoss: ce), fd, accuracy: 1e-6, "beta \(beta) CE \(ce)")
+        }
         XCTAssertTrue(f.objectiveDescription.contains("0.500000"), f.objectiveDescription)
     }
 
@@ -81,5 +93,6 @@ final class MaskTests: XCTestCase {
         XCTAssertEqual(f.perSampleMultipliers(globalMeanLoss: 0.2, sampleIDs: [1, 3, 7, 8]), [1, -1, -1, 1])
         XCTAssertEqual(f.perSampleMultipliers(globalMeanLoss: 0.9, sampleIDs: [1, 3]), [1, 1])
         XCTAssertNil(Flooding(xi: 0.5).perSampleMultipliers(globalMeanLoss: 0.2, sampleIDs: [1]))
+        XCTAssertEqual(Flooding(xi: 0.5, beta: 2, atypicalIDs: [3]).perSampleMultipliers(globalMeanLoss: 0.2, sampleIDs: [1, 3]), [2, -2])
     }
 }
