@@ -7,7 +7,8 @@
 #   3. failure drills under mpirun: a failing rank and a stalled collective must end the
 #      job non-zero within seconds, naming the rank / the collective;
 #   4. training on real data under mpirun (resume, kill, pre-emption, lazy loading);
-#   5. pre-emption of the pipeline and of finetune, and --resume to identical weights;
+#   5. pre-emption of the pipeline and of finetune, and --resume to identical weights; sweeps
+#      (a cell in a sweep = the cell alone, bitwise; selection never reads a test set);
 #   6. broken state refused loudly (divergence, NaN weights, Ctrl-C, ...);
 #   7. the multi-node suite on network-namespace hosts;
 #   8. fuzz smoke: every reader's libFuzzer harness for 10 s (seeds and regression inputs first).
@@ -38,7 +39,7 @@ if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_RO
 suite() {
   local name=$1 script=$2 prefix=$3 log="$LOG_DIR/$1.log" line p f s
   set +e
-  TEST_LOG_DIR="$LOG_DIR" bash "$script" 2>&1 | tee "$log" | grep -aE '^\[(test|preempt|bad-input|multinode|import|fuzz)\] (ok|FAIL|skip|exit times|using)'
+  TEST_LOG_DIR="$LOG_DIR" bash "$script" 2>&1 | tee "$log" | grep -aE '^\[(test|preempt|sweep|bad-input|multinode|import|fuzz)\] (ok|FAIL|skip|exit times|using)'
   set -e
   line=$(grep -aE "^$prefix: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
   if [ -z "$line" ]; then record "$name" fail "no summary line; see $log"; return; fi
@@ -147,6 +148,10 @@ suite test-training launch/test-training.sh training
 
 # 5. Pre-emption and resume of the pipeline and of finetune (SIGTERM to a rank, SIGUSR1 to mpirun).
 suite test-preemption launch/test-preemption.sh preemption
+
+# 5b. Sweeps: a cell inside a sweep equals the cell alone (bitwise); selection by validation
+#     never reads a test set; --resume reuses a finished sweep.
+suite test-sweep launch/test-sweep.sh sweep
 
 # 6. Broken state refused loudly: divergence, NaN weights in every loading command, Ctrl-C,
 #    metrics.jsonl after a resume, mpirun.sh with a binary path.

@@ -30,7 +30,11 @@ struct CompareCommand: ParsableCommand {
     func run() throws {
         do {
             let runs = try folders.map { try Comparison.Run(folder: $0) }
-            let md = "# Comparison\n\n" + Comparison.markdown(runs: runs, title: "Paired differences over seeds")
+            var md = "# Comparison\n\n" + Comparison.markdown(runs: runs, title: "Paired differences over seeds")
+            if runs.contains(where: { $0.models.keys.contains { $0.contains("-") } }) {
+                md += "\n## Regime map\n\n" + Comparison.regimeMap(runs: runs, kinds: runs.first?.scoreOrder ?? [],
+                                                                    xi: Comparison.xiByLabel(runRoots: folders))
+            }
             print(md)
             if let output { try AtomicFile.write(md, to: output) }
         } catch {

@@ -64,6 +64,28 @@ public enum Comparison {
         return pp(d.mean) + interval + ", \(d.improved)/\(d.seeds) better" + (d.significant ? " **significant**" : "")
     }
 
+    /// The comparisons made among `labels`: each fine-tuned model (UM, UMAP) against the
+    /// baseline, against the CE control of its schedule and against best_val_epoch; each CE
+    /// control and best_val_epoch against the baseline. best_val_epoch vs baseline is the paper's
+    /// observation (an intermediate stage against the final one); UM vs best_val_epoch asks
+    /// whether UM beats stopping at that stage. Without a sweep the order is the classic one.
+    public static func pairs(labels: [String]) -> [(method: String, reference: String)] {
+        let have = Set(labels)
+        let classic: [(String, String)] = [("um", "baseline"), ("umap", "baseline"), ("ce_finetune", "baseline"),
+                                           ("best_val_epoch", "baseline"), ("um", "ce_finetune"),
+                                           ("umap", "ce_finetune"), ("um", "best_val_epoch")]
+        var result = classic.filter { have.contains($0.0) && have.contains($0.1) }
+        let cells = labels.filter { $0.contains("-") && SweepPlan.method(ofLabel: $0) != nil }.sorted()
+        for l in cells where SweepPlan.method(ofLabel: l) == .ce && have.contains("baseline") { result.append((l, "baseline")) }
+        for reference in ["baseline", "control", "best_val_epoch"] {
+            for l in cells where SweepPlan.method(ofLabel: l) != .ce {
+                let r = reference == "control" ? SweepPlan.controlLabel(of: l) ?? "" : reference
+                if have.contains(r) { result.append((l, r)) }
+            }
+        }
+        return result
+    }
+
     /// The paired comparison as Markdown: for every score, each method against the baseline and
     /// (for UM and UMAP) against the CE control, over the runs that have both models.
     public static func markdown(runs: [Run], title: String) -> String {
@@ -72,11 +94,7 @@ public enum Comparison {
             + "averaged metric minus the reference's on the same seed; mean difference in percentage points, a 95% Student-t "
             + "interval over seeds (df = seeds - 1), and how many seeds improved (higher AUROC/AUPR, lower FPR95). "
             + "**significant** only when the interval excludes zero; one seed gives no interval. Method in docs/metrics.md.\n\n"
-        // best_val_epoch vs baseline is the paper's observation (an intermediate stage against the
-        // final one); UM vs best_val_epoch asks whether UM beats stopping at that stage.
-        let pairs: [(method: String, reference: String)] = [("um", "baseline"), ("umap", "baseline"), ("ce_finetune", "baseline"),
-                                                             ("best_val_epoch", "baseline"), ("um", "ce_finetune"),
-                                                             ("umap", "ce_finetune"), ("um", "best_val_epoch")]
+        let pairs = Self.pairs(labels: Array(Set(runs.flatMap { $0.models.keys })))
         let kinds = runs.first?.scoreOrder ?? []
         s += "| score | method vs reference | seeds | ID acc | " + metrics.map(\.name).joined(separator: " | ") + " |\n"
         s += "|---|---|---|---|" + metrics.map { _ in "---|" }.joined() + "\n"
@@ -99,5 +117,75 @@ public enum Comparison {
             }
         }
         return s
+    }
+}
+
+extension Comparison {
+    /// The regime map of a sweep over seeds: one row per UM/UMAP cell (schedule x xi target),
+    /// per score in `kinds`: the paired change of AUROC and FPR95 against the baseline and
+    /// against the CE control of the cell's schedule (mean [95% t-interval], seeds improved), the
+    /// ID-accuracy change, and the mean resolved xi. CE controls get a row against the baseline.
+    /// `xi` maps a cell label to its xi per seed (from validation.json), when known.
+    public static func regimeMap(runs: [Run], kinds: [ScoreKind], xi: [String: [Double]] = [:]) -> String {
+        let labels = Set(runs.flatMap { $0.models.keys })
+        let cells = labels.filter { $0.contains("-") && SweepPlan.method(ofLabel: $0) != nil }.sorted { a, b in
+            // By schedule, then the control first, then method, then xi position.
+            let pa = a.split(separator: "-").map(String.init), pb = b.split(separator: "-").map(String.init)
+            if pa[1] != pb[1] { return pa[1] < pb[1] }
+            if (pa[0] == "ce") != (pb[0] == "ce") { return pa[0] == "ce" }
+            if pa[0] != pb[0] { return pa[0] < pb[0] }
+            return (pa.count > 2 ? pa[2] : "") < (pb.count > 2 ? pb[2] : "")
+        }
+        func pp(_ d: PairedDifference) -> String {
+            func f(_ x: Double) -> String { String(format: "%+.2f", 100 * x) }
+            let ci = d.interval.map { " [\(f($0.lower)), \(f($0.upper))]" } ?? ""
+            return f(d.mean) + ci + " \(d.improved)/\(d.seeds)" + (d.significant ? " **" : "")
+        }
+        var s = ""
+        for kind in kinds {
+            s += "### \(kind)\n\n"
+            s += "| cell | xi (nats, mean) | seeds | ID acc vs baseline | AUROC vs baseline | FPR95 vs baseline | AUROC vs CE control | FPR95 vs CE control |\n"
+            s += "|---|---|---|---|---|---|---|---|\n"
+            for label in cells {
+                let control = SweepPlan.controlLabel(of: label)
+                func paired(_ reference: String?) -> (acc: PairedDifference, auroc: PairedDifference, fpr: PairedDifference)? {
+                    guard let reference else { return nil }
+                    var m: [(Double, OODMetrics)] = [], r: [(Double, OODMetrics)] = []
+                    for run in runs {
+                        guard let a = run.models[label], let b = run.models[reference], let am = a.averages[kind], let bm = b.averages[kind] else { continue }
+                        m.append((a.idAccuracy, am))
+                        r.append((b.idAccuracy, bm))
+                    }
+                    guard !m.isEmpty else { return nil }
+                    return (PairedDifference(method: m.map(\.0), reference: r.map(\.0), higherIsBetter: true),
+                            PairedDifference(method: m.map(\.1.auroc), reference: r.map(\.1.auroc), higherIsBetter: true),
+                            PairedDifference(method: m.map(\.1.fpr95), reference: r.map(\.1.fpr95), higherIsBetter: false))
+                }
+                guard let base = paired("baseline") else { continue }
+                let ctl = paired(control)
+                let xs = xi[label] ?? []
+                let xiText = xs.isEmpty ? "" : String(format: "%.4f", xs.reduce(0, +) / Double(xs.count))
+                s += "| \(label) | \(xiText) | \(base.auroc.seeds) | \(String(format: "%+.2f", 100 * base.acc.mean)) | \(pp(base.auroc)) | "
+                    + "\(pp(base.fpr)) | \(ctl.map { pp($0.auroc) } ?? "") | \(ctl.map { pp($0.fpr) } ?? "") |\n"
+            }
+            s += "\n"
+        }
+        return s
+    }
+}
+
+extension Comparison {
+    /// Each sweep cell's resolved xi (nats) per run, from `<run>/evaluate/<cell>/validation.json`.
+    public static func xiByLabel(runRoots: [String]) -> [String: [Double]] {
+        var out: [String: [Double]] = [:]
+        for root in runRoots {
+            let dir = root + "/evaluate"
+            for label in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                guard let data = FileManager.default.contents(atPath: dir + "/" + label + "/validation.json"),
+                      let r = try? JSONDecoder().decode(ValidationRecord.self, from: data), let xi = r.xi else { continue }
+                out[label, default: []].append(xi)
+            }
+        }
+        return out
     }
 }

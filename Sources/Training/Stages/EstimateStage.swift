@@ -19,7 +19,7 @@ public enum EstimateStage {
         let (report, table) = try LossEstimation.run(config: config, comm: context.comm, model: model, data: data, log: context.log)
         if context.isRoot {
             try EstimateArtifacts.write(report, table, to: folder)
-            try StageRecord(stage: "estimate", inputWeights: checkpoint, config: config,
+            try StageRecord(stage: "estimate", inputWeights: checkpoint, config: SweepPlan.trainingConfig(config),
                             outputs: ["estimate.json", "atypical.csv"]).write(to: folder)
         }
         context.log(EstimateArtifacts.calibrationTable(report))

@@ -14,6 +14,15 @@ public enum FinetuneMethod: String, CaseIterable, Sendable {
 
     /// The stage folder under `<output_dir>/<name>/`.
     public var stage: String { self == .ce ? "ce_finetune" : rawValue }
+
+    /// The pipeline stage (`--from`) that runs this method's cells.
+    public var pipelineStage: Pipeline.Stage {
+        switch self {
+        case .um: return .um
+        case .umap: return .umap
+        case .ce: return .ce
+        }
+    }
 }
 
 /// Errors of the fine-tuning stage.
@@ -38,12 +47,16 @@ public enum FinetuneStage {
         public var estimatePath: String?
         /// Continue from the newest complete checkpoint of this stage.
         public var resume = false
+        /// The stage folder under `<output_dir>/<name>/` (default: the method's, e.g. `um`;
+        /// sweep cells use their label, e.g. `um-short-p0.1`).
+        public var stage: String?
 
-        public init(method: FinetuneMethod, baseWeights: String, estimatePath: String? = nil, resume: Bool = false) {
+        public init(method: FinetuneMethod, baseWeights: String, estimatePath: String? = nil, resume: Bool = false, stage: String? = nil) {
             self.method = method
             self.baseWeights = baseWeights
             self.estimatePath = estimatePath
             self.resume = resume
+            self.stage = stage
         }
     }
 
@@ -74,7 +87,7 @@ public enum FinetuneStage {
     /// - Throws: ``FinetuneError/uncalibrated(_:)``, ``ConfigError`` for a missing
     ///   estimate.json or atypical.csv, ``TrainingError``, ``CheckpointError``, UMAP errors.
     public static func run(config: RunConfig, context: StageContext, options: Options) throws -> Outcome {
-        let method = options.method, stage = method.stage, comm = context.comm
+        let method = options.method, stage = options.stage ?? method.stage, comm = context.comm
         // Inputs first, so a failed launch writes nothing.
         let data = try TrainingData.load(config, file: context.configFile, comm: comm)
         let model = try ModelLoader.load(config: config, checkpoint: options.baseWeights, comm: comm,
@@ -129,13 +142,13 @@ public enum FinetuneStage {
         return Outcome(status: .completed, folder: folder, weights: weights, testAccuracy: after.accuracy)
     }
 
-    /// UM's objective: xi from `um.xi` or estimate.json, checked against the training and
-    /// held-out losses of the starting model (UM requires train < beta*xi < held-out), and the
+    /// UM's objective: xi from `um.xi` (its first value) or estimate.json, checked against the
+    /// training and held-out losses of the starting model (UM requires train < xi/beta < held-out), and the
     /// atypical ids for the `um.atypical_only` ablation. Collective.
     static func flooding(config: RunConfig, context: StageContext, model: Classifier, data: TrainingData,
                          estimatePath: String?) throws -> Flooding {
         let comm = context.comm
-        var xi = config.um.xi
+        var xi = config.um.xi.first ?? 0
         let estimateFolder = RunFolder(config: config, stage: "estimate")
         if xi == 0 {
             let path = estimatePath ?? estimateFolder.root + "/estimate.json"
@@ -150,7 +163,7 @@ public enum FinetuneStage {
         let held = data.validationIds.isEmpty ? nil
             : try Evaluator.evaluate(model: model, comm: comm, data: data, dataset: data.trainSet, ids: data.validationIds,
                                      batchSize: config.train.evalBatchSize)
-        let level = config.um.beta * xi
+        let level = xi / config.um.beta
         let ok = held.map { train.loss < level && level < $0.loss } ?? false
         let detail = "flood level \(f6(level)) vs training loss \(f6(train.loss)) and held-out loss \(held.map { f6($0.loss) } ?? "n/a")"
         if !ok {

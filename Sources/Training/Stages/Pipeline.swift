@@ -78,15 +78,16 @@ public enum Pipeline {
             timings.append((name, Date().timeIntervalSince(t0)))
             return r
         }
-        /// Whether `stage` finished earlier from `input` with this config (rank 0 decides).
-        func reusable(_ stage: String, input: String?) throws -> Bool {
+        /// Whether `stage` finished earlier from `input` with `stageConfig` (rank 0 decides).
+        func reusable(_ stage: String, input: String?, stageConfig: RunConfig) throws -> Bool {
             guard options.resume else { return false }
             var flag: [Int64] = [context.isRoot && StageRecord.isComplete(RunFolder(config: config, stage: stage), inputWeights: input,
-                                                                         config: config) ? 1 : 0]
+                                                                         config: stageConfig) ? 1 : 0]
             try context.comm.broadcast(&flag, root: 0)
             if flag[0] == 1 { context.log("\n=== \(stage): finished in an earlier run (stage.json); reusing its outputs ===") }
             return flag[0] == 1
         }
+        let trainingConfig = SweepPlan.trainingConfig(config)
         if context.isRoot {
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
             try AtomicFile.write(try config.yaml(), to: root + "/config.yaml")
@@ -94,7 +95,7 @@ public enum Pipeline {
         // 1. Train.
         var baseWeights = options.checkpoint ?? root + "/train/model.safetensors"
         if options.from <= .train && options.checkpoint == nil {
-            if try !reusable("train", input: nil) {
+            if try !reusable("train", input: nil, stageConfig: trainingConfig) {
                 let outcome = try timed("train") { try TrainStage.run(config: config, context: context, options: .init(resume: options.resume)) }
                 if outcome.status == .preempted { return .preempted(stage: "train") }
             }
@@ -104,7 +105,7 @@ public enum Pipeline {
         // 2. Estimate.
         var estimate: EstimateReport?
         if options.from <= .estimate {
-            if try reusable("estimate", input: baseWeights) {
+            if try reusable("estimate", input: baseWeights, stageConfig: trainingConfig) {
                 estimate = try EstimateReport.read(root + "/estimate/estimate.json")
             } else {
                 estimate = try timed("estimate-loss") { try EstimateStage.run(config: config, context: context, checkpoint: baseWeights) }
@@ -113,7 +114,7 @@ public enum Pipeline {
             estimate = e
         }
         let calibrated = estimate?.calibrated ?? false
-        let umAllowed = config.um.enabled && (calibrated || config.um.force || config.um.xi > 0)
+        let umAllowed = config.um.enabled && (calibrated || config.um.force || config.um.xi.contains { $0 > 0 } || !config.um.xiPositions.isEmpty)
         var skipReason: String?
         if !config.um.enabled {
             skipReason = "um.enabled is false (the reference's UM: false)"
@@ -122,54 +123,109 @@ public enum Pipeline {
             skipReason = estimate.map { "xi uncalibrated: \($0.calibrationNote)" } ?? "no estimate.json"
             context.log("skipping UM and UMAP: \(skipReason!)")
         }
-        // 3-5. Fine-tuning.
-        var models: [(label: String, weights: String)] = [("baseline", baseWeights)]
+        // 3-5. Fine-tuning: every cell of the sweep (the classic um, umap, ce_finetune without one).
+        var models: [Model] = [Model(label: "baseline", weights: baseWeights, config: config, cell: nil, xi: nil)]
         // The OOD-validation curve's kept epoch (train.ood_validation_every), beside the final model.
         let bestVal = root + "/train/best_val_epoch.safetensors"
         if options.checkpoint == nil && config.train.oodValidationEvery > 0 && FileManager.default.fileExists(atPath: bestVal) {
-            models.append(("best_val_epoch", bestVal))
+            models.append(Model(label: "best_val_epoch", weights: bestVal, config: config, cell: nil, xi: nil))
         }
-        let finetunes: [(method: FinetuneMethod, stage: Stage, title: String, label: String, enabled: Bool)] = [
-            (.um, .um, "UM fine-tuning", "um", umAllowed),
-            (.umap, .umap, "UMAP", "umap", umAllowed && !options.skipUMAP),
-            (.ce, .ce, "CE control", "ce_finetune", true),
-        ]
-        for f in finetunes where f.enabled {
-            let weights = RunFolder(config: config, stage: f.method.stage).root + "/model.safetensors"
-            if options.from <= f.stage {
-                if try context.stopAgreed() { return stopped(before: f.title, context) }
-                if try !reusable(f.method.stage, input: baseWeights) {
-                    let o = try timed(f.title) {
-                        try FinetuneStage.run(config: config, context: context,
-                                              options: .init(method: f.method, baseWeights: baseWeights, resume: options.resume))
-                    }
-                    if o.status == .preempted { return .preempted(stage: f.method.stage) }
+        let plan = SweepPlan(config: config, includeUM: umAllowed, includeUMAP: umAllowed && !options.skipUMAP)
+        if plan.isSweep {
+            context.log("sweep: \(plan.cells.count) fine-tuning cells (\(plan.schedules.map(\.name).joined(separator: ", ")) x "
+                + "\(plan.targets.map(\.tag).joined(separator: ", ")), each UM/UMAP cell with the CE control of its schedule)")
+        }
+        let titles: [FinetuneMethod: String] = [.um: "UM fine-tuning", .umap: "UMAP", .ce: "CE control"]
+        var skippedCells: [String] = []
+        for cell in plan.cells {
+            let xi = try cell.xi.map { try $0.resolve(estimate) }
+            // A sweep skips (and reports) a cell whose flood level is not strictly between the
+            // estimate's training and held-out losses, instead of failing the whole sweep.
+            if plan.isSweep, let xi, let e = estimate, !config.um.force {
+                let level = xi / config.um.beta
+                if !(e.trainLoss < level && level < e.heldoutLoss) {
+                    context.log("skipping \(cell.label): flood level \(fmt(level, 4)) not strictly between the training loss "
+                        + "\(fmt(e.trainLoss, 4)) and the held-out loss \(fmt(e.heldoutLoss, 4)) (um.force: true runs it anyway)")
+                    skippedCells.append("\(cell.label) (level \(fmt(level, 4)))")
+                    continue
                 }
-                models.append((f.label, weights))
+            }
+            let cellConfig = SweepPlan.cellConfig(config, cell: cell, xi: xi)
+            let stage = plan.isSweep ? cell.label : cell.method.stage
+            let weights = RunFolder(config: config, stage: stage).root + "/model.safetensors"
+            let title = plan.isSweep ? "\(titles[cell.method]!) \(cell.label)" + (xi.map { " (xi \(fmt($0, 4)) nats, \(cell.xi!))" } ?? "")
+                : titles[cell.method]!
+            if options.from <= cell.method.pipelineStage {
+                if try context.stopAgreed() { return stopped(before: title, context) }
+                if try !reusable(stage, input: baseWeights, stageConfig: cellConfig) {
+                    let o = try timed(title) {
+                        try FinetuneStage.run(config: cellConfig, context: context,
+                                              options: .init(method: cell.method, baseWeights: baseWeights, resume: options.resume, stage: stage))
+                    }
+                    if o.status == .preempted { return .preempted(stage: stage) }
+                }
+                models.append(Model(label: cell.label, weights: weights, config: cellConfig, cell: cell, xi: xi))
             } else if FileManager.default.fileExists(atPath: weights) {
-                models.append((f.label, weights))
+                models.append(Model(label: cell.label, weights: weights, config: cellConfig, cell: cell, xi: xi))
             }
         }
-        // 6. Evaluate.
+        // 6. Evaluate (a finished evaluation of the same weights and config is reused with --resume).
         let data = try TrainingData.load(config, file: context.configFile, comm: context.comm)
         let sets = try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels,
                                               resize: config.data.resize, loading: config.data.loading, comm: context.comm)
+        let selecting = plan.isSweep && config.train.oodValidationEvery > 0
+        let validationSets = selecting
+            ? try OODEvaluation.loadSets(config.evaluate, imageSize: config.model.imageSize, channels: config.model.inChannels, validation: true,
+                                         resize: config.data.resize, loading: config.data.loading, comm: context.comm)
+            : []
         var reports: [(label: String, report: OODReport)] = []
+        var validation: [String: ValidationRecord] = [:]
         for m in models {
             if try context.stopAgreed() { return stopped(before: "evaluate \(m.label)", context) }
-            let r = try timed("evaluate \(m.label)") {
-                try EvaluateStage.run(config: config, context: context, checkpoint: m.weights, stage: "evaluate/\(m.label)",
-                                      label: m.label, data: data, sets: sets)
+            let stage = "evaluate/\(m.label)"
+            let folder = RunFolder(config: config, stage: stage)
+            if selecting && m.cell != nil {
+                validation[m.label] = try ValidationRecord.measure(config: m.config, context: context, label: m.label, weights: m.weights,
+                                                                   data: data, sets: validationSets, folder: folder, xi: m.xi)
             }
+            if try reusable(stage, input: m.weights, stageConfig: m.config) {
+                reports.append((m.label, try OODReport.read(folder.reports + "/ood.json", settings: m.config.evaluate)))
+                continue
+            }
+            let r = try timed("evaluate \(m.label)") {
+                try EvaluateStage.run(config: m.config, context: context, checkpoint: m.weights, stage: stage, label: m.label, data: data, sets: sets)
+            }
+            if context.isRoot { try StageRecord(stage: stage, inputWeights: m.weights, config: m.config, outputs: ["reports/ood.json"]).write(to: folder) }
             reports.append((m.label, r))
         }
         // 7. Summary.
-        let summary = Summary.markdown(config: config, reports: reports, estimate: estimate, skipReason: skipReason,
+        if !skippedCells.isEmpty {
+            skipReason = (skipReason.map { $0 + "; " } ?? "") + "\(skippedCells.count) sweep cell(s) whose flood level is not strictly between "
+                + "the training loss \(fmt(estimate?.trainLoss ?? .nan, 4)) and the held-out loss \(fmt(estimate?.heldoutLoss ?? .nan, 4)) "
+                + "(um.force: true runs them): " + skippedCells.joined(separator: ", ")
+        }
+        var summary = Summary.markdown(config: config, reports: reports, estimate: estimate, skipReason: skipReason,
                                        timings: timings, worldSize: context.comm.worldSize)
+        if plan.isSweep {
+            let selection = Selection.make(plan: plan, validation: validation,
+                                           score: (config.train.oodValidationScores.first ?? .energy).rawValue)
+            summary = Selection.markdown(selection, reports: reports) + "\n" + summary
+            if context.isRoot { try selection.write(to: root + "/selection.json") }
+        }
         if context.isRoot { try AtomicFile.write(summary, to: root + "/summary.md") }
         context.log("\n" + summary)
         context.log("wrote \(root)/summary.md")
         return .completed(reports)
+    }
+
+    /// A model the pipeline evaluates: its report label, weights, the config it was made with,
+    /// and (for fine-tuning cells) the cell and its resolved xi in nats.
+    struct Model {
+        var label: String
+        var weights: String
+        var config: RunConfig
+        var cell: SweepCell?
+        var xi: Double?
     }
 
     static func stopped(before stage: String, _ context: StageContext) -> Outcome {
@@ -195,7 +251,20 @@ public enum Pipeline {
         let runs = results.map { Comparison.Run(name: config.name + "-s\($0.seed)", reports: $0.reports) }
         let dir = config.outputDir + "/" + config.name
         let runRoots = results.map { config.outputDir + "/" + config.name + "-s\($0.seed)" }
-        var md = Summary.seeds(config: config, results: results) + "\n" + Comparison.markdown(runs: runs, title: "Paired differences over seeds")
+        var md = Summary.seeds(config: config, results: results)
+        let selections = zip(results, runRoots).compactMap { r, root in
+            (try? Selection.read(root + "/selection.json")).map { (seed: r.seed, selection: $0, reports: r.reports) }
+        }
+        if selections.isEmpty {
+            md += "\n" + Comparison.markdown(runs: runs, title: "Paired differences over seeds")
+        } else {
+            // A sweep: the selection rules, then the regime map (every cell, paired by seed).
+            md += "\n" + Selection.seedsMarkdown(selections)
+            md += "\n## Regime map\n\nEvery cell against the baseline and the CE control of its schedule, paired by seed: mean change in "
+                + "percentage points [95% t-interval over seeds], seeds improved; ** = the interval excludes zero. "
+                + "`umtrain compare` over the run folders gives the full pairwise table.\n\n"
+                + Comparison.regimeMap(runs: runs, kinds: runs.first?.scoreOrder ?? [], xi: Comparison.xiByLabel(runRoots: runRoots))
+        }
         if config.train.oodValidationEvery > 0 {
             md += "\n" + Summary.bestValidationEpochs(seeds: results.map(\.seed), runRoots: runRoots, epochs: config.train.epochs)
         }

@@ -89,7 +89,7 @@ public enum Summary {
                 + "training loss \(String(format: "%.4f", e.trainLoss)), held-out loss \(String(format: "%.4f", e.heldoutLoss)); "
                 + "\(e.atypicalCount) atypical samples (\(e.rule)).\n\n"
         }
-        if let r = skipReason { s += "**UM and UMAP were skipped:** \(r)\n\n" }
+        if let r = skipReason { s += "**Skipped:** \(r)\n\n" }
         if reports.contains(where: { $0.label == "best_val_epoch" }),
            let data = FileManager.default.contents(atPath: config.outputDir + "/" + config.name + "/train/best_val_epoch.json"),
            let b = try? JSONDecoder().decode(BestValidationRecord.self, from: data) {

@@ -102,7 +102,9 @@ public enum TrainStage {
             let file = SafeTensorsFile(records: StateDict.records(of: model), metadata: ModelFactory.metadata(config.model))
             try AtomicFile.write(try file.encode(), to: weights)
             let outputs = ["model.safetensors"] + (monitor?.best != nil ? ["best_val_epoch.safetensors"] : [])
-            try StageRecord(stage: options.stage, inputWeights: nil, config: config, outputs: outputs).write(to: folder)
+            // The record's config leaves out what only fine-tuning reads, so a sweep that gains a
+            // cell reuses this training (SweepPlan.trainingConfig).
+            try StageRecord(stage: options.stage, inputWeights: nil, config: SweepPlan.trainingConfig(config), outputs: outputs).write(to: folder)
         }
         if let m = monitor {
             let total = Date().timeIntervalSince(started)
