@@ -1,3 +1,4 @@
+import Foundation
 import Datasets
 import Distributed
 import NeuralNetwork
@@ -65,5 +66,39 @@ final class EstimateAugmentTests: XCTestCase {
         // Without any training augmentation configured, augment: true is refused, naming the key.
         XCTAssertThrowsError(try LossEstimation.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: nil),
                                                    log: { _ in })) { XCTAssertTrue("\($0)".contains("estimate.augment"), "\($0)") }
+    }
+
+    /// `estimate.xi_rule: position`: xi = train + p * (held-out - train), the mask estimate and the
+    /// atypical mask unchanged; the mask rule reports where its xi sits.
+    func testPositionRulePlacesXiBetweenTheTrainingAndHeldOutLoss() throws {
+        var c = config()
+        let model = try ModelFactory.make(c.model, seed: 3)
+        let (mask, maskTable) = try LossEstimation.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: nil), log: { _ in })
+        XCTAssertEqual(mask.xiRule, "mask")
+        XCTAssertEqual(mask.xi.bitPattern, mask.maskXi.bitPattern)
+        XCTAssertEqual(mask.maskXiPosition, (mask.xi - mask.trainLoss) / (mask.heldoutLoss - mask.trainLoss), accuracy: 1e-15)
+        c.estimate.xiRule = .position
+        c.estimate.xiPosition = 0.25
+        let (pos, posTable) = try LossEstimation.run(config: c, comm: LocalCommunicator(), model: model, data: data(augmentation: nil), log: { _ in })
+        XCTAssertEqual(pos.xiRule, "position")
+        XCTAssertEqual(pos.xi, pos.trainLoss + 0.25 * (pos.heldoutLoss - pos.trainLoss), accuracy: 1e-15)
+        XCTAssertEqual(pos.maskXi.bitPattern, mask.xi.bitPattern, "the mask estimate is still reported")
+        XCTAssertEqual(posTable.atypical, maskTable.atypical, "the atypical mask comes from the masks either way")
+        XCTAssertTrue(pos.calibrated, "a position in (0, 1) is calibrated by construction when held-out > train: \(pos.calibrationNote)")
+        // estimate.json round trip keeps the new fields; an old file without them reads as the mask rule.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("est-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try pos.write(to: dir.path + "/estimate.json")
+        let back = try EstimateReport.read(dir.path + "/estimate.json")
+        XCTAssertEqual(back.xiRule, "position")
+        XCTAssertEqual(back.maskXi, pos.maskXi)
+        var json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("estimate.json")))
+            as? [String: Any])
+        for key in ["xi_rule", "mask_xi", "mask_xi_position"] { XCTAssertNotNil(json.removeValue(forKey: key), key) }
+        try JSONSerialization.data(withJSONObject: json).write(to: dir.appendingPathComponent("old.json"))
+        let old = try EstimateReport.read(dir.path + "/old.json")
+        XCTAssertEqual(old.xiRule, "mask")
+        XCTAssertEqual(old.maskXi, old.xi)
     }
 }

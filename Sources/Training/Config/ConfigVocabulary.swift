@@ -97,6 +97,16 @@ public enum BatchNormMode: String, ConfigEnum {
 }
 
 /// `estimate.rule`: how the atypical-sample mask is chosen (see `AtypicalRule`).
+/// `estimate.xi_rule`: how the estimate stage recommends xi (written to estimate.json, used by
+/// `um.xi: 0`).
+public enum XiRule: String, ConfigEnum {
+    /// The paper's estimator: the median over masks of the mean masked loss at `estimate.keep_ratio`.
+    case mask
+    /// `estimate.xi_position` of the way from the training loss to the held-out loss.
+    case position
+    public static let configHint = "mask is the paper's estimator; position places xi between the training and held-out loss."
+}
+
 public enum AtypicalRuleName: String, ConfigEnum {
     case flip, quantile, increase
     public static let configHint = "flip is the default."

@@ -15,6 +15,10 @@ public struct EstimateSection: Codable, Equatable, Sendable {
     public var q = 0.05
     /// Use training augmentation while estimating (the reference does; default off).
     public var augment = false
+    /// How xi is recommended: `mask` (the median masked loss, the paper's) or `position`.
+    public var xiRule = XiRule.mask
+    /// With `xi_rule: position`: the fraction of the way from the training loss to the held-out loss.
+    public var xiPosition = 0.1
 
     /// The ranges of this section's numeric keys (see ``ConfigRange``).
     static var ranges: [ConfigRange<EstimateSection>] {
@@ -22,14 +26,16 @@ public struct EstimateSection: Codable, Equatable, Sendable {
          .number(\.keepRatio, "estimate.keep_ratio", 0, 1, lowerOpen: true, hint: "the paper uses 0.965; small models need 0.99"),
          .int(\.masks, "estimate.masks", 1...10_000, hint: "5 masks give a stable median"),
          .int(\.seed, "estimate.seed", 0...Int(UInt32.max), hint: "any non-negative integer"),
-         .number(\.q, "estimate.q", 0, 1, hint: "e.g. 0.05")]
+         .number(\.q, "estimate.q", 0, 1, hint: "e.g. 0.05"),
+         .number(\.xiPosition, "estimate.xi_position", 0, 1, lowerOpen: true, upperOpen: true,
+                 hint: "a fraction of the way from the training loss to the held-out loss, e.g. 0.1")]
     }
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case masks, seed, rule, q, augment
-        case keepRatios = "keep_ratios", keepRatio = "keep_ratio"
+        case keepRatios = "keep_ratios", keepRatio = "keep_ratio", xiRule = "xi_rule", xiPosition = "xi_position"
     }
 
     /// Range checks of this section.

@@ -44,9 +44,16 @@ public struct EstimateReport: Codable, Equatable, Sendable {
     public var ratios: [RatioStatistics]
     public var maskChecksum: String
     public var worldSize: Int
+    /// How `xi` was recommended (`mask` or `position`).
+    public var xiRule = "mask"
+    /// The mask estimator's xi (the median masked loss at `keepRatio`), whatever the rule.
+    public var maskXi = Double.nan
+    /// Where `maskXi` sits between the training loss (0) and the held-out loss (1).
+    public var maskXiPosition = Double.nan
 
     enum CodingKeys: String, CodingKey {
         case xi, rule, count, calibrated, ratios
+        case xiRule = "xi_rule", maskXi = "mask_xi", maskXiPosition = "mask_xi_position"
         case keepRatio = "keep_ratio", maskSeed = "mask_seed", atypicalCount = "atypical_count",
              atypicalPerClass = "atypical_per_class", trainLoss = "train_loss", trainAccuracy = "train_accuracy",
              heldoutLoss = "heldout_loss", heldoutCount = "heldout_count", calibrationNote = "calibration_note",
@@ -111,6 +118,10 @@ extension EstimateReport {
         ratios = try c.decode([RatioStatistics].self, forKey: .ratios)
         maskChecksum = try c.decode(String.self, forKey: .maskChecksum)
         worldSize = try c.decode(Int.self, forKey: .worldSize)
+        // Absent from estimate.json files written before estimate.xi_rule existed.
+        xiRule = try c.decodeIfPresent(String.self, forKey: .xiRule) ?? "mask"
+        maskXi = try c.decodeIfPresent(Double.self, forKey: .maskXi) ?? xi
+        maskXiPosition = try c.decodeIfPresent(Double.self, forKey: .maskXiPosition) ?? (xi - trainLoss) / (heldoutLoss - trainLoss)
     }
 }
 

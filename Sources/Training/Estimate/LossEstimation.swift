@@ -74,7 +74,7 @@ public enum LossEstimation {
             if r == e.keepRatio { chosen = (results[medianIndex], seeds[medianIndex]) }
         }
         let pick = chosen!
-        let xi = LossConstraint.xi(maskedLossesInIdOrder: pick.result.losses)
+        let maskXi = LossConstraint.xi(maskedLossesInIdOrder: pick.result.losses)
         let labelOf = data.trainSet.labelsById()
         let labels = clean.ids.map { labelOf[Int($0)]! }
         let correct = zip(clean.predictions, labels).map { Int($0) == $1 }
@@ -90,6 +90,22 @@ public enum LossEstimation {
         var perClass = [Int](repeating: 0, count: config.model.numClasses)
         for (i, a) in atypical.enumerated() where a { perClass[labels[i]] += 1 }
         let heldoutLoss = heldout?.loss ?? .nan
+        let maskPosition = (maskXi - clean.loss) / (heldoutLoss - clean.loss)
+        let xi: Double
+        switch e.xiRule {
+        case .mask:
+            xi = maskXi
+        case .position:
+            guard heldout != nil else {
+                throw ConfigError.invalidValue(file: "config", key: "estimate.xi_rule", expected: "mask when there is no held-out split",
+                                               actual: "position with data.validation_size 0",
+                                               hint: "set data.validation_size (e.g. 5000), or estimate.xi_rule: mask.")
+            }
+            xi = clean.loss + e.xiPosition * (heldoutLoss - clean.loss)
+        }
+        log("the mask estimate xi \(f6(maskXi)) sits at \(fmt(100 * maskPosition, 1))% of the way from the training loss \(f6(clean.loss)) "
+            + "to the held-out loss \(f6(heldoutLoss))" + (e.xiRule == .position
+                ? "; recommended xi (estimate.xi_rule position \(e.xiPosition)): \(f6(xi))" : ""))
         let calibrated = heldout != nil && clean.loss < xi && xi < heldoutLoss
         let note: String
         if heldout == nil {
@@ -105,7 +121,8 @@ public enum LossEstimation {
             xi: xi, keepRatio: e.keepRatio, maskSeed: pick.seed, rule: "\(rule)", count: clean.count,
             atypicalCount: atypical.filter { $0 }.count, atypicalPerClass: perClass, trainLoss: clean.loss,
             trainAccuracy: clean.accuracy, heldoutLoss: heldoutLoss, heldoutCount: heldout?.count ?? 0, calibrated: calibrated,
-            calibrationNote: note, ratios: stats, maskChecksum: String(checksum, radix: 16), worldSize: comm.worldSize)
+            calibrationNote: note, ratios: stats, maskChecksum: String(checksum, radix: 16), worldSize: comm.worldSize,
+            xiRule: e.xiRule.rawValue, maskXi: maskXi, maskXiPosition: maskPosition)
         let table = AtypicalTable(ids: clean.ids, labels: labels, loss: clean.losses, maskedLoss: pick.result.losses,
                                   predicted: clean.predictions, maskedPredicted: pick.result.predictions, atypical: atypical)
         return (report, table)

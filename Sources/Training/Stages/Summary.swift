@@ -85,7 +85,12 @@ public enum Summary {
         var s = "# Summary: \(config.name)\n\n"
         s += "Model \(config.model.arch), ID data format \(config.data.format) (\(config.data.trainImages)); \(worldSize) MPI rank(s). "
         if let e = estimate {
-            s += "Loss constraint xi = \(String(format: "%.4f", e.xi)) nats (median of \(e.ratios.first { $0.keepRatio == e.keepRatio }?.xiPerMask.count ?? 0) masks at keep \(e.keepRatio)); "
+            let masks = "median of \(e.ratios.first { $0.keepRatio == e.keepRatio }?.xiPerMask.count ?? 0) masks at keep \(e.keepRatio)"
+            let where_ = e.maskXiPosition.isFinite ? String(format: ", %.1f%% of the way from the training to the held-out loss", 100 * e.maskXiPosition) : ""
+            s += "Loss constraint xi = \(String(format: "%.4f", e.xi)) nats ("
+                + (e.xiRule == "position"
+                    ? "estimate.xi_rule position: \(String(format: "%.1f", 100 * (e.xi - e.trainLoss) / (e.heldoutLoss - e.trainLoss)))% of the way; the mask estimate, \(masks), was \(String(format: "%.4f", e.maskXi))\(where_)"
+                    : masks + where_) + "); "
                 + "training loss \(String(format: "%.4f", e.trainLoss)), held-out loss \(String(format: "%.4f", e.heldoutLoss)); "
                 + "\(e.atypicalCount) atypical samples (\(e.rule)).\n\n"
         }
