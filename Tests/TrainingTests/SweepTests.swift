@@ -175,4 +175,45 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(back.cost.seconds["forward"], 1.5)
         XCTAssertThrowsError(try OODReport.read(dir.path + "/missing.json")) { XCTAssertTrue("\($0)".contains("missing.json"), "\($0)") }
     }
+
+    func testAStageRecordedBeforeAKeyWasAddedIsStillReusable() throws {
+        var c = RunConfig()
+        c.outputDir = dir.path
+        c.name = "r"
+        let folder = RunFolder(config: c, stage: "train")
+        try folder.create()
+        try c.yaml().write(toFile: folder.root + "/config.yaml", atomically: true, encoding: .utf8)
+        try Data("w".utf8).write(to: URL(fileURLWithPath: folder.root + "/model.safetensors"))
+        var record = StageRecord(stage: "train", inputWeights: nil, config: SweepPlan.trainingConfig(c), outputs: ["model.safetensors"])
+        record.configChecksum = "0123456789abcdef"  // as an older build (other key set) would have written it
+        try record.write(to: folder)
+        XCTAssertTrue(StageRecord.isComplete(folder, inputWeights: nil, config: SweepPlan.trainingConfig(c), project: SweepPlan.trainingConfig),
+                      "the stage's config.yaml, read with today's keys, is the same config")
+        var other = c
+        other.train.epochs += 1
+        XCTAssertFalse(StageRecord.isComplete(folder, inputWeights: nil, config: SweepPlan.trainingConfig(other), project: SweepPlan.trainingConfig))
+        var sweep = c
+        sweep.um.xiPositions = [0.1]
+        XCTAssertTrue(StageRecord.isComplete(folder, inputWeights: nil, config: SweepPlan.trainingConfig(sweep), project: SweepPlan.trainingConfig),
+                      "fine-tuning keys do not invalidate training")
+    }
+
+    func testHeadlineNamesSignificantChangesInPlainWords() {
+        func report(_ acc: Double, _ auroc: Double, _ fpr: Double) -> OODReport {
+            let m = OODMetrics(auroc: auroc, auprIn: 0.5, auprOut: 0.5, fpr95: fpr, nID: 10, nOOD: 10, fprMode: .strict)
+            return OODReport(idAccuracy: acc, idLoss: 0, rows: [], fprMode: .strict, averages: [.energy: m], scoreOrder: [.energy],
+                             idScores: SetScores(ids: [], scores: [:]), oodScores: [:], fitted: OODEvaluation.Fitted(),
+                             settings: EvaluateSection(), tuning: nil)
+        }
+        // UM: AUROC +2, +3, +4 points against the baseline (significant), against the control +1, -1, 0 (not).
+        let runs = [(0.70, 0.72, 0.71), (0.60, 0.63, 0.64), (0.65, 0.69, 0.69)].enumerated().map { i, v in
+            Comparison.Run(name: "s\(i)", reports: [("baseline", report(0.9, v.0, 0.5)), ("um", report(0.89, v.1, 0.5)),
+                                                    ("ce_finetune", report(0.9, v.2, 0.5))])
+        }
+        let text = Comparison.headline(runs: runs, methods: [("um", "ce_finetune")], kinds: [.energy])
+        XCTAssertTrue(text.contains("AUROC +3.00 [+0.52, +5.48], 3/3 seeds better, **significant**"), text)
+        XCTAssertTrue(text.contains("AUROC +0.00 [-2.48, +2.48], 1/3 seeds better and"), text)
+        XCTAssertTrue(text.contains("Significant changes: UM energy (AUROC better than the trained model)"), text)
+        XCTAssertTrue(text.contains("changed ID accuracy by -1.00 points"), text)
+    }
 }

@@ -189,3 +189,69 @@ extension Comparison {
         return out
     }
 }
+
+extension Comparison {
+    /// The opening of a seeds summary in plain words: for each fine-tuned model in `methods`
+    /// (label -> its CE control's label) and each score, the paired change of AUROC and FPR95
+    /// against the trained model (`baseline`) and against the CE control on the same schedule:
+    /// mean in percentage points, the 95% t-interval over seeds, seeds better, and whether the
+    /// interval excludes zero. Ends with one sentence naming the scores with a significant change.
+    public static func headline(runs: [Run], methods: [(label: String, control: String)], kinds: [ScoreKind]) -> String {
+        func pp(_ d: PairedDifference) -> String {
+            func f(_ x: Double) -> String { String(format: "%+.2f", 100 * x) }
+            let ci = d.interval.map { " [\(f($0.lower)), \(f($0.upper))]" } ?? " (one seed: no interval)"
+            return f(d.mean) + ci + ", \(d.improved)/\(d.seeds) seeds better" + (d.significant ? ", **significant**" : "")
+        }
+        func paired(_ label: String, _ reference: String, _ kind: ScoreKind) -> (acc: PairedDifference, auroc: PairedDifference, fpr: PairedDifference)? {
+            var m: [(Double, OODMetrics)] = [], r: [(Double, OODMetrics)] = []
+            for run in runs {
+                guard let a = run.models[label], let b = run.models[reference], let am = a.averages[kind], let bm = b.averages[kind] else { continue }
+                m.append((a.idAccuracy, am))
+                r.append((b.idAccuracy, bm))
+            }
+            guard !m.isEmpty else { return nil }
+            return (PairedDifference(method: m.map(\.0), reference: r.map(\.0), higherIsBetter: true),
+                    PairedDifference(method: m.map(\.1.auroc), reference: r.map(\.1.auroc), higherIsBetter: true),
+                    PairedDifference(method: m.map(\.1.fpr95), reference: r.map(\.1.fpr95), higherIsBetter: false))
+        }
+        var s = "## In short\n\n"
+        s += "Paired by seed over \(runs.count) seed(s); changes in percentage points of the metric averaged over the real OOD sets, "
+            + "[95% t-interval over seeds]; \"significant\" only when the interval excludes zero. Higher AUROC and lower FPR95 are "
+            + "better. The CE control is plain cross-entropy fine-tuning on the identical schedule: the change against it is "
+            + "what the method adds beyond fine-tuning itself.\n\n"
+        var significant: [String] = [], none: [String] = []
+        for (label, control) in methods {
+            guard runs.contains(where: { $0.models[label] != nil }) else { continue }
+            let name = SweepPlan.method(ofLabel: label).map { $0 == .umap ? "UMAP" : "UM" } ?? label
+            let cell = label.contains("-") ? " (`\(label)`)" : ""
+            if let acc = paired(label, "baseline", kinds.first ?? .energy)?.acc {
+                s += "**\(name)\(cell)** changed ID accuracy by \(String(format: "%+.2f", 100 * acc.mean)) points against the trained model.\n\n"
+            }
+            for kind in kinds {
+                guard let base = paired(label, "baseline", kind) else { continue }
+                let ctl = paired(label, control, kind)
+                s += "- \(kind): AUROC \(pp(base.auroc)) and FPR95 \(pp(base.fpr)) against the trained model"
+                if let ctl { s += "; AUROC \(pp(ctl.auroc)) and FPR95 \(pp(ctl.fpr)) against the CE control" }
+                s += ".\n"
+                // (difference, whether higher is better, against what)
+                let tests = [(base.auroc, true, "trained model"), (base.fpr, false, "trained model")]
+                    + (ctl.map { [($0.auroc, true, "CE control"), ($0.fpr, false, "CE control")] } ?? [])
+                let sig = tests.filter { $0.0.significant }
+                if !sig.isEmpty {
+                    let words = sig.map { d, higher, against in
+                        "\(higher ? "AUROC" : "FPR95") \((d.mean > 0) == higher ? "better" : "worse") than the \(against)"
+                    }
+                    significant.append("\(name) \(kind) (\(words.joined(separator: ", ")))")
+                } else {
+                    none.append("\(name) \(kind)")
+                }
+            }
+            s += "\n"
+        }
+        if !significant.isEmpty || !none.isEmpty {
+            s += "Significant changes: " + (significant.isEmpty ? "none" : significant.joined(separator: ", ")) + ". "
+            s += "No significant change: " + (none.isEmpty ? "none" : none.joined(separator: ", ")) + ".\n"
+        }
+        return s
+    }
+}

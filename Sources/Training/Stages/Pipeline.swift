@@ -79,10 +79,11 @@ public enum Pipeline {
             return r
         }
         /// Whether `stage` finished earlier from `input` with `stageConfig` (rank 0 decides).
-        func reusable(_ stage: String, input: String?, stageConfig: RunConfig) throws -> Bool {
+        func reusable(_ stage: String, input: String?, stageConfig: RunConfig,
+                      project: @escaping (RunConfig) -> RunConfig = { $0 }) throws -> Bool {
             guard options.resume else { return false }
             var flag: [Int64] = [context.isRoot && StageRecord.isComplete(RunFolder(config: config, stage: stage), inputWeights: input,
-                                                                         config: stageConfig) ? 1 : 0]
+                                                                         config: stageConfig, project: project) ? 1 : 0]
             try context.comm.broadcast(&flag, root: 0)
             if flag[0] == 1 { context.log("\n=== \(stage): finished in an earlier run (stage.json); reusing its outputs ===") }
             return flag[0] == 1
@@ -95,7 +96,7 @@ public enum Pipeline {
         // 1. Train.
         var baseWeights = options.checkpoint ?? root + "/train/model.safetensors"
         if options.from <= .train && options.checkpoint == nil {
-            if try !reusable("train", input: nil, stageConfig: trainingConfig) {
+            if try !reusable("train", input: nil, stageConfig: trainingConfig, project: SweepPlan.trainingConfig) {
                 let outcome = try timed("train") { try TrainStage.run(config: config, context: context, options: .init(resume: options.resume)) }
                 if outcome.status == .preempted { return .preempted(stage: "train") }
             }
@@ -105,7 +106,7 @@ public enum Pipeline {
         // 2. Estimate.
         var estimate: EstimateReport?
         if options.from <= .estimate {
-            if try reusable("estimate", input: baseWeights, stageConfig: trainingConfig) {
+            if try reusable("estimate", input: baseWeights, stageConfig: trainingConfig, project: SweepPlan.trainingConfig) {
                 estimate = try EstimateReport.read(root + "/estimate/estimate.json")
             } else {
                 estimate = try timed("estimate-loss") { try EstimateStage.run(config: config, context: context, checkpoint: baseWeights) }
@@ -251,10 +252,17 @@ public enum Pipeline {
         let runs = results.map { Comparison.Run(name: config.name + "-s\($0.seed)", reports: $0.reports) }
         let dir = config.outputDir + "/" + config.name
         let runRoots = results.map { config.outputDir + "/" + config.name + "-s\($0.seed)" }
-        var md = Summary.seeds(config: config, results: results)
         let selections = zip(results, runRoots).compactMap { r, root in
             (try? Selection.read(root + "/selection.json")).map { (seed: r.seed, selection: $0, reports: r.reports) }
         }
+        // The opening: UM and UMAP (the default rule's cells in a sweep) against the trained
+        // model and the CE control, in plain words.
+        let methods: [(label: String, control: String)] = selections.first.map { first in
+            first.selection.picks.filter { $0.rule == "default" }.compactMap { p in p.control.map { (p.label, $0) } }
+        } ?? [("um", "ce_finetune"), ("umap", "ce_finetune")]
+        var md = Summary.seeds(config: config, results: results)
+        let headline = Comparison.headline(runs: runs, methods: methods, kinds: runs.first?.scoreOrder ?? [])
+        if let cut = md.range(of: "\n\n") { md.insert(contentsOf: "\n\n" + headline.trimmingCharacters(in: .newlines), at: cut.lowerBound) }
         if selections.isEmpty {
             md += "\n" + Comparison.markdown(runs: runs, title: "Paired differences over seeds")
         } else {

@@ -70,8 +70,20 @@ public struct StageRecord: Codable, Equatable, Sendable {
 
     /// Whether `folder` holds a finished stage made with `config` from `inputWeights` (same
     /// checksums) whose outputs all exist. Rank 0's view of the file system.
-    public static func isComplete(_ folder: RunFolder, inputWeights: String?, config: RunConfig) -> Bool {
-        guard let r = read(folder), r.configChecksum == checksum(config: config) else { return false }
+    ///
+    /// The config matches when the record's checksum does, or else when the stage's own
+    /// `config.yaml`, read with today's keys (keys added since get their defaults) and passed
+    /// through `project` (what the stage's record leaves out, e.g. ``SweepPlan/trainingConfig(_:)``),
+    /// has the checksum of `config`: a run started by an older build, before a key was added,
+    /// still resumes.
+    public static func isComplete(_ folder: RunFolder, inputWeights: String?, config: RunConfig,
+                                  project: (RunConfig) -> RunConfig = { $0 }) -> Bool {
+        guard let r = read(folder) else { return false }
+        if r.configChecksum != checksum(config: config) {
+            let path = folder.root + "/config.yaml"
+            guard FileManager.default.fileExists(atPath: path), let recorded = try? RunConfig.load(file: path).config,
+                  checksum(config: project(recorded)) == checksum(config: config) else { return false }
+        }
         if let inputWeights, r.inputChecksum != checksum(ofFile: inputWeights) { return false }
         return r.outputs.allSatisfy { FileManager.default.fileExists(atPath: folder.root + "/" + $0) }
     }
