@@ -9,7 +9,8 @@
 #   3. selection by validation never looks at a test set: the same sweep with the OOD test set's
 #      images replaced by different ones (same count and format) selects the same cells, and
 #      selection.json and every validation.json are byte-identical, while the test reports differ;
-#   4. --resume of the finished sweep reuses every stage (no fine-tuning or evaluation runs).
+#   4. --resume of the finished sweep reuses every stage (no fine-tuning or evaluation runs);
+#   5. without um.force, uncalibrated cells are skipped and listed, and the controls still run.
 # Ends with one line: "sweep: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,13 +106,31 @@ cmp -s "$OUT/sweep/selection.json" "$OUT/swapped/selection.json" || { same=0; de
 for c in $CELLS; do
   cmp -s "$OUT/sweep/evaluate/$c/validation.json" "$OUT/swapped/evaluate/$c/validation.json" || { same=0; detail+=" $c/validation.json differs;"; }
 done
-test_changed=0
-cmp -s "$OUT/sweep/evaluate/um-a-p0.1/reports/ood.json" "$OUT/swapped/evaluate/um-a-p0.1/reports/ood.json" || test_changed=1
+test_changed=0  # the metrics (ood.csv; ood.json also holds wall times) must differ, or the swap did nothing
+cmp -s "$OUT/sweep/evaluate/um-a-p0.1/reports/ood.csv" "$OUT/swapped/evaluate/um-a-p0.1/reports/ood.csv" || test_changed=1
+# The picks recomputed here from the validation records alone (best energy AUROC, first in plan order).
+expected=$(python3 - "$OUT/swapped" $CELLS <<'EOF'
+import json, sys
+root, cells = sys.argv[1], sys.argv[2:]
+picks = []
+for method in ("um", "umap"):
+    best = None
+    for c in cells:
+        if not c.startswith(method + "-"):
+            continue
+        v = json.load(open(f"{root}/evaluate/{c}/validation.json"))["auroc"]["energy"]
+        if best is None or v > best[1]:
+            best = (c, v)
+    picks.append(f"{method}:{best[0]}")
+print(" ".join(picks))
+EOF
+)
+got=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(" ".join(p["method"]+":"+p["label"] for p in s["picks"] if p["rule"]=="validation"))' "$OUT/swapped/selection.json")
 picks=$(grep -ao '"label" : "[a-z0-9.-]*"' "$OUT/swapped/selection.json" | head -4 | tr '\n' ' ')
-if [ "$rc" = 0 ] && [ "$same" = 1 ] && [ "$test_changed" = 1 ]; then
-  ok "selection never reads the test sets: other OOD test images change ood.json but not selection.json or any validation.json ($picks)"
+if [ "$rc" = 0 ] && [ "$same" = 1 ] && [ "$test_changed" = 1 ] && [ "$got" = "$expected" ]; then
+  ok "selection never reads the test sets: other OOD test images change the test metrics (ood.csv) but not selection.json or any validation.json; the picks equal those recomputed from validation.json alone ($got)"
 else
-  bad "selection vs test sets: exit $rc,$detail test reports changed: $test_changed; see $LOG_DIR/sweep-swapped.log"
+  bad "selection vs test sets: exit $rc,$detail test reports changed: $test_changed, picks '$got' vs recomputed '$expected'; see $LOG_DIR/sweep-swapped.log"
 fi
 
 # 4. --resume of the finished sweep reuses every stage.
@@ -121,6 +140,23 @@ if [ "$rc" = 0 ] && [ "$reused" -ge 24 ] && ! grep -aqE "^=== (UM fine-tuning|UM
   ok "--resume of a finished sweep reuses train, estimate, 10 cells and 12 evaluations ($reused stages)"
 else
   bad "resume: exit $rc, $reused stages reused (expected 24); see $LOG_DIR/sweep-resume.log"
+fi
+
+# 5. Without um.force, cells whose flood level is outside (training loss, held-out loss) are
+#    skipped and listed, the CE controls still run, and the default pick says it was skipped
+#    (this tiny model's held-out loss is below its training loss, so every UM/UMAP cell is).
+set +e
+run noforce "$LOG_DIR/sweep-noforce.log" --checkpoint "$OUT/sweep/train/model.safetensors" "${SWEEP[@]}" --set um.force=false \
+  --set "$(oodset "$OUT/ood-a.idx")"
+rc=$?
+set -e
+listed=$(grep -c "^skipping u" "$LOG_DIR/sweep-noforce.log" || true)
+if [ "$rc" = 0 ] && [ "$listed" = 8 ] && grep -q "8 sweep cell(s) whose flood level" "$OUT/noforce/summary.md" \
+   && [ -f "$OUT/noforce/evaluate/ce-a/reports/ood.csv" ] && [ -f "$OUT/noforce/evaluate/ce-b/reports/ood.csv" ] \
+   && [ ! -e "$OUT/noforce/um-a-p0.1" ] && grep -q '"skipped" : true' "$OUT/noforce/selection.json"; then
+  ok "without um.force, the 8 uncalibrated UM/UMAP cells are skipped and listed in summary.md; both CE controls run; selection.json marks the default as skipped"
+else
+  bad "uncalibrated cells: exit $rc, $listed skip lines (expected 8); see $LOG_DIR/sweep-noforce.log and $OUT/noforce/summary.md"
 fi
 
 echo "sweep: $passed passed, $failed failed"

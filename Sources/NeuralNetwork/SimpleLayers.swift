@@ -73,8 +73,9 @@ public final class MaxPool2d: Layer {
         let (n, c, h, w) = expectRank4(x, "MaxPool2d")
         let g = window.geometry(h, w)
         inputShape = x.shape
-        var y = Tensor(zeros: [n, c, g.outputHeight, g.outputWidth])
-        argmax = [Int32](repeating: 0, count: y.count)
+        var y = Tensor(uninitialized: [n, c, g.outputHeight, g.outputWidth])  // every element written by the kernel
+        let count = y.count
+        argmax = [Int32](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }  // likewise
         if y.count == 0 { return y }
         x.withUnsafeBufferPointer { xb in
             y.withUnsafeMutableBufferPointer { yb in

@@ -11,8 +11,8 @@ import TensorCore
 /// Exact brute force in Double: squared distances `|q|^2 + |b|^2 - 2 q.b` with the dot products
 /// from one OpenBLAS dgemm per block of queries (`[Q, D] x [N_train, D]^T`), clamped at 0, then
 /// the k smallest per query. Against the direct sum of squared differences the distance differs by
-/// about 1e-16 / distance (1e-8 at distance 0); a query's score depends only on its own features,
-/// never on the other queries of its block.
+/// about 1e-16 / distance (1e-8 at distance 0). Evaluation scores fixed batches of consecutive
+/// ids, the same for any number of ranks, so the dgemm shapes and the scores are too.
 public struct KNNDetector: Sendable {
     public let featureDim: Int
     public let k: Int
@@ -64,8 +64,9 @@ public struct KNNDetector: Sendable {
                                 let row = dp.baseAddress! + i * nb
                                 var sawNaN = false
                                 for r in 0..<nb {
-                                    let dist = max(0, qq + bankSquaredNorms[r] - 2 * row[r])
-                                    if dist.isNaN { sawNaN = true; break }
+                                    let raw = qq + bankSquaredNorms[r] - 2 * row[r]
+                                    if raw.isNaN { sawNaN = true; break }  // before clamping: max(0, NaN) is 0
+                                    let dist = raw < 0 ? 0 : raw
                                     if dist < top[k - 1] {
                                         // insertion into the sorted k smallest
                                         var p = k - 1

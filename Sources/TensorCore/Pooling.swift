@@ -6,6 +6,18 @@ extension Kernels {
     public static func maxPoolForward(_ input: UnsafePointer<Float>, planes: Int, geometry g: WindowGeometry,
                                       output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
         let oh = g.outputHeight, ow = g.outputWidth, h = g.height, w = g.width
+        if g.kernelHeight == 2 && g.kernelWidth == 2 && g.strideHeight == 2 && g.strideWidth == 2
+            && g.paddingHeight == 0 && g.paddingWidth == 0 {
+            maxPool2x2Forward(input, planes: planes, height: h, width: w, outputHeight: oh, outputWidth: ow, output: output, argmax: argmax)
+            return
+        }
+        maxPoolForwardGeneric(input, planes: planes, geometry: g, output: output, argmax: argmax)
+    }
+
+    /// Any window: the reference the 2x2 path must equal.
+    static func maxPoolForwardGeneric(_ input: UnsafePointer<Float>, planes: Int, geometry g: WindowGeometry,
+                                      output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
+        let oh = g.outputHeight, ow = g.outputWidth, h = g.height, w = g.width
         for p in 0..<planes {
             let src = input + p * h * w
             let dst = output + p * oh * ow
@@ -26,6 +38,35 @@ extension Kernels {
                     }
                     dst[y * ow + x] = best
                     arg[y * ow + x] = Int32(bestIndex)
+                }
+            }
+        }
+    }
+
+    /// The 2x2, stride-2, unpadded case of ``maxPoolForward(_:planes:geometry:output:argmax:)``
+    /// (every max-pool of cnn5 and the ResNets' stems are 3x3): the same scan of the window in
+    /// row-major order with the same comparisons (first maximum wins, a NaN replaces the best),
+    /// unrolled, so results and argmax are identical.
+    static func maxPool2x2Forward(_ input: UnsafePointer<Float>, planes: Int, height h: Int, width w: Int, outputHeight oh: Int,
+                                  outputWidth ow: Int, output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
+        let below = Int32(w)
+        for p in 0..<planes {
+            let src = input + p * h * w
+            let dst = output + p * oh * ow
+            let arg = argmax + p * oh * ow
+            for y in 0..<oh {
+                let r0 = src + 2 * y * w, r1 = r0 + w
+                let rowBase = Int32(2 * y * w)
+                let o = dst + y * ow, ao = arg + y * ow
+                for x in 0..<ow {
+                    let a = r0[2 * x], b = r0[2 * x + 1], c = r1[2 * x], d = r1[2 * x + 1]
+                    var best = -Float.infinity, k: Int32 = 0
+                    if a > best || a.isNaN { best = a; k = 0 }
+                    if b > best || b.isNaN { best = b; k = 1 }
+                    if c > best || c.isNaN { best = c; k = below }
+                    if d > best || d.isNaN { best = d; k = below + 1 }
+                    o[x] = best
+                    ao[x] = rowBase + Int32(2 * x) + k
                 }
             }
         }

@@ -220,5 +220,10 @@ final class KNNBlockTests: XCTestCase {
         let s = knn.scores(features: withNaN)
         XCTAssertTrue(s[3].isNaN)
         XCTAssertEqual(s[4], batch[4], accuracy: 1e-12, "a NaN query does not affect the others")
+        // A NaN in the training bank is never a distance-0 neighbour: every score is NaN (max(0, NaN)
+        // would have been 0).
+        var bank = train
+        bank[7 * d + 1] = .nan
+        XCTAssertTrue(KNNDetector(trainingFeatures: bank, featureDim: d, k: 10).scores(features: query).allSatisfy(\.isNaN))
     }
 }

@@ -196,6 +196,11 @@ final class SweepTests: XCTestCase {
         sweep.um.xiPositions = [0.1]
         XCTAssertTrue(StageRecord.isComplete(folder, inputWeights: nil, config: SweepPlan.trainingConfig(sweep), project: SweepPlan.trainingConfig),
                       "fine-tuning keys do not invalidate training")
+        // A later attempt with another config wrote its config.yaml and died before finishing:
+        // the old record and weights must not pass for that config.
+        try other.yaml().write(toFile: folder.root + "/config.yaml", atomically: true, encoding: .utf8)
+        XCTAssertFalse(StageRecord.isComplete(folder, inputWeights: nil, config: SweepPlan.trainingConfig(other), project: SweepPlan.trainingConfig),
+                       "config.yaml is not the one the record was written beside")
     }
 
     func testHeadlineNamesSignificantChangesInPlainWords() {

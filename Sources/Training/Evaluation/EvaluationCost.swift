@@ -1,5 +1,6 @@
 import Distributed
 import Foundation
+import TensorCore
 
 /// Where an OOD evaluation spends its time: wall seconds per phase, so the cost of each score
 /// can be read off (`ood.json` → `cost_seconds`, the `evaluate` log, docs/metrics.md).
@@ -60,20 +61,25 @@ public final class EvaluationCost: @unchecked Sendable {
     /// - Throws: communicator errors; ``ConfigError`` when the ranks' phase lists differ.
     public func maxOverRanks(_ comm: Communicator) throws {
         guard comm.worldSize > 1 else { return }
-        var count = [Int64(order.count)]
-        var largest = count
-        try comm.allreduce(&largest, op: .max)
-        try comm.allreduce(&count, op: .min)
-        guard count == largest else {
+        // The phase names, hashed, must agree (same phases in the same order on every rank).
+        var h = FNV1a64()
+        h.add(bytes: order.joined(separator: "\u{1}").utf8)
+        let names = Int64(bitPattern: h.value)
+        var lo = [names], hi = [names]
+        try comm.allreduce(&lo, op: .min)
+        try comm.allreduce(&hi, op: .max)
+        guard lo == hi else {
             throw ConfigError.invalidValue(file: "(evaluation)", key: "cost phases", expected: "the same phases on every rank",
-                                           actual: "\(count[0])...\(largest[0]) phases", hint: "this is a bug; please report it.")
+                                           actual: "different phase lists", hint: "this is a bug; please report it.")
         }
         var v = order.map { seconds[$0]! }
         try comm.allreduce(&v, op: .max)
         for (i, p) in order.enumerated() { seconds[p] = v[i] }
     }
 
-    /// The total over every phase (seconds).
+    /// The sum over every phase (seconds). After ``maxOverRanks(_:)`` each phase is its slowest
+    /// rank's, so the sum is an upper bound on the wall time (the stage's own wall time is logged
+    /// beside it).
     public var total: Double { order.reduce(0) { $0 + seconds[$1]! } }
 
     /// Seconds attributable to `score`: the phases named `<score>: ...`.

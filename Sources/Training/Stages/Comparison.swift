@@ -121,6 +121,39 @@ public enum Comparison {
 }
 
 extension Comparison {
+    /// ID accuracy, AUROC and FPR95 of `label` against `reference` per seed, over the runs that
+    /// have both with finite values (a NaN metric drops its seed, counted in `dropped`).
+    static func pairedTriple(_ runs: [Run], _ label: String, _ reference: String, _ kind: ScoreKind)
+        -> (acc: PairedDifference, auroc: PairedDifference, fpr: PairedDifference, dropped: Int)? {
+        var m: [(Double, OODMetrics)] = [], r: [(Double, OODMetrics)] = []
+        var dropped = 0
+        for run in runs {
+            guard let a = run.models[label], let b = run.models[reference], let am = a.averages[kind], let bm = b.averages[kind] else { continue }
+            guard [a.idAccuracy, b.idAccuracy, am.auroc, bm.auroc, am.fpr95, bm.fpr95].allSatisfy(\.isFinite) else {
+                dropped += 1
+                continue
+            }
+            m.append((a.idAccuracy, am))
+            r.append((b.idAccuracy, bm))
+        }
+        guard !m.isEmpty else { return nil }
+        return (PairedDifference(method: m.map(\.0), reference: r.map(\.0), higherIsBetter: true),
+                PairedDifference(method: m.map(\.1.auroc), reference: r.map(\.1.auroc), higherIsBetter: true),
+                PairedDifference(method: m.map(\.1.fpr95), reference: r.map(\.1.fpr95), higherIsBetter: false), dropped)
+    }
+
+    /// Sort key of a cell label: schedule, control first, method, then the xi target numerically
+    /// (the estimate's recommendation first, then nats, then positions).
+    static func cellOrder(_ label: String) -> (String, Int, String, Int, Double) {
+        let parts = label.split(separator: "-", maxSplits: 2).map(String.init)
+        let schedule = parts.count > 1 ? parts[1] : ""
+        let method = parts[0]
+        let tag = parts.count > 2 ? parts[2] : ""
+        let kind = tag == "est" ? 0 : tag.hasPrefix("xi") ? 1 : tag.hasPrefix("p") ? 2 : 3
+        let value = Double(tag.drop { !$0.isNumber && $0 != "." }) ?? 0
+        return (schedule, method == "ce" ? 0 : 1, method, kind, value)
+    }
+
     /// The regime map of a sweep over seeds: one row per UM/UMAP cell (schedule x xi target),
     /// per score in `kinds`: the paired change of AUROC and FPR95 against the baseline and
     /// against the CE control of the cell's schedule (mean [95% t-interval], seeds improved), the
@@ -129,12 +162,13 @@ extension Comparison {
     public static func regimeMap(runs: [Run], kinds: [ScoreKind], xi: [String: [Double]] = [:]) -> String {
         let labels = Set(runs.flatMap { $0.models.keys })
         let cells = labels.filter { $0.contains("-") && SweepPlan.method(ofLabel: $0) != nil }.sorted { a, b in
-            // By schedule, then the control first, then method, then xi position.
-            let pa = a.split(separator: "-").map(String.init), pb = b.split(separator: "-").map(String.init)
-            if pa[1] != pb[1] { return pa[1] < pb[1] }
-            if (pa[0] == "ce") != (pb[0] == "ce") { return pa[0] == "ce" }
-            if pa[0] != pb[0] { return pa[0] < pb[0] }
-            return (pa.count > 2 ? pa[2] : "") < (pb.count > 2 ? pb[2] : "")
+            let x = cellOrder(a), y = cellOrder(b)
+            if x.0 != y.0 { return x.0 < y.0 }
+            if x.1 != y.1 { return x.1 < y.1 }
+            if x.2 != y.2 { return x.2 < y.2 }
+            if x.3 != y.3 { return x.3 < y.3 }
+            if x.4 != y.4 { return x.4 < y.4 }
+            return a < b
         }
         func pp(_ d: PairedDifference) -> String {
             func f(_ x: Double) -> String { String(format: "%+.2f", 100 * x) }
@@ -148,21 +182,8 @@ extension Comparison {
             s += "|---|---|---|---|---|---|---|---|\n"
             for label in cells {
                 let control = SweepPlan.controlLabel(of: label)
-                func paired(_ reference: String?) -> (acc: PairedDifference, auroc: PairedDifference, fpr: PairedDifference)? {
-                    guard let reference else { return nil }
-                    var m: [(Double, OODMetrics)] = [], r: [(Double, OODMetrics)] = []
-                    for run in runs {
-                        guard let a = run.models[label], let b = run.models[reference], let am = a.averages[kind], let bm = b.averages[kind] else { continue }
-                        m.append((a.idAccuracy, am))
-                        r.append((b.idAccuracy, bm))
-                    }
-                    guard !m.isEmpty else { return nil }
-                    return (PairedDifference(method: m.map(\.0), reference: r.map(\.0), higherIsBetter: true),
-                            PairedDifference(method: m.map(\.1.auroc), reference: r.map(\.1.auroc), higherIsBetter: true),
-                            PairedDifference(method: m.map(\.1.fpr95), reference: r.map(\.1.fpr95), higherIsBetter: false))
-                }
-                guard let base = paired("baseline") else { continue }
-                let ctl = paired(control)
+                guard let base = pairedTriple(runs, label, "baseline", kind) else { continue }
+                let ctl = control.flatMap { pairedTriple(runs, label, $0, kind) }
                 let xs = xi[label] ?? []
                 let xiText = xs.isEmpty ? "" : String(format: "%.4f", xs.reduce(0, +) / Double(xs.count))
                 s += "| \(label) | \(xiText) | \(base.auroc.seeds) | \(String(format: "%+.2f", 100 * base.acc.mean)) | \(pp(base.auroc)) | "
@@ -176,13 +197,16 @@ extension Comparison {
 
 extension Comparison {
     /// Each sweep cell's resolved xi (nats) per run, from `<run>/evaluate/<cell>/validation.json`.
-    public static func xiByLabel(runRoots: [String]) -> [String: [Double]] {
+    /// `labels` limits it to the models of the comparison (nil: every evaluated model).
+    public static func xiByLabel(runRoots: [String], labels: Set<String>? = nil) -> [String: [Double]] {
         var out: [String: [Double]] = [:]
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         for root in runRoots {
             let dir = root + "/evaluate"
-            for label in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            for label in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where labels?.contains(label) ?? true {
                 guard let data = FileManager.default.contents(atPath: dir + "/" + label + "/validation.json"),
-                      let r = try? JSONDecoder().decode(ValidationRecord.self, from: data), let xi = r.xi else { continue }
+                      let r = try? decoder.decode(ValidationRecord.self, from: data), let xi = r.xi else { continue }
                 out[label, default: []].append(xi)
             }
         }
@@ -202,17 +226,8 @@ extension Comparison {
             let ci = d.interval.map { " [\(f($0.lower)), \(f($0.upper))]" } ?? " (one seed: no interval)"
             return f(d.mean) + ci + ", \(d.improved)/\(d.seeds) seeds better" + (d.significant ? ", **significant**" : "")
         }
-        func paired(_ label: String, _ reference: String, _ kind: ScoreKind) -> (acc: PairedDifference, auroc: PairedDifference, fpr: PairedDifference)? {
-            var m: [(Double, OODMetrics)] = [], r: [(Double, OODMetrics)] = []
-            for run in runs {
-                guard let a = run.models[label], let b = run.models[reference], let am = a.averages[kind], let bm = b.averages[kind] else { continue }
-                m.append((a.idAccuracy, am))
-                r.append((b.idAccuracy, bm))
-            }
-            guard !m.isEmpty else { return nil }
-            return (PairedDifference(method: m.map(\.0), reference: r.map(\.0), higherIsBetter: true),
-                    PairedDifference(method: m.map(\.1.auroc), reference: r.map(\.1.auroc), higherIsBetter: true),
-                    PairedDifference(method: m.map(\.1.fpr95), reference: r.map(\.1.fpr95), higherIsBetter: false))
+        func paired(_ label: String, _ reference: String, _ kind: ScoreKind) -> (acc: PairedDifference, auroc: PairedDifference, fpr: PairedDifference, dropped: Int)? {
+            pairedTriple(runs, label, reference, kind)
         }
         var s = "## In short\n\n"
         s += "Paired by seed over \(runs.count) seed(s); changes in percentage points of the metric averaged over the real OOD sets, "
@@ -224,15 +239,19 @@ extension Comparison {
             guard runs.contains(where: { $0.models[label] != nil }) else { continue }
             let name = SweepPlan.method(ofLabel: label).map { $0 == .umap ? "UMAP" : "UM" } ?? label
             let cell = label.contains("-") ? " (`\(label)`)" : ""
+            let missing = runs.filter { $0.models[label] == nil }.map(\.name)
             if let acc = paired(label, "baseline", kinds.first ?? .energy)?.acc {
-                s += "**\(name)\(cell)** changed ID accuracy by \(String(format: "%+.2f", 100 * acc.mean)) points against the trained model.\n\n"
+                s += "**\(name)\(cell)** changed ID accuracy by \(String(format: "%+.2f", 100 * acc.mean)) points against the trained model"
+                s += missing.isEmpty ? ".\n\n" : " (it did not run in \(missing.joined(separator: ", ")): its flood level fell outside the "
+                    + "training and held-out losses there, so these pairs cover only the other seeds).\n\n"
             }
             for kind in kinds {
                 guard let base = paired(label, "baseline", kind) else { continue }
                 let ctl = paired(label, control, kind)
                 s += "- \(kind): AUROC \(pp(base.auroc)) and FPR95 \(pp(base.fpr)) against the trained model"
                 if let ctl { s += "; AUROC \(pp(ctl.auroc)) and FPR95 \(pp(ctl.fpr)) against the CE control" }
-                s += ".\n"
+                let dropped = max(base.dropped, ctl?.dropped ?? 0)
+                s += (dropped > 0 ? " (\(dropped) seed(s) with a non-finite metric left out)" : "") + ".\n"
                 // (difference, whether higher is better, against what)
                 let tests = [(base.auroc, true, "trained model"), (base.fpr, false, "trained model")]
                     + (ctl.map { [($0.auroc, true, "CE control"), ($0.fpr, false, "CE control")] } ?? [])

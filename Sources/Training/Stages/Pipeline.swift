@@ -89,14 +89,21 @@ public enum Pipeline {
             return flag[0] == 1
         }
         let trainingConfig = SweepPlan.trainingConfig(config)
+        /// Whether `local` holds on every rank (a file one rank cannot read must not send the
+        /// ranks down different paths). Collective.
+        func allAgree(_ local: Bool) throws -> Bool { try context.comm.allreduce(Int64(local ? 1 : 0), op: .min) == 1 }
         if context.isRoot {
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
             try AtomicFile.write(try config.yaml(), to: root + "/config.yaml")
+            // A selection.json of an earlier sweep under this name must not describe this run.
+            if !SweepPlan(config: config).isSweep, FileManager.default.fileExists(atPath: root + "/selection.json") {
+                try FileManager.default.removeItem(atPath: root + "/selection.json")
+            }
         }
         // 1. Train.
         var baseWeights = options.checkpoint ?? root + "/train/model.safetensors"
         if options.from <= .train && options.checkpoint == nil {
-            if try !reusable("train", input: nil, stageConfig: trainingConfig, project: SweepPlan.trainingConfig) {
+            if try !reusable("train", input: nil, stageConfig: SweepPlan.trainOnlyConfig(config), project: SweepPlan.trainOnlyConfig) {
                 let outcome = try timed("train") { try TrainStage.run(config: config, context: context, options: .init(resume: options.resume)) }
                 if outcome.status == .preempted { return .preempted(stage: "train") }
             }
@@ -111,8 +118,9 @@ public enum Pipeline {
             } else {
                 estimate = try timed("estimate-loss") { try EstimateStage.run(config: config, context: context, checkpoint: baseWeights) }
             }
-        } else if let e = try? EstimateReport.read(root + "/estimate/estimate.json") {
-            estimate = e
+        } else {
+            let e = try? EstimateReport.read(root + "/estimate/estimate.json")
+            if try allAgree(e != nil) { estimate = e }
         }
         let calibrated = estimate?.calibrated ?? false
         let umAllowed = config.um.enabled && (calibrated || config.um.force || config.um.xi.contains { $0 > 0 } || !config.um.xiPositions.isEmpty)
@@ -125,11 +133,13 @@ public enum Pipeline {
             context.log("skipping UM and UMAP: \(skipReason!)")
         }
         // 3-5. Fine-tuning: every cell of the sweep (the classic um, umap, ce_finetune without one).
-        var models: [Model] = [Model(label: "baseline", weights: baseWeights, config: config, cell: nil, xi: nil)]
+        // The trained model's evaluations are keyed without the fine-tuning keys (a sweep that
+        // gains a cell does not evaluate the baseline again).
+        var models: [Model] = [Model(label: "baseline", weights: baseWeights, config: trainingConfig, cell: nil, xi: nil)]
         // The OOD-validation curve's kept epoch (train.ood_validation_every), beside the final model.
         let bestVal = root + "/train/best_val_epoch.safetensors"
-        if options.checkpoint == nil && config.train.oodValidationEvery > 0 && FileManager.default.fileExists(atPath: bestVal) {
-            models.append(Model(label: "best_val_epoch", weights: bestVal, config: config, cell: nil, xi: nil))
+        if try options.checkpoint == nil && config.train.oodValidationEvery > 0 && allAgree(FileManager.default.fileExists(atPath: bestVal)) {
+            models.append(Model(label: "best_val_epoch", weights: bestVal, config: trainingConfig, cell: nil, xi: nil))
         }
         let plan = SweepPlan(config: config, includeUM: umAllowed, includeUMAP: umAllowed && !options.skipUMAP)
         if plan.isSweep {
@@ -139,7 +149,7 @@ public enum Pipeline {
         let titles: [FinetuneMethod: String] = [.um: "UM fine-tuning", .umap: "UMAP", .ce: "CE control"]
         var skippedCells: [String] = []
         for cell in plan.cells {
-            let xi = try cell.xi.map { try $0.resolve(estimate) }
+            let xi = try cell.xi.map { try $0.resolve(estimate, beta: config.um.beta) }
             // A sweep skips (and reports) a cell whose flood level is not strictly between the
             // estimate's training and held-out losses, instead of failing the whole sweep.
             if plan.isSweep, let xi, let e = estimate, !config.um.force {
@@ -159,14 +169,22 @@ public enum Pipeline {
             if options.from <= cell.method.pipelineStage {
                 if try context.stopAgreed() { return stopped(before: title, context) }
                 if try !reusable(stage, input: baseWeights, stageConfig: cellConfig) {
-                    let o = try timed(title) {
-                        try FinetuneStage.run(config: cellConfig, context: context,
-                                              options: .init(method: cell.method, baseWeights: baseWeights, resume: options.resume, stage: stage))
+                    do {
+                        let o = try timed(title) {
+                            try FinetuneStage.run(config: cellConfig, context: context,
+                                                  options: .init(method: cell.method, baseWeights: baseWeights, resume: options.resume, stage: stage))
+                        }
+                        if o.status == .preempted { return .preempted(stage: stage) }
+                    } catch let e as FinetuneError where plan.isSweep {
+                        // The stage re-measures the losses (e.g. with estimate.augment) and refused
+                        // the level: skip the cell, as above. Every rank measured the same losses.
+                        context.log("skipping \(cell.label): \(e)")
+                        skippedCells.append("\(cell.label) (refused by the fine-tuning stage's own calibration check)")
+                        continue
                     }
-                    if o.status == .preempted { return .preempted(stage: stage) }
                 }
                 models.append(Model(label: cell.label, weights: weights, config: cellConfig, cell: cell, xi: xi))
-            } else if FileManager.default.fileExists(atPath: weights) {
+            } else if try allAgree(FileManager.default.fileExists(atPath: weights)) {
                 models.append(Model(label: cell.label, weights: weights, config: cellConfig, cell: cell, xi: xi))
             }
         }
@@ -189,10 +207,16 @@ public enum Pipeline {
                 validation[m.label] = try ValidationRecord.measure(config: m.config, context: context, label: m.label, weights: m.weights,
                                                                    data: data, sets: validationSets, folder: folder, xi: m.xi)
             }
-            if try reusable(stage, input: m.weights, stageConfig: m.config) {
-                reports.append((m.label, try OODReport.read(folder.reports + "/ood.json", settings: m.config.evaluate)))
-                continue
+            let project: (RunConfig) -> RunConfig = m.cell == nil ? { SweepPlan.trainingConfig($0) } : { $0 }
+            if try reusable(stage, input: m.weights, stageConfig: m.config, project: project) {
+                let r = try? OODReport.read(folder.reports + "/ood.json", settings: m.config.evaluate)
+                if try allAgree(r != nil) {
+                    reports.append((m.label, r!))
+                    continue
+                }
+                context.log("evaluate/\(m.label): its ood.json is unreadable on some rank; evaluating again")
             }
+            if context.isRoot { try StageRecord.remove(from: folder) }
             let r = try timed("evaluate \(m.label)") {
                 try EvaluateStage.run(config: m.config, context: context, checkpoint: m.weights, stage: stage, label: m.label, data: data, sets: sets)
             }
@@ -209,7 +233,8 @@ public enum Pipeline {
                                        timings: timings, worldSize: context.comm.worldSize)
         if plan.isSweep {
             let selection = Selection.make(plan: plan, validation: validation,
-                                           score: (config.train.oodValidationScores.first ?? .energy).rawValue)
+                                           score: (config.train.oodValidationScores.first ?? .energy).rawValue,
+                                           ran: Set(models.compactMap { $0.cell?.label }))
             summary = Selection.markdown(selection, reports: reports) + "\n" + summary
             if context.isRoot { try selection.write(to: root + "/selection.json") }
         }
@@ -252,7 +277,7 @@ public enum Pipeline {
         let runs = results.map { Comparison.Run(name: config.name + "-s\($0.seed)", reports: $0.reports) }
         let dir = config.outputDir + "/" + config.name
         let runRoots = results.map { config.outputDir + "/" + config.name + "-s\($0.seed)" }
-        let selections = zip(results, runRoots).compactMap { r, root in
+        let selections = !SweepPlan(config: config).isSweep ? [] : zip(results, runRoots).compactMap { r, root in
             (try? Selection.read(root + "/selection.json")).map { (seed: r.seed, selection: $0, reports: r.reports) }
         }
         // The opening: UM and UMAP (the default rule's cells in a sweep) against the trained
@@ -271,7 +296,7 @@ public enum Pipeline {
             md += "\n## Regime map\n\nEvery cell against the baseline and the CE control of its schedule, paired by seed: mean change in "
                 + "percentage points [95% t-interval over seeds], seeds improved; ** = the interval excludes zero. "
                 + "`umtrain compare` over the run folders gives the full pairwise table.\n\n"
-                + Comparison.regimeMap(runs: runs, kinds: runs.first?.scoreOrder ?? [], xi: Comparison.xiByLabel(runRoots: runRoots))
+                + Comparison.regimeMap(runs: runs, kinds: runs.first?.scoreOrder ?? [], xi: Comparison.xiByLabel(runRoots: runRoots, labels: Set(runs.flatMap { $0.models.keys })))
         }
         if config.train.oodValidationEvery > 0 {
             md += "\n" + Summary.bestValidationEpochs(seeds: results.map(\.seed), runRoots: runRoots, epochs: config.train.epochs)

@@ -70,9 +70,12 @@ public struct Selection: Codable, Equatable, Sendable {
         public var validationAUROC: Double?
         /// The matched CE control's label.
         public var control: String?
+        /// True when the rule's cell did not run (its flood level was outside the training and
+        /// held-out losses); nil in files written before this field.
+        public var skipped: Bool?
 
         enum CodingKeys: String, CodingKey {
-            case method, rule, label, schedule, xi, control
+            case method, rule, label, schedule, xi, control, skipped
             case xiTarget = "xi_target", validationAUROC = "validation_auroc"
         }
     }
@@ -89,8 +92,11 @@ public struct Selection: Codable, Equatable, Sendable {
         return e
     }()
 
-    /// The picks of `plan` from the validation records (test reports are not consulted).
-    public static func make(plan: SweepPlan, validation: [String: ValidationRecord], score: String) -> Selection {
+    /// The picks of `plan` from the validation records (test reports are not consulted). `ran`
+    /// holds the cells that ran; the default cell is reported as skipped when it did not, and
+    /// the validation rule chooses among the cells that ran and were measured.
+    public static func make(plan: SweepPlan, validation: [String: ValidationRecord], score: String,
+                            ran: Set<String>? = nil) -> Selection {
         var picks: [Pick] = []
         for method in [FinetuneMethod.um, .umap] {
             let cells = plan.cells.filter { $0.method == method }
@@ -99,12 +105,13 @@ public struct Selection: Codable, Equatable, Sendable {
             }
             func pick(_ c: SweepCell, rule: String) -> Pick {
                 Pick(method: method.rawValue, rule: rule, label: c.label, schedule: c.schedule.name, xiTarget: c.xi?.tag ?? "",
-                     xi: validation[c.label]?.xi, validationAUROC: validation[c.label]?.selectionAUROC, control: plan.control(of: c)?.label)
+                     xi: validation[c.label]?.xi, validationAUROC: validation[c.label]?.selectionAUROC, control: plan.control(of: c)?.label,
+                     skipped: (ran.map { !$0.contains(c.label) } ?? false) ? true : nil)
             }
             picks.append(pick(first, rule: "default"))
             // Highest validation AUROC; ties and NaN resolved by plan order (first wins).
             var best: SweepCell?
-            for c in cells {
+            for c in cells where ran?.contains(c.label) ?? true {
                 guard let v = validation[c.label]?.selectionAUROC, v.isFinite else { continue }
                 if best == nil || v > validation[best!.label]!.selectionAUROC { best = c }
             }
@@ -134,6 +141,10 @@ public struct Selection: Codable, Equatable, Sendable {
         t += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         let kind = ScoreKind(rawValue: s.score) ?? .energy
         for p in s.picks {
+            if p.skipped == true {
+                t += "| \(p.method) | \(p.rule) | \(p.label) | skipped (flood level outside the training and held-out losses) |||||||||\n"
+                continue
+            }
             let m = byLabel[p.label]?.averages[kind], b = byLabel["baseline"]?.averages[kind]
             let c = p.control.flatMap { byLabel[$0]?.averages[kind] }
             func diff(_ x: Double?, _ y: Double?) -> String { (x != nil && y != nil) ? d2(x! - y!) : "n/a" }
@@ -161,7 +172,8 @@ extension Selection {
         let kinds = first.reports.first?.report.scoreOrder ?? []
         for (method, rule) in rules {
             let picks = seeds.map { s in (s, s.selection.picks.first { $0.method == method && $0.rule == rule }) }
-            t += "**\(method), \(rule)**: " + picks.map { "seed \($0.0.seed) → \($0.1?.label ?? "none")" }.joined(separator: ", ") + "\n\n"
+            t += "**\(method), \(rule)**: " + picks.map { "seed \($0.0.seed) → \($0.1.map { $0.skipped == true ? "\($0.label) (skipped)" : $0.label } ?? "none")" }
+                .joined(separator: ", ") + "\n\n"
             t += "| score | reference | seeds | ID acc | AUROC | FPR95 |\n|---|---|---|---|---|---|\n"
             for kind in kinds {
                 for reference in ["baseline", "CE control"] {
@@ -169,9 +181,10 @@ extension Selection {
                     for (s, p) in picks {
                         guard let p else { continue }
                         let refLabel = reference == "baseline" ? "baseline" : (p.control ?? "")
-                        guard let mr = s.reports.first(where: { $0.label == p.label })?.report,
+                        guard p.skipped != true, let mr = s.reports.first(where: { $0.label == p.label })?.report,
                               let rr = s.reports.first(where: { $0.label == refLabel })?.report,
-                              let mm = mr.averages[kind], let rm = rr.averages[kind] else { continue }
+                              let mm = mr.averages[kind], let rm = rr.averages[kind],
+                              [mr.idAccuracy, rr.idAccuracy, mm.auroc, rm.auroc, mm.fpr95, rm.fpr95].allSatisfy(\.isFinite) else { continue }
                         m.append((mr.idAccuracy, mm))
                         r.append((rr.idAccuracy, rm))
                     }

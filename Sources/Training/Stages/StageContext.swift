@@ -49,6 +49,7 @@ public final class StageContext {
                 }
             }
             try folder.create()
+            try StageRecord.remove(from: folder)  // before config.yaml changes: this attempt has not finished
             try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
         }
         let record = try Provenance.record(config: config, comm: comm, command: commandLine, blasThreads: blasThreads,

@@ -24,11 +24,14 @@ public struct StageRecord: Codable, Equatable, Sendable {
     /// Files written, relative to the stage folder.
     public var outputs: [String]
     public var finishedAt: String
+    /// FNV-1a of the stage folder's config.yaml bytes when the record was written (nil in
+    /// records written before it existed).
+    public var configFileChecksum: String?
 
     enum CodingKeys: String, CodingKey {
         case stage, outputs
         case inputWeights = "input_weights", inputChecksum = "input_checksum", configChecksum = "config_checksum",
-             finishedAt = "finished_at"
+             finishedAt = "finished_at", configFileChecksum = "config_file_checksum"
     }
 
     public init(stage: String, inputWeights: String?, config: RunConfig, outputs: [String]) {
@@ -55,11 +58,25 @@ public struct StageRecord: Codable, Equatable, Sendable {
         return h.hex
     }
 
-    /// Writes `stage.json` into `folder` (rank 0, atomically).
+    /// Writes `stage.json` into `folder` (rank 0, atomically), recording the checksum of the
+    /// folder's config.yaml as it is now.
     public func write(to folder: RunFolder) throws {
+        var record = self
+        record.configFileChecksum = Self.checksum(ofFile: folder.root + "/config.yaml")
+        try record.encoded(to: folder)
+    }
+
+    func encoded(to folder: RunFolder) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write([UInt8](try enc.encode(self)), to: folder.root + "/stage.json")
+    }
+
+    /// Removes `folder`'s record (rank 0): a stage about to run again is not finished, whatever
+    /// happens to this attempt.
+    public static func remove(from folder: RunFolder) throws {
+        let path = folder.root + "/stage.json"
+        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
     }
 
     /// The record of `folder`, or nil when there is none (or it is unreadable).
@@ -80,8 +97,12 @@ public struct StageRecord: Codable, Equatable, Sendable {
                                   project: (RunConfig) -> RunConfig = { $0 }) -> Bool {
         guard let r = read(folder) else { return false }
         if r.configChecksum != checksum(config: config) {
+            // Only the config.yaml the record was written beside (a later attempt's config.yaml
+            // could sit beside an older record if that attempt died before removing it).
             let path = folder.root + "/config.yaml"
-            guard FileManager.default.fileExists(atPath: path), let recorded = try? RunConfig.load(file: path).config,
+            guard FileManager.default.fileExists(atPath: path),
+                  r.configFileChecksum == nil || r.configFileChecksum == checksum(ofFile: path),
+                  let recorded = try? RunConfig.load(file: path).config,
                   checksum(config: project(recorded)) == checksum(config: config) else { return false }
         }
         if let inputWeights, r.inputChecksum != checksum(ofFile: inputWeights) { return false }

@@ -27,10 +27,11 @@ public enum XiTarget: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// xi in nats. Throws when the target needs estimate.json and there is none, or it has no
-    /// held-out loss.
+    /// xi in nats. A position places the flood level xi / beta (`um.beta`) at p of the way, so
+    /// xi = beta * (train + p * (held-out - train)); with beta = 1 xi itself sits there. Throws
+    /// when the target needs estimate.json and there is none, or it has no held-out loss.
     /// - Throws: ``ConfigError`` naming `um.xi_positions` or estimate.json.
-    public func resolve(_ estimate: EstimateReport?) throws -> Double {
+    public func resolve(_ estimate: EstimateReport?, beta: Double = 1) throws -> Double {
         switch self {
         case .nats(let x): return x
         case .estimate:
@@ -46,7 +47,7 @@ public enum XiTarget: Hashable, Sendable, CustomStringConvertible {
                                                actual: estimate == nil ? "no estimate" : "no held-out loss (data.validation_size 0)",
                                                hint: "positions need data.validation_size > 0 and the estimate stage.")
             }
-            return e.trainLoss + p * (e.heldoutLoss - e.trainLoss)
+            return beta * (e.trainLoss + p * (e.heldoutLoss - e.trainLoss))
         }
     }
 }
@@ -127,6 +128,14 @@ public struct SweepPlan: Sendable {
         c.finetune = FinetuneSection()
         c.um = UMSection()
         c.umap = UMAPSection()
+        return c
+    }
+
+    /// The config without anything only the estimate stage or fine-tuning reads: the train
+    /// stage's completion record.
+    public static func trainOnlyConfig(_ config: RunConfig) -> RunConfig {
+        var c = trainingConfig(config)
+        c.estimate = EstimateSection()
         return c
     }
 
