@@ -49,24 +49,31 @@ extension Kernels {
     /// unrolled, so results and argmax are identical.
     static func maxPool2x2Forward(_ input: UnsafePointer<Float>, planes: Int, height h: Int, width w: Int, outputHeight oh: Int,
                                   outputWidth ow: Int, output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
-        let below = Int32(w)
+        let below = Int32(truncatingIfNeeded: w)
+        /// One step of the scan: `v` replaces the best when larger or NaN. Written as selects on
+        /// a comparison mask so the compiler emits no data-dependent branch (the position of the
+        /// maximum is random, and a mispredicted branch per element cost more than the work).
+        @inline(__always) func step(_ best: inout Float, _ k: inout Int32, _ v: Float, _ index: Int32) {
+            let take = v > best || v != v  // larger, or NaN
+            best = take ? v : best
+            k = take ? index : k
+        }
         for p in 0..<planes {
             let src = input + p * h * w
             let dst = output + p * oh * ow
             let arg = argmax + p * oh * ow
             for y in 0..<oh {
                 let r0 = src + 2 * y * w, r1 = r0 + w
-                let rowBase = Int32(2 * y * w)
+                let rowBase = Int32(truncatingIfNeeded: 2 * y * w)
                 let o = dst + y * ow, ao = arg + y * ow
                 for x in 0..<ow {
-                    let a = r0[2 * x], b = r0[2 * x + 1], c = r1[2 * x], d = r1[2 * x + 1]
                     var best = -Float.infinity, k: Int32 = 0
-                    if a > best || a.isNaN { best = a; k = 0 }
-                    if b > best || b.isNaN { best = b; k = 1 }
-                    if c > best || c.isNaN { best = c; k = below }
-                    if d > best || d.isNaN { best = d; k = below + 1 }
+                    step(&best, &k, r0[2 &* x], 0)
+                    step(&best, &k, r0[2 &* x &+ 1], 1)
+                    step(&best, &k, r1[2 &* x], below)
+                    step(&best, &k, r1[2 &* x &+ 1], below &+ 1)
                     o[x] = best
-                    ao[x] = rowBase + Int32(2 * x) + k
+                    ao[x] = rowBase &+ Int32(truncatingIfNeeded: 2 &* x) &+ k
                 }
             }
         }
