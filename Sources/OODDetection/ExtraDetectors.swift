@@ -1,8 +1,9 @@
 // Post-hoc detectors beyond the classic ones (issue 18, first part): GEN, fDBD, ASH (-P, -B, -S),
-// SCALE and RMDS, each from its paper's formula. Every score is oriented higher = more
+// SCALE, RMDS, NNGuide and ViM, each from its paper's formula. Every score is oriented higher = more
 // in-distribution and computed in Double. Tests: DetectorFixtureTests against the numpy twins in
 // Tests/Fixtures/detectors/make_fixture.py.
 import Foundation
+import TensorCore
 
 /// A linear classifier head `logits = W z + b` (`W [K, D]`, `b [K]`), in Double: the last layer of
 /// the model, for the scores that reshape the penultimate features and read the logits again.
@@ -204,5 +205,224 @@ public struct RMDSDetector: Sendable {
         }
         for j in 0..<(d * d) { cov[j] /= Double(max(n, 1)) }
         return (mean, cov)
+    }
+}
+
+/// NNGuide, nearest-neighbour guidance (Park, Jung & Teoh, ICCV 2023, Eq. 3-5): the bank holds
+/// each training feature, L2-normalised (divided by `||z|| + 1e-10`) and multiplied by that
+/// sample's energy; a query's guidance is the mean of its k largest dot products with the bank
+/// (its normalised feature against each entry), and `score = energy(query) * guidance`; higher =
+/// more ID. Dot products come from one OpenBLAS dgemm per block of queries (OpenOOD's defaults:
+/// k = 100 over a 1% subset of the training set; the caller chooses the bank).
+public struct NNGuideDetector: Sendable {
+    public let head: LinearHead
+    public let k: Int
+    /// `[N_bank, D]` normalised training features times their energies.
+    public let bank: [Double]
+
+    /// - Parameters: bankFeatures `[N_bank, D]`; k in 1...N_bank.
+    public init(bankFeatures: [Double], head: LinearHead, k: Int) {
+        let d = head.featureDim
+        precondition(bankFeatures.count % d == 0 && !bankFeatures.isEmpty, "bankFeatures.count \(bankFeatures.count) is not a positive multiple of \(d)")
+        let n = bankFeatures.count / d
+        precondition(k >= 1 && k <= n, "k must be in 1...\(n) (bank size), got \(k)")
+        self.head = head
+        self.k = k
+        var b = NNGuideDetector.normalised(bankFeatures, d)
+        bankFeatures.withUnsafeBufferPointer { f in
+            for i in 0..<n {
+                let e = head.energy(UnsafeBufferPointer(rebasing: f[(i * d)..<((i + 1) * d)]))
+                for j in 0..<d { b[i * d + j] *= e }
+            }
+        }
+        bank = b
+    }
+
+    static func normalised(_ x: [Double], _ d: Int) -> [Double] {
+        var out = x
+        for i in 0..<(x.count / d) {
+            var sq = 0.0
+            for j in 0..<d { sq += x[i * d + j] * x[i * d + j] }
+            let scale = 1 / (sq.squareRoot() + 1e-10)
+            for j in 0..<d { out[i * d + j] *= scale }
+        }
+        return out
+    }
+
+    /// Scores `[N]` for features `[N, D]`.
+    public func scores(features: [Double]) -> [Double] {
+        let d = head.featureDim
+        precondition(features.count % d == 0, "features.count \(features.count) is not a multiple of \(d) (expected [N, D])")
+        let nq = features.count / d, nb = bank.count / d
+        let queries = Self.normalised(features, d)
+        let block = Swift.max(1, Swift.min(nq, (1 << 20) / Swift.max(nb, 1)))
+        var dots = [Double](repeating: 0, count: block * nb)
+        var out = [Double](repeating: 0, count: nq)
+        var top = [Double](repeating: 0, count: k)  // descending
+        queries.withUnsafeBufferPointer { q in
+            bank.withUnsafeBufferPointer { b in
+                features.withUnsafeBufferPointer { f in
+                    dots.withUnsafeMutableBufferPointer { dp in
+                        var start = 0
+                        while start < nq {
+                            let m = Swift.min(block, nq - start)
+                            Kernels.dgemmABt(m: m, n: nb, k: d, alpha: 1, a: q.baseAddress! + start * d, b: b.baseAddress!, beta: 0,
+                                             c: dp.baseAddress!)
+                            for i in 0..<m {
+                                let row = dp.baseAddress! + i * nb
+                                for t in 0..<k { top[t] = -.infinity }
+                                var sawNaN = false
+                                for r in 0..<nb {
+                                    let v = row[r]
+                                    if v.isNaN { sawNaN = true; break }
+                                    if v > top[k - 1] {
+                                        var p = k - 1
+                                        while p > 0 && top[p - 1] < v { top[p] = top[p - 1]; p -= 1 }
+                                        top[p] = v
+                                    }
+                                }
+                                let energy = head.energy(UnsafeBufferPointer(rebasing: f[((start + i) * d)..<((start + i + 1) * d)]))
+                                out[start + i] = sawNaN ? .nan : energy * (top.reduce(0, +) / Double(k))
+                            }
+                            start += m
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// ViM, virtual-logit matching (Wang, Li, Feng & Zhang, CVPR 2022, Sec. 3): features are taken
+/// relative to the origin `u = -pinv(W) b` (the least-norm point where every logit is 0; pinv by
+/// `W^T (W W^T)^-1`, W of full row rank); the principal subspace is spanned by the `dim` leading
+/// eigenvectors of `X'^T X' / N` over the centred training features X'; the virtual logit is
+/// `alpha * ||residual||` (the norm of the part outside that subspace) with
+/// `alpha = mean max training logit / mean training residual norm`; and
+/// `score = logsumexp(logits) - virtual logit` (the negated log-odds of the virtual class; higher
+/// = more ID). The paper takes dim = 1000 for D >= 2048, 512 for D = 768, D / 2 otherwise.
+public struct ViMDetector: Sendable {
+    public let head: LinearHead
+    public let dim: Int
+    /// `[D]` the origin u.
+    public let origin: [Double]
+    /// `[D - dim, D]` the residual subspace's orthonormal basis (rows).
+    let residualBasis: [Double]
+    public let alpha: Double
+
+    /// - Throws: ``MahalanobisError/notPositiveDefinite`` when W W^T is singular.
+    public init(trainFeatures: [Double], head: LinearHead, dim: Int) throws {
+        let d = head.featureDim, k = head.numClasses
+        precondition(dim >= 1 && dim < d, "ViM dim must be in 1..<\(d), got \(dim)")
+        precondition(trainFeatures.count % d == 0 && !trainFeatures.isEmpty, "trainFeatures.count \(trainFeatures.count) is not a positive multiple of \(d)")
+        self.head = head
+        self.dim = dim
+        // u = -W^T (W W^T)^-1 b.
+        var gram = [Double](repeating: 0, count: k * k)
+        for a in 0..<k { for c in 0..<k { for j in 0..<d { gram[a * k + c] += head.weight[a * d + j] * head.weight[c * d + j] } } }
+        let l = try MahalanobisDetector.cholesky(gram, k, count: Int64(k))
+        var y = [Double](repeating: 0, count: k)
+        MahalanobisDetector.forwardSolve(l, k, head.bias, into: &y, at: 0)
+        var v = [Double](repeating: 0, count: k)  // L^T v = y
+        for r in stride(from: k - 1, through: 0, by: -1) {
+            var s = y[r]
+            for q in (r + 1)..<k { s -= l[q * k + r] * v[q] }
+            v[r] = s / l[r * k + r]
+        }
+        var u = [Double](repeating: 0, count: d)
+        for j in 0..<d { for a in 0..<k { u[j] -= head.weight[a * d + j] * v[a] } }
+        origin = u
+        // Principal subspace of the centred training features.
+        let n = trainFeatures.count / d
+        var m = [Double](repeating: 0, count: d * d)
+        for i in 0..<n {
+            for a in 0..<d {
+                let xa = trainFeatures[i * d + a] - u[a]
+                for c in 0..<d { m[a * d + c] += xa * (trainFeatures[i * d + c] - u[c]) }
+            }
+        }
+        for j in 0..<(d * d) { m[j] /= Double(n) }
+        let (values, vectors) = SymmetricEigen.decompose(m, d)
+        let order = (0..<d).sorted { values[$0] != values[$1] ? values[$0] > values[$1] : $0 < $1 }
+        var basis: [Double] = []
+        for e in order[dim...] { for j in 0..<d { basis.append(vectors[j * d + e]) } }
+        residualBasis = basis
+        // alpha from the training set.
+        var maxLogit = 0.0, residual = 0.0
+        trainFeatures.withUnsafeBufferPointer { f in
+            for i in 0..<n {
+                let z = UnsafeBufferPointer(rebasing: f[(i * d)..<((i + 1) * d)])
+                maxLogit += head.logits(z).max()!
+                residual += Self.residualNorm(z, origin: u, basis: basis, d: d)
+            }
+        }
+        alpha = (maxLogit / Double(n)) / (residual / Double(n))
+    }
+
+    static func residualNorm(_ z: UnsafeBufferPointer<Double>, origin: [Double], basis: [Double], d: Int) -> Double {
+        var sq = 0.0
+        for r in 0..<(basis.count / d) {
+            var dot = 0.0
+            for j in 0..<d { dot += (z[j] - origin[j]) * basis[r * d + j] }
+            sq += dot * dot
+        }
+        return sq.squareRoot()
+    }
+
+    /// Scores `[N]` for features `[N, D]`.
+    public func scores(features: [Double]) -> [Double] {
+        let d = head.featureDim
+        precondition(features.count % d == 0, "features.count \(features.count) is not a multiple of \(d) (expected [N, D])")
+        return features.withUnsafeBufferPointer { f in
+            (0..<(features.count / d)).map { i in
+                let z = UnsafeBufferPointer(rebasing: f[(i * d)..<((i + 1) * d)])
+                return head.energy(z) - alpha * Self.residualNorm(z, origin: origin, basis: residualBasis, d: d)
+            }
+        }
+    }
+}
+
+/// Eigen-decomposition of a symmetric matrix by the cyclic Jacobi method (Golub & Van Loan,
+/// Matrix Computations, 4th ed., Alg. 8.5.3), in Double: accurate to about machine precision in
+/// the eigenvalues, O(D^3) per sweep (fine for penultimate widths in the hundreds).
+public enum SymmetricEigen {
+    /// Eigenvalues `[D]` and eigenvectors `[D, D]` (column e is the eigenvector of value e) of the
+    /// symmetric `a [D, D]`, unsorted.
+    public static func decompose(_ a: [Double], _ d: Int) -> (values: [Double], vectors: [Double]) {
+        precondition(a.count == d * d, "a.count \(a.count) != \(d)*\(d)")
+        var m = a
+        var v = [Double](repeating: 0, count: d * d)
+        for i in 0..<d { v[i * d + i] = 1 }
+        for _ in 0..<100 {
+            var off = 0.0
+            for p in 0..<d { for q in (p + 1)..<max(p + 1, d) { off += m[p * d + q] * m[p * d + q] } }
+            if off == 0 || off < 1e-30 * max(1, (0..<d).reduce(0.0) { $0 + m[$1 * d + $1] * m[$1 * d + $1] }) { break }
+            for p in 0..<(d - 1) {
+                for q in (p + 1)..<d {
+                    let apq = m[p * d + q]
+                    if apq == 0 { continue }
+                    let theta = (m[q * d + q] - m[p * d + p]) / (2 * apq)
+                    let t = (theta >= 0 ? 1.0 : -1.0) / (abs(theta) + (theta * theta + 1).squareRoot())
+                    let c = 1 / (t * t + 1).squareRoot(), s = t * c
+                    for r in 0..<d {  // columns p, q of m
+                        let mrp = m[r * d + p], mrq = m[r * d + q]
+                        m[r * d + p] = c * mrp - s * mrq
+                        m[r * d + q] = s * mrp + c * mrq
+                    }
+                    for r in 0..<d {  // rows p, q of m
+                        let mpr = m[p * d + r], mqr = m[q * d + r]
+                        m[p * d + r] = c * mpr - s * mqr
+                        m[q * d + r] = s * mpr + c * mqr
+                    }
+                    for r in 0..<d {
+                        let vrp = v[r * d + p], vrq = v[r * d + q]
+                        v[r * d + p] = c * vrp - s * vrq
+                        v[r * d + q] = s * vrp + c * vrq
+                    }
+                }
+            }
+        }
+        return ((0..<d).map { m[$0 * d + $0] }, v)
     }
 }

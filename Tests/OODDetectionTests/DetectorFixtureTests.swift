@@ -20,6 +20,8 @@ final class DetectorFixtureTests: XCTestCase {
         let ash: [String: [Double]]
         let scale: [String: [Double]]
         let rmds: [Double]
+        let nnguide: [String: [Double]]
+        let vim: [String: [Double]]
     }
 
     func fixture() throws -> Fixture {
@@ -85,6 +87,37 @@ final class DetectorFixtureTests: XCTestCase {
         let bg = RMDSDetector.backgroundGaussian(features: train, featureDim: d)
         let rmds = try RMDSDetector(classSums: sums, scatter: scatter, mean: bg.mean, covariance: bg.covariance)
         assertClose(rmds.scores(features: f.test_features.flatMap { $0 }.map(Float.init)), f.rmds, relative: 1e-9, "RMDS")
+    }
+
+    func testNNGuideMatchesNumpy() throws {
+        let f = try fixture()
+        let head = LinearHead(weight: f.weight.flatMap { $0 }, bias: f.bias)
+        for (k, want) in f.nnguide {
+            let det = NNGuideDetector(bankFeatures: f.train_features.flatMap { $0 }, head: head, k: Int(k)!)
+            assertClose(det.scores(features: f.test_features.flatMap { $0 }), want, relative: 1e-12, "NNGuide k \(k)")
+        }
+    }
+
+    func testViMMatchesNumpy() throws {
+        let f = try fixture()
+        let head = LinearHead(weight: f.weight.flatMap { $0 }, bias: f.bias)
+        for (dim, want) in f.vim {
+            let det = try ViMDetector(trainFeatures: f.train_features.flatMap { $0 }, head: head, dim: Int(dim)!)
+            assertClose(det.scores(features: f.test_features.flatMap { $0 }), want, relative: 1e-9, "ViM dim \(dim)")
+        }
+    }
+
+    func testJacobiEigenDecomposesASymmetricMatrix() {
+        // A = V diag(5, 2, -1) V^T for a known orthonormal V: values recovered, A V = V diag.
+        let a: [Double] = [2.0, 1.0, 0.5, 1.0, 3.0, 1.5, 0.5, 1.5, 1.0]
+        let (values, vectors) = SymmetricEigen.decompose(a, 3)
+        for e in 0..<3 {
+            for r in 0..<3 {
+                let av = (0..<3).reduce(0.0) { $0 + a[r * 3 + $1] * vectors[$1 * 3 + e] }
+                XCTAssertEqual(av, values[e] * vectors[r * 3 + e], accuracy: 1e-12)
+            }
+        }
+        XCTAssertEqual(values.reduce(0, +), 6, accuracy: 1e-12, "trace")
     }
 
     func testNaNFeaturesGiveNaNScores() throws {

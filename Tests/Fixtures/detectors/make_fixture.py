@@ -119,6 +119,31 @@ def rmds(z):
     return np.array(out)
 
 
+# NNGuide (Park et al., ICCV 2023, Eq. 3-5): energy of the query times the mean of its k largest
+# cosine similarities to the training features, each scaled by that training sample's energy.
+def nnguide(z, k):
+    def unit(x):
+        return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-10)
+    bank = unit(train) * energy(train)[:, None]
+    sims = unit(z) @ bank.T
+    top = -np.sort(-sims, axis=1)[:, :k]
+    return energy(z) * top.mean(axis=1)
+
+
+# ViM (Wang et al., CVPR 2022, Sec. 3): origin u = -pinv(W) b; principal subspace of the
+# training features centred at u (top `dim` eigenvectors of X'^T X' / N); virtual logit
+# alpha * ||residual||, alpha = mean max logit / mean residual norm on the training set;
+# score = logsumexp(logits) - virtual logit.
+def vim(z, dim):
+    u = -np.linalg.pinv(W) @ b
+    xc = train - u
+    vals, vecs = np.linalg.eigh(xc.T @ xc / N_TRAIN)
+    ns = vecs[:, np.argsort(vals)[::-1][dim:]]
+    res_train = np.linalg.norm(xc @ ns, axis=1)
+    alpha = logits_of(train).max(axis=1).mean() / res_train.mean()
+    return energy(z) - alpha * np.linalg.norm((z - u) @ ns, axis=1)
+
+
 mu = train.mean(axis=0)
 fixture = {
     "num_classes": K, "feature_dim": D,
@@ -130,6 +155,8 @@ fixture = {
     "ash": {f"{v}_{p}": ash(test, p, v).tolist() for v in ("p", "b", "s") for p in (50, 65, 90)},
     "scale": {str(p): scale(test, p).tolist() for p in (50, 65, 90)},
     "rmds": rmds(test).tolist(),
+    "nnguide": {str(k): nnguide(test, k).tolist() for k in (1, 5, 40)},
+    "vim": {str(d): vim(test, d).tolist() for d in (2, 3)},
 }
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "detectors.json"), "w") as f:
     json.dump(fixture, f, indent=1)
