@@ -97,6 +97,17 @@ public enum BatchNormMode: String, ConfigEnum {
 }
 
 /// `estimate.rule`: how the atypical-sample mask is chosen (see `AtypicalRule`).
+/// `evaluate.ash_variant`: how ASH reshapes the kept activations.
+public enum AshVariant: String, ConfigEnum {
+    /// Rescale by exp(sum before / sum kept) (ASH-S, the paper's best).
+    case s
+    /// Binarise to (sum before) / k (ASH-B).
+    case b
+    /// Prune only (ASH-P).
+    case p
+    public static let configHint = "s rescales the kept activations (ASH-S), b binarises, p only prunes."
+}
+
 /// `estimate.xi_rule`: how the estimate stage recommends xi (written to estimate.json, used by
 /// `um.xi: 0`).
 public enum XiRule: String, ConfigEnum {

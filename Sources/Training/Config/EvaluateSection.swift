@@ -19,7 +19,7 @@ public struct OODSetConfig: Codable, Equatable, Sendable {
 /// OOD evaluation: scores, metrics and their conventions.
 public struct EvaluateSection: Codable, Equatable, Sendable {
     /// Scores to compute (higher = more in-distribution for all of them).
-    public var scores: [ScoreKind] = ScoreKind.allCases
+    public var scores: [ScoreKind] = ScoreKind.defaults
     /// The offline benchmark manifest (launch/prepare-data.sh); every set with role ood is used.
     public var oodManifest = "data/manifest.json"
     /// Extra (or, with an empty manifest path, the only) OOD sets.
@@ -43,6 +43,15 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     public var reactPercentile = 90.0
     /// Ridge added to the Mahalanobis covariance diagonal (0 = none).
     public var mahalanobisRidge = 1e-6
+    /// GEN (Liu et al., CVPR 2023): exponent gamma and the number M of top classes (OpenOOD: 0.1, 100).
+    public var genGamma = 0.1
+    public var genM = 100
+    /// ASH (Djurisic et al., ICLR 2023): `s` (rescale), `b` (binarise) or `p` (prune only), and
+    /// the percentile of each sample's activations pruned (OpenOOD searches 65-95).
+    public var ashVariant = AshVariant.s
+    public var ashPercentile = 90.0
+    /// SCALE (Xu et al., ICLR 2024): the percentile defining the kept mass (OpenOOD: 85).
+    public var scalePercentile = 85.0
     /// Tune detector hyperparameters (ODIN temperature/epsilon, KNN k, ReAct percentile) on the
     /// ID validation split (never the test sets) and `validation_ood_sets`, before scoring.
     public var tune = false
@@ -64,7 +73,11 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
          .number(\.odinEpsilon, "evaluate.odin_epsilon", 0, 1, hint: "the input step in [0, 1] pixel units; 0.0014 in ODIN"),
          .int(\.knnK, "evaluate.knn_k", 1...1_000_000, hint: "50 is the KNN paper's CIFAR setting"),
          .number(\.reactPercentile, "evaluate.react_percentile", 0, 100, lowerOpen: true, hint: "90 is ReAct's default"),
-         .number(\.mahalanobisRidge, "evaluate.mahalanobis_ridge", 0, 1e6, hint: "1e-6 by default; 0 = none")]
+         .number(\.mahalanobisRidge, "evaluate.mahalanobis_ridge", 0, 1e6, hint: "1e-6 by default; 0 = none"),
+         .number(\.genGamma, "evaluate.gen_gamma", 0, 1e3, lowerOpen: true, hint: "0.1 is GEN's default"),
+         .int(\.genM, "evaluate.gen_m", 1...1_000_000, hint: "100 (capped at the class count)"),
+         .number(\.ashPercentile, "evaluate.ash_percentile", 0, 100, upperOpen: true, hint: "90 prunes 90% of each sample's activations"),
+         .number(\.scalePercentile, "evaluate.scale_percentile", 0, 100, upperOpen: true, hint: "85 is SCALE's default")]
     }
 
     public init() {}
@@ -75,7 +88,8 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
         case oodManifest = "ood_manifest", oodSets = "ood_sets", fprMode = "fpr_mode", excludeNonFinite = "exclude_non_finite",
              batchSize = "batch_size", energyTemperature = "energy_temperature", odinTemperature = "odin_temperature",
              odinEpsilon = "odin_epsilon", knnK = "knn_k", reactPercentile = "react_percentile",
-             mahalanobisRidge = "mahalanobis_ridge", tune, validationOODSets = "validation_ood_sets", referenceSwitchMSP = "reference_switch_msp",
+             mahalanobisRidge = "mahalanobis_ridge", tune, genGamma = "gen_gamma", genM = "gen_m", ashVariant = "ash_variant",
+             ashPercentile = "ash_percentile", scalePercentile = "scale_percentile", validationOODSets = "validation_ood_sets", referenceSwitchMSP = "reference_switch_msp",
              referenceSwitchODIN = "reference_switch_odin", referenceSwitchEnergy = "reference_switch_energy",
              referenceSwitchMahalanobis = "reference_switch_mahalanobis"
     }
@@ -89,5 +103,14 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     /// - Throws: ``ConfigError/invalidValue(file:key:expected:actual:hint:)`` naming the key.
     public func validate(file: String) throws {
         for r in Self.ranges { try r.check(self, file: file) }
+    }
+
+    /// The ASH variant as a shaping rule.
+    public var ashShaping: ActivationShaping {
+        switch ashVariant {
+        case .s: return .ashS
+        case .b: return .ashB
+        case .p: return .ashP
+        }
     }
 }

@@ -13,6 +13,8 @@ extension OODEvaluation {
         var mahalanobis: MahalanobisDetector?
         var knn: KNNDetector?
         var reactThreshold: Double?
+        /// fDBD's mean training feature `[D]` (with the model's head at scoring time).
+        var trainMean: [Double] = []
         /// Class means `[C, D]` and the shared covariance `[D, D]` (Double), the training
         /// features `[N, D]` (the KNN bank before normalisation) and D.
         var classMeans: [Double] = []
@@ -65,6 +67,13 @@ extension OODEvaluation {
         if kinds.contains(.knn) { cost.time("knn: fit") {
             fitted.knn = KNNDetector(trainingFeatures: features, featureDim: dim, k: min(e.knnK, gathered.ids.count))
             fitted.bankFeatures = features
+        } }
+        if kinds.contains(.fdbd) { cost.time("fdbd: fit") {
+            // The mean training feature, summed in Double in id order (identical for any world size).
+            var mean = [Double](repeating: 0, count: dim)
+            let n = features.count / max(dim, 1)
+            for i in 0..<n { for j in 0..<dim { mean[j] += Double(features[i * dim + j]) } }
+            fitted.trainMean = mean.map { $0 / Double(max(n, 1)) }
         } }
         if kinds.contains(.react) { cost.time("react: fit") {
             fitted.reactThreshold = ReAct.percentileThreshold(activations: features, percentile: e.reactPercentile)

@@ -29,6 +29,9 @@ public enum DetectorStore {
         if let t = f.reactThreshold {
             records.append(SafeTensorsRecord(name: "react.threshold_f64bits", shape: [1], int64s: bits([t])))
         }
+        if !f.trainMean.isEmpty {
+            records.append(SafeTensorsRecord(name: "fdbd.train_mean_f64bits", shape: [f.trainMean.count], int64s: bits(f.trainMean)))
+        }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let settings = String(decoding: try enc.encode(r.settings), as: UTF8.self)
@@ -60,6 +63,7 @@ public enum DetectorStore {
             f.knn = KNNDetector(trainingFeatures: f.bankFeatures, featureDim: dim, k: min(settings.knnK, f.bankFeatures.count / max(dim, 1)))
         }
         if let t = file.record(named: "react.threshold_f64bits") { f.reactThreshold = unbits(try t.int64s()).first }
+        if let m = file.record(named: "fdbd.train_mean_f64bits") { f.trainMean = unbits(try m.int64s()) }
         return (f, settings)
     }
 
@@ -71,6 +75,7 @@ public enum DetectorStore {
         if fitted.mahalanobis == nil { kinds.removeAll { $0 == .mahalanobis } }
         if fitted.knn == nil { kinds.removeAll { $0 == .knn } }
         if fitted.reactThreshold == nil { kinds.removeAll { $0 == .react } }
+        if fitted.trainMean.isEmpty { kinds.removeAll { $0 == .fdbd } }
         return try OODEvaluation.score(model: model, comm: comm, data: data, dataset: dataset, ids: dataset.ids, e: settings,
                                        fitted: fitted, kinds: kinds)
     }

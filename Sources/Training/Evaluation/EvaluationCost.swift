@@ -37,6 +37,10 @@ public final class EvaluationCost: @unchecked Sendable {
             case .mahalanobis: p += ["mahalanobis: fit", "mahalanobis: distances"]
             case .knn: p += ["knn: fit", "knn: search"]
             case .react: p += ["react: fit", "react: clip + head"]
+            case .gen: p.append("gen: from logits")
+            case .fdbd: p += ["fdbd: fit", "fdbd: distances"]
+            case .ash: p.append("ash: shape + head")
+            case .scale: p.append("scale: shape + head")
             }
         }
         return p + ["gather by id", "metrics", "bootstrap intervals"]

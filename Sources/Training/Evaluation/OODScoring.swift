@@ -87,6 +87,18 @@ extension OODEvaluation {
                     }
                 case .odin:
                     mine[kind]! += odinScores
+                case .gen:
+                    mine[kind]! += cost.time("gen: from logits") { GEN.scores(logits: z, numClasses: k, gamma: e.genGamma, m: e.genM) }
+                case .fdbd:
+                    mine[kind]! += cost.time("fdbd: distances") {
+                        FDBDDetector(head: Self.head(model), trainMean: fitted.trainMean).scores(features: features)
+                    }
+                case .ash:
+                    mine[kind]! += cost.time("ash: shape + head") { e.ashShaping.scores(features: features, head: Self.head(model), percentile: e.ashPercentile) }
+                case .scale:
+                    mine[kind]! += cost.time("scale: shape + head") {
+                        ActivationShaping.scale.scores(features: features, head: Self.head(model), percentile: e.scalePercentile)
+                    }
                 }
             }
         }
@@ -110,6 +122,14 @@ extension OODEvaluation {
             }
             return result
         }
+    }
+
+    /// The model's last linear layer as a Double `LinearHead` (GEN needs none; fDBD, ASH and
+    /// SCALE read the logits of reshaped features through it).
+    static func head(_ model: Classifier) -> LinearHead {
+        let w = model.classifier.weight.value.scalars.map(Double.init)
+        let b = model.classifier.bias.map { $0.value.scalars.map(Double.init) } ?? [Double](repeating: 0, count: model.classifier.outFeatures)
+        return LinearHead(weight: w, bias: b)
     }
 
     /// The scores computed from the logits alone, `[N]` for logits `[N, K]`: MSP as the log of

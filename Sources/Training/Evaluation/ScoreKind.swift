@@ -15,9 +15,22 @@ public enum ScoreKind: String, ConfigEnum {
     case knn
     /// Energy of the logits recomputed from clipped penultimate features (Sun et al., NeurIPS 2021).
     case react
+    /// Generalised entropy of the softmax (Liu et al., CVPR 2023): `evaluate.gen_gamma`, `gen_m`.
+    case gen
+    /// Mean distance to the decision boundaries over the distance to the training mean (Liu & Qin, ICML 2024).
+    case fdbd
+    /// Energy after ASH pruning of the penultimate features (Djurisic et al., ICLR 2023):
+    /// `evaluate.ash_variant` (s, b, p) at `evaluate.ash_percentile`.
+    case ash
+    /// Energy after SCALE rescaling of the penultimate features (Xu et al., ICLR 2024): `evaluate.scale_percentile`.
+    case scale
 
     public static let configHint = "e.g. scores: [msp, energy, odin]"
 
+    /// `evaluate.scores` when a config gives none: the scores every report has carried so far
+    /// (new detectors are opt-in, so an existing config's evaluation does not change).
+    public static let defaults: [ScoreKind] = [.msp, .maxLogit, .energy, .odin, .mahalanobis, .knn, .react]
+
     /// Scores that need detectors fitted on the training ids' penultimate features.
-    public var needsTrainingFeatures: Bool { self == .mahalanobis || self == .knn || self == .react }
+    public var needsTrainingFeatures: Bool { self == .mahalanobis || self == .knn || self == .react || self == .fdbd }
 }
