@@ -127,7 +127,7 @@ if [ -f "$model" ] && [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ub
   set +e
   timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain evaluate --config "$CFG" --name full --set output_dir="$OUT" \
     --checkpoint "$model" --stage evalscore --set evaluate.ood_manifest= --set evaluate.knn_k=5 \
-    --set 'evaluate.scores=[msp, maxlogit, energy, odin, mahalanobis, knn, react, gen, fdbd, ash, scale]' \
+    --set 'evaluate.scores=[msp, maxlogit, energy, odin, mahalanobis, knn, react, gen, fdbd, ash, scale, rmds, vim, nnguide]' \
     --set 'evaluate.ood_sets=[{name: digits, images: /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz, synthetic: false}]' \
     >"$LOG_DIR/evaluate-score.log" 2>&1
   r1=$?
@@ -137,7 +137,7 @@ if [ -f "$model" ] && [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ub
   r2=$?
   set -e
   if [ "$r1$r2" = 00 ] && cmp -s "$OUT/score.csv" "$OUT/full/evalscore/reports/scores/digits.csv"; then
-    ok "umtrain score with the saved detector reproduces evaluate's per-sample scores (11 scores, byte-identical CSV)"
+    ok "umtrain score with the saved detector reproduces evaluate's per-sample scores (14 scores, byte-identical CSV)"
   else
     bad "score vs evaluate: exits $r1/$r2 or the CSVs differ; see $LOG_DIR/evaluate-score.log"
   fi

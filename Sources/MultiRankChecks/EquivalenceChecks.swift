@@ -210,7 +210,7 @@ extension MultiRankSuite {
         config.train.batchSize = 64
         config.evaluate.batchSize = 29
         config.evaluate.knnK = 5
-        config.evaluate.scores = ScoreKind.allCases  // the classic seven and GEN, fDBD, ASH, SCALE
+        config.evaluate.scores = ScoreKind.allCases  // the classic seven and GEN, fDBD, ASH, SCALE, RMDS, ViM, NNGuide
         config.evaluate.genM = 3
         let base = try pretrained(config, data)
         let noise = Self.syntheticData(count: 57, seed: 99).trainSet.dataset!

@@ -108,7 +108,7 @@ struct MultiRankSuite {
             Check(name: "UMAP masks after 10 steps bitwise identical on every rank, >= 99.9% equal to 1 rank") {
                 try umapEquivalence()
             },
-            Check(name: "OOD evaluation (11 scores, 2 OOD sets): per-sample scores, metrics, bootstrap intervals and the OOD-validation curve bitwise identical to 1 rank") {
+            Check(name: "OOD evaluation (14 scores, 2 OOD sets): per-sample scores, metrics, bootstrap intervals and the OOD-validation curve bitwise identical to 1 rank") {
                 try oodEquivalence()
             },
             Check(name: "sgemm (kernel \(BLASKernel.coreName)) matches a naive Double loop on odd shapes and transposes") {

@@ -182,6 +182,15 @@ public struct RMDSDetector: Sendable {
                                              count: scatter.count, ridge: ridge)
     }
 
+    /// From stored statistics: class means `[C, D]` and their shared covariance, the background
+    /// mean `[D]` and covariance `[D, D]`.
+    /// - Throws: ``MahalanobisError/notPositiveDefinite``.
+    public init(classMeans: [Double], covariance: [Double], backgroundMean: [Double], backgroundCovariance: [Double], featureDim: Int,
+                ridge: Double = 0) throws {
+        classes = try MahalanobisDetector(classMeans: classMeans, covariance: covariance, featureDim: featureDim, ridge: ridge)
+        background = try MahalanobisDetector(classMeans: backgroundMean, covariance: backgroundCovariance, featureDim: featureDim, ridge: ridge)
+    }
+
     /// Scores `[N]` for features `[N, D]`: the class score (-min_k MD_k) minus the background's (-MD_0).
     public func scores(features: [Double]) -> [Double] {
         zip(classes.scores(features: features), background.scores(features: features)).map { $0 - $1 }
@@ -219,6 +228,15 @@ public struct NNGuideDetector: Sendable {
     public let k: Int
     /// `[N_bank, D]` normalised training features times their energies.
     public let bank: [Double]
+
+    /// From a stored bank (already normalised and scaled, ``bank``).
+    public init(bank: [Double], head: LinearHead, k: Int) {
+        precondition(bank.count % head.featureDim == 0 && !bank.isEmpty && k >= 1 && k <= bank.count / head.featureDim,
+                     "NNGuide bank of \(bank.count) values with k \(k) does not fit D = \(head.featureDim)")
+        self.head = head
+        self.k = k
+        self.bank = bank
+    }
 
     /// - Parameters: bankFeatures `[N_bank, D]`; k in 1...N_bank.
     public init(bankFeatures: [Double], head: LinearHead, k: Int) {
@@ -308,8 +326,18 @@ public struct ViMDetector: Sendable {
     /// `[D]` the origin u.
     public let origin: [Double]
     /// `[D - dim, D]` the residual subspace's orthonormal basis (rows).
-    let residualBasis: [Double]
+    public let residualBasis: [Double]
     public let alpha: Double
+
+    /// From stored state: the origin `[D]`, the residual basis `[R, D]` and alpha.
+    public init(head: LinearHead, dim: Int, origin: [Double], residualBasis: [Double], alpha: Double) {
+        precondition(origin.count == head.featureDim && residualBasis.count % head.featureDim == 0, "ViM state does not fit D = \(head.featureDim)")
+        self.head = head
+        self.dim = dim
+        self.origin = origin
+        self.residualBasis = residualBasis
+        self.alpha = alpha
+    }
 
     /// - Throws: ``MahalanobisError/notPositiveDefinite`` when W W^T is singular.
     public init(trainFeatures: [Double], head: LinearHead, dim: Int) throws {

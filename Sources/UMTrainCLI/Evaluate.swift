@@ -82,13 +82,13 @@ struct ScoreCommand: ParsableCommand {
                 throw ConfigError.invalidValue(file: "command line", key: "--input", expected: "an IDX image file or a folder of JPEG/PNG images",
                                                actual: "the single image '\(input)'", hint: "put the image(s) in a folder and pass the folder.")
             }
-            let (fitted, settings) = try DetectorStore.read(detector)
             var e = config.evaluate
             e.oodManifest = ""
             e.oodSets = [OODSetConfig(name: "input", images: input, synthetic: false)]
             let sets = try OODEvaluation.loadSets(e, imageSize: config.model.imageSize, channels: config.model.inChannels,
                                                   resize: config.data.resize, loading: config.data.loading, comm: rt.comm)
             let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm, convolution: rt.convolution.algorithm)
+            let (fitted, settings) = try DetectorStore.read(detector, model: model)
             let normalizer = ChannelNormalizer(mean: config.data.mean.map(Float.init), std: config.data.std.map(Float.init))
             let scores = try DetectorStore.score(model: model, comm: rt.comm, dataset: sets[0].dataset, normalizer: normalizer,
                                                  fitted: fitted, settings: settings)

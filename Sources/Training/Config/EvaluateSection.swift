@@ -52,6 +52,11 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     public var ashPercentile = 90.0
     /// SCALE (Xu et al., ICLR 2024): the percentile defining the kept mass (OpenOOD: 85).
     public var scalePercentile = 85.0
+    /// ViM's principal-subspace dimension; 0 = the paper's rule (1000 for D >= 2048, 512 for
+    /// D = 768, D / 2 otherwise).
+    public var vimDim = 0
+    /// NNGuide's k nearest bank entries (capped at the bank size); the bank is every training feature.
+    public var nnguideK = 100
     /// Tune detector hyperparameters (ODIN temperature/epsilon, KNN k, ReAct percentile) on the
     /// ID validation split (never the test sets) and `validation_ood_sets`, before scoring.
     public var tune = false
@@ -77,7 +82,9 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
          .number(\.genGamma, "evaluate.gen_gamma", 0, 1e3, lowerOpen: true, hint: "0.1 is GEN's default"),
          .int(\.genM, "evaluate.gen_m", 1...1_000_000, hint: "100 (capped at the class count)"),
          .number(\.ashPercentile, "evaluate.ash_percentile", 0, 100, upperOpen: true, hint: "90 prunes 90% of each sample's activations"),
-         .number(\.scalePercentile, "evaluate.scale_percentile", 0, 100, upperOpen: true, hint: "85 is SCALE's default")]
+         .number(\.scalePercentile, "evaluate.scale_percentile", 0, 100, upperOpen: true, hint: "85 is SCALE's default"),
+         .int(\.vimDim, "evaluate.vim_dim", 0...1_000_000, hint: "0 = the paper's rule (D / 2 for small features)"),
+         .int(\.nnguideK, "evaluate.nnguide_k", 1...1_000_000, hint: "100 is NNGuide's default")]
     }
 
     public init() {}
@@ -89,7 +96,7 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
              batchSize = "batch_size", energyTemperature = "energy_temperature", odinTemperature = "odin_temperature",
              odinEpsilon = "odin_epsilon", knnK = "knn_k", reactPercentile = "react_percentile",
              mahalanobisRidge = "mahalanobis_ridge", tune, genGamma = "gen_gamma", genM = "gen_m", ashVariant = "ash_variant",
-             ashPercentile = "ash_percentile", scalePercentile = "scale_percentile", validationOODSets = "validation_ood_sets", referenceSwitchMSP = "reference_switch_msp",
+             ashPercentile = "ash_percentile", scalePercentile = "scale_percentile", vimDim = "vim_dim", nnguideK = "nnguide_k", validationOODSets = "validation_ood_sets", referenceSwitchMSP = "reference_switch_msp",
              referenceSwitchODIN = "reference_switch_odin", referenceSwitchEnergy = "reference_switch_energy",
              referenceSwitchMahalanobis = "reference_switch_mahalanobis"
     }

@@ -15,6 +15,12 @@ extension OODEvaluation {
         var reactThreshold: Double?
         /// fDBD's mean training feature `[D]` (with the model's head at scoring time).
         var trainMean: [Double] = []
+        var rmds: RMDSDetector?
+        var vim: ViMDetector?
+        var nnguide: NNGuideDetector?
+        /// RMDS's background Gaussian (mean `[D]`, covariance `[D, D]`).
+        var backgroundMean: [Double] = []
+        var backgroundCovariance: [Double] = []
         /// Class means `[C, D]` and the shared covariance `[D, D]` (Double), the training
         /// features `[N, D]` (the KNN bank before normalisation) and D.
         var classMeans: [Double] = []
@@ -22,6 +28,13 @@ extension OODEvaluation {
         var bankFeatures: [Float] = []
         var featureDim = 0
         public init() {}
+    }
+
+    /// ViM's subspace dimension: `configured`, or the paper's rule when 0 (1000 for D >= 2048,
+    /// 512 for D = 768, D / 2 otherwise), at most D - 1.
+    static func vimDimension(_ configured: Int, featureDim d: Int) -> Int {
+        let rule = d >= 2048 ? 1000 : d == 768 ? 512 : d / 2
+        return max(1, min(configured > 0 ? configured : rule, d - 1))
     }
 
     /// Fits the feature-based detectors that `kinds` need from the training ids' penultimate
@@ -55,6 +68,25 @@ extension OODEvaluation {
         let labelOf = data.trainSet.labelsById()
         let labels = gathered.ids.map { labelOf[Int($0)]! }
         fitted.featureDim = dim
+        if kinds.contains(.rmds) { try cost.time("rmds: fit") {
+            var sums = ClassFeatureSums(numClasses: numClasses, featureDim: dim)
+            sums.accumulate(features: features, labels: labels)
+            var scatter = CentredScatter(featureDim: dim)
+            scatter.accumulate(features: features, labels: labels, classMeans: try sums.means())
+            let bg = RMDSDetector.backgroundGaussian(features: features, featureDim: dim)
+            fitted.rmds = try RMDSDetector(classSums: sums, scatter: scatter, mean: bg.mean, covariance: bg.covariance, ridge: e.mahalanobisRidge)
+            fitted.classMeans = try sums.means()
+            fitted.covariance = scatter.covariance()
+            fitted.backgroundMean = bg.mean
+            fitted.backgroundCovariance = bg.covariance
+        } }
+        let head = OODEvaluation.head(model)
+        if kinds.contains(.vim) { try cost.time("vim: fit") {
+            fitted.vim = try ViMDetector(trainFeatures: features.map(Double.init), head: head, dim: vimDimension(e.vimDim, featureDim: dim))
+        } }
+        if kinds.contains(.nnguide) { cost.time("nnguide: fit") {
+            fitted.nnguide = NNGuideDetector(bankFeatures: features.map(Double.init), head: head, k: min(e.nnguideK, gathered.ids.count))
+        } }
         if kinds.contains(.mahalanobis) { try cost.time("mahalanobis: fit") {
             var sums = ClassFeatureSums(numClasses: numClasses, featureDim: dim)
             sums.accumulate(features: features, labels: labels)

@@ -32,6 +32,21 @@ public enum DetectorStore {
         if !f.trainMean.isEmpty {
             records.append(SafeTensorsRecord(name: "fdbd.train_mean_f64bits", shape: [f.trainMean.count], int64s: bits(f.trainMean)))
         }
+        if f.rmds != nil {
+            records.append(SafeTensorsRecord(name: "rmds.class_means_f64bits", shape: [f.classMeans.count], int64s: bits(f.classMeans)))
+            records.append(SafeTensorsRecord(name: "rmds.covariance_f64bits", shape: [f.covariance.count], int64s: bits(f.covariance)))
+            records.append(SafeTensorsRecord(name: "rmds.background_mean_f64bits", shape: [f.backgroundMean.count], int64s: bits(f.backgroundMean)))
+            records.append(SafeTensorsRecord(name: "rmds.background_covariance_f64bits", shape: [f.backgroundCovariance.count],
+                                             int64s: bits(f.backgroundCovariance)))
+        }
+        if let v = f.vim {
+            records.append(SafeTensorsRecord(name: "vim.origin_f64bits", shape: [v.origin.count], int64s: bits(v.origin)))
+            records.append(SafeTensorsRecord(name: "vim.residual_basis_f64bits", shape: [v.residualBasis.count], int64s: bits(v.residualBasis)))
+            records.append(SafeTensorsRecord(name: "vim.alpha_dim_f64bits", shape: [2], int64s: bits([v.alpha, Double(v.dim)])))
+        }
+        if let g = f.nnguide {
+            records.append(SafeTensorsRecord(name: "nnguide.bank_f64bits", shape: [g.bank.count], int64s: bits(g.bank)))
+        }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let settings = String(decoding: try enc.encode(r.settings), as: UTF8.self)
@@ -42,7 +57,9 @@ public enum DetectorStore {
 
     /// Reloads a detector written by ``write(_:config:to:)``.
     /// - Throws: ``ConfigError`` naming the file when its metadata is missing; safetensors errors.
-    public static func read(_ dir: String) throws -> (OODEvaluation.Fitted, EvaluateSection) {
+    /// - Parameter model: the model whose head ViM and NNGuide use (their stored state is
+    ///   relative to it).
+    public static func read(_ dir: String, model: Classifier? = nil) throws -> (OODEvaluation.Fitted, EvaluateSection) {
         let path = dir + "/detector.safetensors"
         let file = try SafeTensorsFile.read(path: path)
         guard let json = file.metadata["settings"], let settings = try? JSONDecoder().decode(EvaluateSection.self, from: Data(json.utf8)),
@@ -64,6 +81,24 @@ public enum DetectorStore {
         }
         if let t = file.record(named: "react.threshold_f64bits") { f.reactThreshold = unbits(try t.int64s()).first }
         if let m = file.record(named: "fdbd.train_mean_f64bits") { f.trainMean = unbits(try m.int64s()) }
+        if let m = file.record(named: "rmds.class_means_f64bits"), let c = file.record(named: "rmds.covariance_f64bits"),
+           let bm = file.record(named: "rmds.background_mean_f64bits"), let bc = file.record(named: "rmds.background_covariance_f64bits") {
+            f.rmds = try RMDSDetector(classMeans: unbits(try m.int64s()), covariance: unbits(try c.int64s()),
+                                      backgroundMean: unbits(try bm.int64s()), backgroundCovariance: unbits(try bc.int64s()), featureDim: dim,
+                                      ridge: settings.mahalanobisRidge)
+        }
+        if let model {
+            let head = OODEvaluation.head(model)
+            if let o = file.record(named: "vim.origin_f64bits"), let b = file.record(named: "vim.residual_basis_f64bits"),
+               let a = file.record(named: "vim.alpha_dim_f64bits") {
+                let ad = unbits(try a.int64s())
+                f.vim = ViMDetector(head: head, dim: Int(ad[1]), origin: unbits(try o.int64s()), residualBasis: unbits(try b.int64s()), alpha: ad[0])
+            }
+            if let b = file.record(named: "nnguide.bank_f64bits") {
+                let bank = unbits(try b.int64s())
+                f.nnguide = NNGuideDetector(bank: bank, head: head, k: min(settings.nnguideK, bank.count / max(dim, 1)))
+            }
+        }
         return (f, settings)
     }
 
@@ -76,6 +111,9 @@ public enum DetectorStore {
         if fitted.knn == nil { kinds.removeAll { $0 == .knn } }
         if fitted.reactThreshold == nil { kinds.removeAll { $0 == .react } }
         if fitted.trainMean.isEmpty { kinds.removeAll { $0 == .fdbd } }
+        if fitted.rmds == nil { kinds.removeAll { $0 == .rmds } }
+        if fitted.vim == nil { kinds.removeAll { $0 == .vim } }
+        if fitted.nnguide == nil { kinds.removeAll { $0 == .nnguide } }
         return try OODEvaluation.score(model: model, comm: comm, data: data, dataset: dataset, ids: dataset.ids, e: settings,
                                        fitted: fitted, kinds: kinds)
     }

@@ -41,6 +41,9 @@ public final class EvaluationCost: @unchecked Sendable {
             case .fdbd: p += ["fdbd: fit", "fdbd: distances"]
             case .ash: p.append("ash: shape + head")
             case .scale: p.append("scale: shape + head")
+            case .rmds: p += ["rmds: fit", "rmds: distances"]
+            case .vim: p += ["vim: fit", "vim: residuals"]
+            case .nnguide: p += ["nnguide: fit", "nnguide: search"]
             }
         }
         return p + ["gather by id", "metrics", "bootstrap intervals"]

@@ -99,6 +99,9 @@ extension OODEvaluation {
                     mine[kind]! += cost.time("scale: shape + head") {
                         ActivationShaping.scale.scores(features: features, head: Self.head(model), percentile: e.scalePercentile)
                     }
+                case .rmds: mine[kind]! += cost.time("rmds: distances") { fitted.rmds!.scores(features: features) }
+                case .vim: mine[kind]! += cost.time("vim: residuals") { fitted.vim!.scores(features: features.map(Double.init)) }
+                case .nnguide: mine[kind]! += cost.time("nnguide: search") { fitted.nnguide!.scores(features: features.map(Double.init)) }
                 }
             }
         }

@@ -24,6 +24,12 @@ public enum ScoreKind: String, ConfigEnum {
     case ash
     /// Energy after SCALE rescaling of the penultimate features (Xu et al., ICLR 2024): `evaluate.scale_percentile`.
     case scale
+    /// Relative Mahalanobis distance: class Gaussians minus a background Gaussian (Ren et al., 2021).
+    case rmds
+    /// Virtual-logit matching: energy minus alpha times the residual outside the principal subspace (Wang et al., CVPR 2022).
+    case vim
+    /// Energy times the nearest-neighbour guidance of an energy-scaled training-feature bank (Park et al., ICCV 2023).
+    case nnguide
 
     public static let configHint = "e.g. scores: [msp, energy, odin]"
 
@@ -32,5 +38,5 @@ public enum ScoreKind: String, ConfigEnum {
     public static let defaults: [ScoreKind] = [.msp, .maxLogit, .energy, .odin, .mahalanobis, .knn, .react]
 
     /// Scores that need detectors fitted on the training ids' penultimate features.
-    public var needsTrainingFeatures: Bool { self == .mahalanobis || self == .knn || self == .react || self == .fdbd }
+    public var needsTrainingFeatures: Bool { [.mahalanobis, .knn, .react, .fdbd, .rmds, .vim, .nnguide].contains(self) }
 }
