@@ -182,6 +182,15 @@ public struct RMDSDetector: Sendable {
                                              count: scatter.count, ridge: ridge)
     }
 
+    /// From fitted class Gaussians (shared with the Mahalanobis score) and the background mean
+    /// `[D]` and covariance `[D, D]`.
+    /// - Throws: ``MahalanobisError/notPositiveDefinite``.
+    public init(classes: MahalanobisDetector, backgroundMean: [Double], backgroundCovariance: [Double], ridge: Double = 0) throws {
+        self.classes = classes
+        background = try MahalanobisDetector(classMeans: backgroundMean, covariance: backgroundCovariance, featureDim: classes.featureDim,
+                                             ridge: ridge)
+    }
+
     /// From stored statistics: class means `[C, D]` and their shared covariance, the background
     /// mean `[D]` and covariance `[D, D]`.
     /// - Throws: ``MahalanobisError/notPositiveDefinite``.
@@ -273,39 +282,22 @@ public struct NNGuideDetector: Sendable {
         precondition(features.count % d == 0, "features.count \(features.count) is not a multiple of \(d) (expected [N, D])")
         let nq = features.count / d, nb = bank.count / d
         let queries = Self.normalised(features, d)
-        let block = Swift.max(1, Swift.min(nq, (1 << 20) / Swift.max(nb, 1)))
-        var dots = [Double](repeating: 0, count: block * nb)
         var out = [Double](repeating: 0, count: nq)
         var top = [Double](repeating: 0, count: k)  // descending
-        queries.withUnsafeBufferPointer { q in
-            bank.withUnsafeBufferPointer { b in
-                features.withUnsafeBufferPointer { f in
-                    dots.withUnsafeMutableBufferPointer { dp in
-                        var start = 0
-                        while start < nq {
-                            let m = Swift.min(block, nq - start)
-                            Kernels.dgemmABt(m: m, n: nb, k: d, alpha: 1, a: q.baseAddress! + start * d, b: b.baseAddress!, beta: 0,
-                                             c: dp.baseAddress!)
-                            for i in 0..<m {
-                                let row = dp.baseAddress! + i * nb
-                                for t in 0..<k { top[t] = -.infinity }
-                                var sawNaN = false
-                                for r in 0..<nb {
-                                    let v = row[r]
-                                    if v.isNaN { sawNaN = true; break }
-                                    if v > top[k - 1] {
-                                        var p = k - 1
-                                        while p > 0 && top[p - 1] < v { top[p] = top[p - 1]; p -= 1 }
-                                        top[p] = v
-                                    }
-                                }
-                                let energy = head.energy(UnsafeBufferPointer(rebasing: f[((start + i) * d)..<((start + i + 1) * d)]))
-                                out[start + i] = sawNaN ? .nan : energy * (top.reduce(0, +) / Double(k))
-                            }
-                            start += m
-                        }
+        features.withUnsafeBufferPointer { f in
+            BankDots.forEachQuery(queries, bank: bank, featureDim: d) { i, row in
+                for t in 0..<k { top[t] = -.infinity }
+                for r in 0..<nb {
+                    let v = row[r]
+                    if v.isNaN { out[i] = .nan; return }
+                    if v > top[k - 1] {
+                        var p = k - 1
+                        while p > 0 && top[p - 1] < v { top[p] = top[p - 1]; p -= 1 }
+                        top[p] = v
                     }
                 }
+                let energy = head.energy(UnsafeBufferPointer(rebasing: f[(i * d)..<((i + 1) * d)]))
+                out[i] = energy * (top.reduce(0, +) / Double(k))
             }
         }
         return out

@@ -33,9 +33,6 @@ public struct KNNDetector: Sendable {
         self.bankSquaredNorms = KNNDetector.squaredNorms(bank, featureDim)
     }
 
-    /// Queries per dgemm block: the distance block `[Q, N_train]` stays within about 8 MB.
-    static let blockElements = 1 << 20
-
     /// Scores `[N]` for features `[N, D]`. A query with a non-finite feature scores NaN.
     public func scores(features: [Float]) -> [Double] {
         let d = featureDim
@@ -45,42 +42,23 @@ public struct KNNDetector: Sendable {
         let nq = queries.count / d
         let nb = bank.count / d
         var out = [Double](repeating: 0, count: nq)
-        let block = max(1, min(nq, Self.blockElements / max(nb, 1)))
-        var dots = [Double](repeating: 0, count: block * nb)
-        var nearest = [Double](repeating: .infinity, count: k)  // ascending squared distances
-        queries.withUnsafeBufferPointer { q in
-            bank.withUnsafeBufferPointer { b in
-                dots.withUnsafeMutableBufferPointer { dp in
-                    nearest.withUnsafeMutableBufferPointer { top in
-                        var start = 0
-                        while start < nq {
-                            let m = min(block, nq - start)
-                            Kernels.dgemmABt(m: m, n: nb, k: d, alpha: 1, a: q.baseAddress! + start * d, b: b.baseAddress!,
-                                             beta: 0, c: dp.baseAddress!)
-                            for i in 0..<m {
-                                let qq = queryNorms[start + i]
-                                if !qq.isFinite { out[start + i] = .nan; continue }
-                                for t in 0..<k { top[t] = .infinity }
-                                let row = dp.baseAddress! + i * nb
-                                var sawNaN = false
-                                for r in 0..<nb {
-                                    let raw = qq + bankSquaredNorms[r] - 2 * row[r]
-                                    if raw.isNaN { sawNaN = true; break }  // before clamping: max(0, NaN) is 0
-                                    let dist = raw < 0 ? 0 : raw
-                                    if dist < top[k - 1] {
-                                        // insertion into the sorted k smallest
-                                        var p = k - 1
-                                        while p > 0 && top[p - 1] > dist { top[p] = top[p - 1]; p -= 1 }
-                                        top[p] = dist
-                                    }
-                                }
-                                out[start + i] = sawNaN ? .nan : -top[k - 1].squareRoot()
-                            }
-                            start += m
-                        }
-                    }
+        var top = [Double](repeating: .infinity, count: k)  // ascending squared distances
+        BankDots.forEachQuery(queries, bank: bank, featureDim: d) { i, row in
+            let qq = queryNorms[i]
+            if !qq.isFinite { out[i] = .nan; return }
+            for t in 0..<k { top[t] = .infinity }
+            for r in 0..<nb {
+                let raw = qq + bankSquaredNorms[r] - 2 * row[r]
+                if raw.isNaN { out[i] = .nan; return }  // before clamping: max(0, NaN) is 0
+                let dist = raw < 0 ? 0 : raw
+                if dist < top[k - 1] {
+                    // insertion into the sorted k smallest
+                    var p = k - 1
+                    while p > 0 && top[p - 1] > dist { top[p] = top[p - 1]; p -= 1 }
+                    top[p] = dist
                 }
             }
+            out[i] = -top[k - 1].squareRoot()
         }
         return out
     }
@@ -109,6 +87,36 @@ public struct KNNDetector: Sendable {
             }
         }
         return out
+    }
+}
+
+/// Dot products of every query row with every bank row (`[Q, D] x [N, D]^T`), one OpenBLAS
+/// dgemm per block of queries so the block `[Q_block, N]` stays within about 8 MB: the search
+/// behind KNN and NNGuide.
+enum BankDots {
+    static let blockElements = 1 << 20
+
+    /// Calls `body(query index, its N dot products)` for every query, in order.
+    static func forEachQuery(_ queries: [Double], bank: [Double], featureDim d: Int,
+                             _ body: (_ query: Int, _ dots: UnsafePointer<Double>) -> Void) {
+        let nq = queries.count / d, nb = bank.count / d
+        guard nq > 0, nb > 0 else { return }
+        let block = max(1, min(nq, blockElements / nb))
+        var dots = [Double](repeating: 0, count: block * nb)
+        queries.withUnsafeBufferPointer { q in
+            bank.withUnsafeBufferPointer { b in
+                dots.withUnsafeMutableBufferPointer { dp in
+                    var start = 0
+                    while start < nq {
+                        let m = min(block, nq - start)
+                        Kernels.dgemmABt(m: m, n: nb, k: d, alpha: 1, a: q.baseAddress! + start * d, b: b.baseAddress!, beta: 0,
+                                         c: dp.baseAddress!)
+                        for i in 0..<m { body(start + i, dp.baseAddress! + i * nb) }
+                        start += m
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -16,14 +16,8 @@ final class EstimateAugmentTests: XCTestCase {
     }
 
     func config() -> RunConfig {
-        var c = RunConfig()
-        c.model.arch = .cnn5
-        c.model.width = 4
-        c.model.imageSize = 8
-        c.model.numClasses = 4
-        c.data.mean = [0.4]
-        c.data.std = [0.3]
-        c.train.epochs = 7
+        // Batch size and schedule are the shared config's (neither is read by the estimate).
+        var c = QuadrantImages.config(epochs: 7, mean: 0.4)
         c.train.evalBatchSize = 10
         c.estimate.keepRatios = [0.9]
         c.estimate.keepRatio = 0.9

@@ -21,19 +21,7 @@ final class FuzzRegressionTests: XCTestCase {
     }
 
     private func config() -> RunConfig {
-        var c = RunConfig()
-        c.name = "fuzz-regression"
-        c.outputDir = directory
-        c.model.arch = .cnn5
-        c.model.width = 4
-        c.model.imageSize = 8
-        c.model.numClasses = 4
-        c.data.mean = [0.3]
-        c.data.std = [0.3]
-        c.train.epochs = 1
-        c.train.batchSize = 16
-        c.train.schedule = .constant
-        return c
+        QuadrantImages.config(name: "fuzz-regression", outputDir: directory, epochs: 1)
     }
 
     private func data() -> TrainingData {

@@ -20,19 +20,7 @@ final class NonFiniteTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
 
     func config() -> RunConfig {
-        var c = RunConfig()
-        c.name = "nf"
-        c.outputDir = dir
-        c.model.arch = .cnn5
-        c.model.width = 4
-        c.model.imageSize = 8
-        c.model.numClasses = 4
-        c.data.mean = [0.3]
-        c.data.std = [0.3]
-        c.train.epochs = 3
-        c.train.batchSize = 16
-        c.train.schedule = .constant
-        return c
+        QuadrantImages.config(name: "nf", outputDir: dir, epochs: 3)
     }
 
     func data() -> TrainingData {

@@ -10,19 +10,8 @@ import XCTest
 /// The OOD-validation curve during training and the kept `best_val_epoch` (issue 16).
 final class OODValidationTests: XCTestCase {
     func config(output: String) -> RunConfig {
-        var c = RunConfig()
-        c.name = "curve"
-        c.outputDir = output
-        c.model.arch = .cnn5
-        c.model.width = 4
-        c.model.imageSize = 8
-        c.model.numClasses = 4
-        c.data.mean = [0.3]
-        c.data.std = [0.3]
-        c.train.epochs = 6
-        c.train.batchSize = 16
+        var c = QuadrantImages.config(name: "curve", outputDir: output, epochs: 6)
         c.train.lr = 0.05
-        c.train.schedule = .constant
         c.train.oodValidationEvery = 2
         c.train.oodValidationScores = [.energy, .msp]
         c.evaluate.batchSize = 7

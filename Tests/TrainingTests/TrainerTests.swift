@@ -17,17 +17,8 @@ final class TrainerTests: XCTestCase {
     }
 
     func config() -> RunConfig {
-        var c = RunConfig()
-        c.model.arch = .cnn5
-        c.model.width = 4
-        c.model.imageSize = 8
-        c.model.numClasses = 4
-        c.data.mean = [0.3]
-        c.data.std = [0.3]
-        c.train.epochs = 8
-        c.train.batchSize = 16
+        var c = QuadrantImages.config(epochs: 8)
         c.train.lr = 0.1
-        c.train.schedule = .constant
         return c
     }
 

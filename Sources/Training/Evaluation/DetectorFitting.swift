@@ -68,15 +68,24 @@ extension OODEvaluation {
         let labelOf = data.trainSet.labelsById()
         let labels = gathered.ids.map { labelOf[Int($0)]! }
         fitted.featureDim = dim
+        // The class Gaussians (class means, one shared covariance): fitted once for Mahalanobis and RMDS.
+        var classGaussians: MahalanobisDetector?
+        if kinds.contains(.mahalanobis) || kinds.contains(.rmds) {
+            try cost.time(kinds.contains(.mahalanobis) ? "mahalanobis: fit" : "rmds: fit") {
+                var sums = ClassFeatureSums(numClasses: numClasses, featureDim: dim)
+                sums.accumulate(features: features, labels: labels)
+                var scatter = CentredScatter(featureDim: dim)
+                scatter.accumulate(features: features, labels: labels, classMeans: try sums.means())
+                classGaussians = try MahalanobisDetector(classSums: sums, scatter: scatter, ridge: e.mahalanobisRidge)
+                fitted.classMeans = try sums.means()
+                fitted.covariance = scatter.covariance()
+            }
+        }
+        if kinds.contains(.mahalanobis) { fitted.mahalanobis = classGaussians }
         if kinds.contains(.rmds) { try cost.time("rmds: fit") {
-            var sums = ClassFeatureSums(numClasses: numClasses, featureDim: dim)
-            sums.accumulate(features: features, labels: labels)
-            var scatter = CentredScatter(featureDim: dim)
-            scatter.accumulate(features: features, labels: labels, classMeans: try sums.means())
             let bg = RMDSDetector.backgroundGaussian(features: features, featureDim: dim)
-            fitted.rmds = try RMDSDetector(classSums: sums, scatter: scatter, mean: bg.mean, covariance: bg.covariance, ridge: e.mahalanobisRidge)
-            fitted.classMeans = try sums.means()
-            fitted.covariance = scatter.covariance()
+            fitted.rmds = try RMDSDetector(classes: classGaussians!, backgroundMean: bg.mean, backgroundCovariance: bg.covariance,
+                                           ridge: e.mahalanobisRidge)
             fitted.backgroundMean = bg.mean
             fitted.backgroundCovariance = bg.covariance
         } }
@@ -86,15 +95,6 @@ extension OODEvaluation {
         } }
         if kinds.contains(.nnguide) { cost.time("nnguide: fit") {
             fitted.nnguide = NNGuideDetector(bankFeatures: features.map(Double.init), head: head, k: min(e.nnguideK, gathered.ids.count))
-        } }
-        if kinds.contains(.mahalanobis) { try cost.time("mahalanobis: fit") {
-            var sums = ClassFeatureSums(numClasses: numClasses, featureDim: dim)
-            sums.accumulate(features: features, labels: labels)
-            var scatter = CentredScatter(featureDim: dim)
-            scatter.accumulate(features: features, labels: labels, classMeans: try sums.means())
-            fitted.mahalanobis = try MahalanobisDetector(classSums: sums, scatter: scatter, ridge: e.mahalanobisRidge)
-            fitted.classMeans = try sums.means()
-            fitted.covariance = scatter.covariance()
         } }
         if kinds.contains(.knn) { cost.time("knn: fit") {
             fitted.knn = KNNDetector(trainingFeatures: features, featureDim: dim, k: min(e.knnK, gathered.ids.count))

@@ -55,6 +55,9 @@ extension OODEvaluation {
         for k in kinds { mine[k] = [] }
         let k = model.classifier.outFeatures
         let myBatches = schedule.batches(rank: comm.rank).filter { !$0.isEmpty }
+        // The head in Double (and fDBD's boundary norms) once per set, not once per batch.
+        let head = kinds.contains(where: { [.fdbd, .ash, .scale].contains($0) }) ? Self.head(model) : nil
+        let fdbd = kinds.contains(.fdbd) ? FDBDDetector(head: head!, trainMean: fitted.trainMean) : nil
         try data.forEachBatch(dataset, dataset.positionBatches(myBatches.map(\.ids))) { b, x, labels in
             let eb = myBatches[b]
             let logits = cost.time("forward") { model.forward(x, context: .eval) }
@@ -90,14 +93,12 @@ extension OODEvaluation {
                 case .gen:
                     mine[kind]! += cost.time("gen: from logits") { GEN.scores(logits: z, numClasses: k, gamma: e.genGamma, m: e.genM) }
                 case .fdbd:
-                    mine[kind]! += cost.time("fdbd: distances") {
-                        FDBDDetector(head: Self.head(model), trainMean: fitted.trainMean).scores(features: features)
-                    }
+                    mine[kind]! += cost.time("fdbd: distances") { fdbd!.scores(features: features) }
                 case .ash:
-                    mine[kind]! += cost.time("ash: shape + head") { e.ashShaping.scores(features: features, head: Self.head(model), percentile: e.ashPercentile) }
+                    mine[kind]! += cost.time("ash: shape + head") { e.ashShaping.scores(features: features, head: head!, percentile: e.ashPercentile) }
                 case .scale:
                     mine[kind]! += cost.time("scale: shape + head") {
-                        ActivationShaping.scale.scores(features: features, head: Self.head(model), percentile: e.scalePercentile)
+                        ActivationShaping.scale.scores(features: features, head: head!, percentile: e.scalePercentile)
                     }
                 case .rmds: mine[kind]! += cost.time("rmds: distances") { fitted.rmds!.scores(features: features) }
                 case .vim: mine[kind]! += cost.time("vim: residuals") { fitted.vim!.scores(features: features.map(Double.init)) }

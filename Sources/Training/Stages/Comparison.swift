@@ -32,20 +32,9 @@ public enum Comparison {
             }
             for label in labels {
                 let path = evaluate + "/" + label + "/reports/ood.json"
-                guard let data = FileManager.default.contents(atPath: path) else { continue }
-                guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-                      let accuracy = json["id_accuracy"] as? Double, let averages = json["average_real"] as? [String: [String: Any]] else {
-                    throw ConfigError.invalidValue(file: path, key: "average_real", expected: "an ood.json written by umtrain evaluate",
-                                                   actual: "other JSON", hint: "re-run the evaluation.")
-                }
-                var byKind: [ScoreKind: OODMetrics] = [:]
-                for (key, m) in averages {
-                    guard let kind = ScoreKind(rawValue: key) else { continue }
-                    func v(_ k: String) -> Double { m[k] as? Double ?? .nan }
-                    byKind[kind] = OODMetrics(auroc: v("auroc"), auprIn: v("aupr_in"), auprOut: v("aupr_out"), fpr95: v("fpr95"),
-                                              nID: Int64(m["n_id"] as? Int ?? 0), nOOD: Int64(m["n_ood"] as? Int ?? 0), fprMode: .strict)
-                }
-                models[label] = (accuracy, byKind)
+                guard FileManager.default.fileExists(atPath: path) else { continue }
+                let report = try OODReport.read(path)
+                models[label] = (report.idAccuracy, report.averages)
             }
             scoreOrder = ScoreKind.allCases.filter { k in models.values.contains { $0.averages[k] != nil } }
         }
@@ -125,16 +114,24 @@ extension Comparison {
     /// have both with finite values (a NaN metric drops its seed, counted in `dropped`).
     static func pairedTriple(_ runs: [Run], _ label: String, _ reference: String, _ kind: ScoreKind)
         -> (acc: PairedDifference, auroc: PairedDifference, fpr: PairedDifference, dropped: Int)? {
+        pairedTriple(runs.compactMap { run in
+            guard let a = run.models[label], let b = run.models[reference], let am = a.averages[kind], let bm = b.averages[kind] else { return nil }
+            return ((a.idAccuracy, am), (b.idAccuracy, bm))
+        })
+    }
+
+    /// The same from (method, reference) pairs of (ID accuracy, averaged metrics), one per seed.
+    static func pairedTriple(_ pairs: [(method: (Double, OODMetrics), reference: (Double, OODMetrics))])
+        -> (acc: PairedDifference, auroc: PairedDifference, fpr: PairedDifference, dropped: Int)? {
         var m: [(Double, OODMetrics)] = [], r: [(Double, OODMetrics)] = []
         var dropped = 0
-        for run in runs {
-            guard let a = run.models[label], let b = run.models[reference], let am = a.averages[kind], let bm = b.averages[kind] else { continue }
-            guard [a.idAccuracy, b.idAccuracy, am.auroc, bm.auroc, am.fpr95, bm.fpr95].allSatisfy(\.isFinite) else {
+        for (a, b) in pairs {
+            guard [a.0, b.0, a.1.auroc, b.1.auroc, a.1.fpr95, b.1.fpr95].allSatisfy(\.isFinite) else {
                 dropped += 1
                 continue
             }
-            m.append((a.idAccuracy, am))
-            r.append((b.idAccuracy, bm))
+            m.append(a)
+            r.append(b)
         }
         guard !m.isEmpty else { return nil }
         return (PairedDifference(method: m.map(\.0), reference: r.map(\.0), higherIsBetter: true),

@@ -177,23 +177,17 @@ extension Selection {
             t += "| score | reference | seeds | ID acc | AUROC | FPR95 |\n|---|---|---|---|---|---|\n"
             for kind in kinds {
                 for reference in ["baseline", "CE control"] {
-                    var m: [(Double, OODMetrics)] = [], r: [(Double, OODMetrics)] = []
-                    for (s, p) in picks {
-                        guard let p else { continue }
+                    let pairs = picks.compactMap { s, p -> (method: (Double, OODMetrics), reference: (Double, OODMetrics))? in
+                        guard let p, p.skipped != true else { return nil }
                         let refLabel = reference == "baseline" ? "baseline" : (p.control ?? "")
-                        guard p.skipped != true, let mr = s.reports.first(where: { $0.label == p.label })?.report,
+                        guard let mr = s.reports.first(where: { $0.label == p.label })?.report,
                               let rr = s.reports.first(where: { $0.label == refLabel })?.report,
-                              let mm = mr.averages[kind], let rm = rr.averages[kind],
-                              [mr.idAccuracy, rr.idAccuracy, mm.auroc, rm.auroc, mm.fpr95, rm.fpr95].allSatisfy(\.isFinite) else { continue }
-                        m.append((mr.idAccuracy, mm))
-                        r.append((rr.idAccuracy, rm))
+                              let mm = mr.averages[kind], let rm = rr.averages[kind] else { return nil }
+                        return ((mr.idAccuracy, mm), (rr.idAccuracy, rm))
                     }
-                    guard !m.isEmpty else { continue }
-                    let acc = PairedDifference(method: m.map(\.0), reference: r.map(\.0), higherIsBetter: true)
-                    let auroc = PairedDifference(method: m.map(\.1.auroc), reference: r.map(\.1.auroc), higherIsBetter: true)
-                    let fpr = PairedDifference(method: m.map(\.1.fpr95), reference: r.map(\.1.fpr95), higherIsBetter: false)
-                    t += "| \(kind) | \(reference) | \(m.count) | \(String(format: "%+.2f", 100 * acc.mean)) | \(Comparison.cell(auroc)) | "
-                        + "\(Comparison.cell(fpr)) |\n"
+                    guard let d = Comparison.pairedTriple(pairs) else { continue }
+                    t += "| \(kind) | \(reference) | \(d.auroc.seeds) | \(String(format: "%+.2f", 100 * d.acc.mean)) | \(Comparison.cell(d.auroc)) | "
+                        + "\(Comparison.cell(d.fpr)) |\n"
                 }
             }
             t += "\n"
