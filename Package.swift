@@ -58,7 +58,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "Benchmarks", dependencies: [
-            "CommandSupport", "COpenBLAS", "Datasets", "Distributed", "NeuralNetwork", "Optimizers", "TensorCore", "Training",
+            "CommandSupport", "COpenBLAS", "Datasets", "Distributed", "NeuralNetwork", "OODDetection", "Optimizers", "TensorCore", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "UMTrainCLI", dependencies: [

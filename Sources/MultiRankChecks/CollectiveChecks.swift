@@ -318,3 +318,35 @@ extension MultiRankSuite {
         return nil
     }
 }
+
+extension MultiRankSuite {
+    /// Training shards split over the ranks (rank r holds rows [rN/W, (r+1)N/W)) against the
+    /// whole set on this rank: the chain sum, the distributed percentile and the merged KNN top-k
+    /// must equal the one-rank results bitwise.
+    func shardReductions() throws -> String? {
+        let n = 103, d = 5, k = 7
+        var rng = SplitMix64(seed: 44)
+        var all = (0..<(n * d)).map { _ in Float.random(in: -2..<3, using: &rng) }
+        for j in 0..<d { all[10 * d + j] = all[9 * d + j] }  // a duplicate row (ties)
+        all[3] = 0; all[4] = -0.0  // signed zeros
+        let range = TrainingShard.batchRange(batchCount: n, rank: comm.rank, worldSize: comm.worldSize)
+        let mine = Array(all[(range.lowerBound * d)..<(range.upperBound * d)])
+        var sum = [Double](repeating: 0, count: d)
+        try ShardReduce.chain(&sum, comm: comm) { RMDSDetector.accumulateSum(&$0, features: mine, featureDim: d) }
+        var serial = [Double](repeating: 0, count: d)
+        RMDSDetector.accumulateSum(&serial, features: all, featureDim: d)
+        if sum.map(\.bitPattern) != serial.map(\.bitPattern) { return "chain sum \(sum) != serial \(serial)" }
+        for p in [0.0, 3.5, 50, 90, 99.9, 100] {
+            let got = try ShardReduce.percentile(mine, p, comm: comm)
+            let want = ReAct.percentileThreshold(activations: all, percentile: p)
+            if got.bitPattern != want.bitPattern { return "percentile \(p): \(got) on \(comm.worldSize) ranks != \(want) on one" }
+        }
+        let queries = (0..<(9 * d)).map { _ in Float.random(in: -2..<3, using: &rng) } + Array(all[(9 * d)..<(10 * d)])
+        let whole = KNNDetector(trainingFeatures: all, featureDim: d, k: k).topK(features: queries)
+        let shard = KNNDetector(bank: KNNDetector.bank(features: mine, ids: range.map(Int64.init), featureDim: d), k: k)
+        let merged = try shard.topK(features: queries) { try ShardReduce.topK($0, metric: .squaredDistance, comm: comm) }
+        if merged != whole { return "KNN top-k of the shards merged differs from the whole bank's" }
+        if Array(merged[0].ids[(9 * k)..<(9 * k + 2)]) != [9, 10] { return "the duplicate rows 9 and 10 should be the query's two nearest, by id" }
+        return nil
+    }
+}

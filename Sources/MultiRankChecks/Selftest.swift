@@ -108,6 +108,9 @@ struct MultiRankSuite {
             Check(name: "UMAP masks after 10 steps bitwise identical on every rank, >= 99.9% equal to 1 rank") {
                 try umapEquivalence()
             },
+            Check(name: "feature banks split by id over the ranks: chain sums, the distributed percentile and the merged KNN top-k (ties, signed zeros) bitwise equal to one rank") {
+                try shardReductions()
+            },
             Check(name: "OOD evaluation (14 scores, 2 OOD sets): per-sample scores, metrics, bootstrap intervals and the OOD-validation curve bitwise identical to 1 rank") {
                 try oodEquivalence()
             },

@@ -68,11 +68,11 @@ public struct BootstrapTable: Sendable {
     /// sample j `oodCounts[j]` times: exactly `OODMetrics.compute` on the expanded score lists
     /// (tested against it, bit for bit). Precondition: counts as long as the sets, each set's
     /// total > 0.
-    public func metrics(idCounts: [Int32], oodCounts: [Int32], fprMode: FPRMode) -> OODMetrics {
+    public func metrics(idCounts: [Int32], oodCounts: [Int32], fprMode: FPRMode, auprMode: AUPRMode = .averagePrecision) -> OODMetrics {
         precondition(idCounts.count == idCount && oodCounts.count == oodCount, "counts must match the set sizes")
         var scratch: [Double] = []
         let combined = idCounts + oodCounts
-        return combined.withUnsafeBufferPointer { metrics(counts: $0, fprMode: fprMode, scratch: &scratch) }
+        return combined.withUnsafeBufferPointer { metrics(counts: $0, fprMode: fprMode, scratch: &scratch, auprMode: auprMode) }
     }
 
     /// As ``metrics(idCounts:oodCounts:fprMode:)`` with the counts in one vector (ID samples,
@@ -83,7 +83,12 @@ public struct BootstrapTable: Sendable {
     /// order, as `ThresholdTable` sums them); OpenOOD's FPR95 needs a second, ascending pass.
     /// The per-sample step is branch-free (the ID/OOD split is a select on the slot), so the
     /// interleaving of ID and OOD samples costs no mispredictions.
-    public func metrics(counts: UnsafeBufferPointer<Int32>, fprMode: FPRMode, scratch: inout [Double]) -> OODMetrics {
+    /// Under the trapezoid AUPR each term also needs the precision of the previous curve point:
+    /// for AUPR-In the previous non-empty group's, kept as it goes; for AUPR-Out (ascending) the
+    /// precision of everything strictly below the group, known from the totals.
+    public func metrics(counts: UnsafeBufferPointer<Int32>, fprMode: FPRMode, scratch: inout [Double],
+                        auprMode: AUPRMode = .averagePrecision) -> OODMetrics {
+        let trapezoid = auprMode == .trapezoid
         precondition(counts.count == idCount + oodCount, "counts must hold idCount + oodCount entries")
         var nID: Int64 = 0, nOOD: Int64 = 0
         for i in 0..<idCount { nID += Int64(counts[i]) }
@@ -91,7 +96,7 @@ public struct BootstrapTable: Sendable {
         precondition(nID > 0 && nOOD > 0, "a resample needs samples of both sets")
         let p = Double(nID), q = Double(nOOD)
         var aurocTwice = 0.0          // sum over groups of idHere * (2 * oodBelow + oodHere)
-        var apIn = 0.0
+        var apIn = 0.0, previousIn = 1.0
         var tp: Int64 = 0, fp: Int64 = 0
         var strict = -1.0
         // The closest-recall rule is only followed when it is the convention asked for.
@@ -116,12 +121,21 @@ public struct BootstrapTable: Sendable {
                         if b > 0 {
                             // AUPR-Out (OOD positive, ascending): TP = OOD at or below, FP = ID at or below.
                             let otp = nOOD &- fp, ofp = nID &- tp
-                            terms[outTerms] = (Double(b) / q) * (Double(otp) / Double(otp &+ ofp))
+                            let precision = Double(otp) / Double(otp &+ ofp)
+                            if trapezoid {
+                                let below = otp &- b, belowNeg = ofp &- a
+                                let previous = below &+ belowNeg == 0 ? 1.0 : Double(below) / Double(below &+ belowNeg)
+                                terms[outTerms] = (Double(b) / q) * ((precision + previous) * 0.5)
+                            } else {
+                                terms[outTerms] = (Double(b) / q) * precision
+                            }
                             outTerms &+= 1
                         }
                         tp &+= a
                         fp &+= b
-                        if a > 0 { apIn += (Double(a) / p) * (Double(tp) / Double(tp &+ fp)) }
+                        let precisionIn = Double(tp) / Double(tp &+ fp)
+                        if a > 0 { apIn += trapezoid ? (Double(a) / p) * ((precisionIn + previousIn) * 0.5) : (Double(a) / p) * precisionIn }
+                        previousIn = precisionIn
                         // recall = tp / nID >= 0.95, compared exactly in integers (the same decision
                         // as the Double comparison for any nID below 10^15: the gap between
                         // tp / nID and 0.95 is then either 0 or at least 1 / (20 nID)).
@@ -147,7 +161,7 @@ public struct BootstrapTable: Sendable {
         case .openood: fpr = openOODFPR(counts: counts, nID: nID, nOOD: nOOD)
         }
         return OODMetrics(auroc: aurocTwice / (2 * p * q), auprIn: apIn, auprOut: apOut, fpr95: fpr, nID: nID, nOOD: nOOD,
-                          fprMode: fprMode)
+                          fprMode: fprMode, auprMode: auprMode)
     }
 
     /// OpenOOD's FPR95 (`ThresholdTable.fprOpenOOD`) of a resample: an ascending pass (OOD
@@ -278,10 +292,10 @@ public enum BootstrapIntervals {
     ///   - stream: counts are keyed by `scoreKey` for ID and `scoreKey ^ key(set name)` per set.
     public static func compute(idScores: [Double], oodScores: [(name: String, scores: [Double])], inAverage: [Bool],
                                fprMode: FPRMode, replicates: Int, level: Double = 0.95, stream: ResampleStream,
-                               scoreKey: UInt64, onePass: Bool = true) -> Result {
+                               scoreKey: UInt64, onePass: Bool = true, auprMode: AUPRMode = .averagePrecision) -> Result {
         precondition(replicates > 0 && level > 0 && level < 1, "replicates > 0 and level in (0, 1)")
         let r = replicateMetrics(idScores: idScores, oodScores: oodScores, inAverage: inAverage, fprMode: fprMode,
-                                 range: 0..<replicates, stream: stream, scoreKey: scoreKey, onePass: onePass)
+                                 range: 0..<replicates, stream: stream, scoreKey: scoreKey, onePass: onePass, auprMode: auprMode)
         return summarize(r, level: level)
     }
 
@@ -291,10 +305,10 @@ public enum BootstrapIntervals {
     /// benchmarks and tests).
     public static func replicateMetrics(idScores: [Double], oodScores: [(name: String, scores: [Double])], inAverage: [Bool],
                                         fprMode: FPRMode, range: Range<Int>, stream: ResampleStream, scoreKey: UInt64,
-                                        onePass: Bool = true) -> Replicates {
+                                        onePass: Bool = true, auprMode: AUPRMode = .averagePrecision) -> Replicates {
         if fprMode == .strict && onePass {
             return strictReplicateMetrics(idScores: idScores, oodScores: oodScores, inAverage: inAverage, range: range,
-                                          stream: stream, scoreKey: scoreKey)
+                                          stream: stream, scoreKey: scoreKey, auprMode: auprMode)
         }
         let tables = oodScores.map { BootstrapTable(idScores: idScores, oodScores: $0.scores) }
         let setKeys = oodScores.map { scoreKey ^ ResampleStream.key($0.name) }
@@ -314,7 +328,7 @@ public enum BootstrapIntervals {
                 for (s, table) in tables.enumerated() {
                     let counts = UnsafeMutableBufferPointer(rebasing: all[0..<(nID + table.oodCount)])
                     stream.fill(UnsafeMutableBufferPointer(rebasing: counts[nID...]), key: setKeys[s], replicate: r)
-                    let m = table.metrics(counts: UnsafeBufferPointer(counts), fprMode: fprMode, scratch: &scratch)
+                    let m = table.metrics(counts: UnsafeBufferPointer(counts), fprMode: fprMode, scratch: &scratch, auprMode: auprMode)
                     perSet[s].append(m)
                     if inAverage[s] { rowsForAverage.append(m) }
                 }
@@ -328,7 +342,8 @@ public enum BootstrapIntervals {
     /// strict FPR95, all sets in one pass per replicate (``BootstrapSetsTable``): the same counts
     /// and the same metrics, bit for bit.
     static func strictReplicateMetrics(idScores: [Double], oodScores: [(name: String, scores: [Double])], inAverage: [Bool],
-                                       range: Range<Int>, stream: ResampleStream, scoreKey: UInt64) -> Replicates {
+                                       range: Range<Int>, stream: ResampleStream, scoreKey: UInt64,
+                                       auprMode: AUPRMode = .averagePrecision) -> Replicates {
         let table = BootstrapSetsTable(idScores: idScores, oodScores: oodScores.map(\.scores))
         let setKeys = oodScores.map { scoreKey ^ ResampleStream.key($0.name) }
         var perSet = [[OODMetrics]](repeating: [], count: oodScores.count)
@@ -344,7 +359,7 @@ public enum BootstrapIntervals {
                     stream.fill(UnsafeMutableBufferPointer(rebasing: all[start..<(start + n)]), key: setKeys[s], replicate: r)
                     start += n
                 }
-                let rows = table.metrics(counts: UnsafeBufferPointer(all), scratch: &scratch)
+                let rows = table.metrics(counts: UnsafeBufferPointer(all), scratch: &scratch, auprMode: auprMode)
                 for (s, m) in rows.enumerated() { perSet[s].append(m) }
                 if averaged { averages.append(OODMetrics.average(zip(rows, inAverage).filter(\.1).map(\.0))) }
             }

@@ -68,7 +68,11 @@ public struct BootstrapSetsTable: Sendable {
 
     /// The strict-FPR95 metrics of every set for the resample with `counts` (combined vector:
     /// `slotCount` entries). Precondition: the ID total and every set's total > 0.
-    public func metrics(counts: UnsafeBufferPointer<Int32>, scratch: inout Scratch) -> [OODMetrics] {
+    /// Under the trapezoid AUPR, each set also keeps the precision of its previous curve point
+    /// (a group holding ID samples or that set's), and AUPR-Out's left height is the precision of
+    /// everything strictly below the group, as in ``BootstrapTable``.
+    public func metrics(counts: UnsafeBufferPointer<Int32>, scratch: inout Scratch, auprMode: AUPRMode = .averagePrecision) -> [OODMetrics] {
+        let trapezoid = auprMode == .trapezoid
         precondition(counts.count == slotCount, "counts must hold slotCount entries")
         let sets = oodCounts.count
         var nID: Int64 = 0
@@ -86,8 +90,8 @@ public struct BootstrapSetsTable: Sendable {
             scratch.touched = [Int32](repeating: 0, count: sets)
         }
         scratch.counters = [Int64](repeating: 0, count: sets)
-        scratch.sums = [Double](repeating: 0, count: 4 * sets)
-        for s in 0..<sets { scratch.sums[2 * sets + s] = -1 }
+        scratch.sums = [Double](repeating: 0, count: 5 * sets)
+        for s in 0..<sets { scratch.sums[2 * sets + s] = -1; scratch.sums[4 * sets + s] = 1 }
         scratch.termCount = scratch.termBase
         let p = Double(nID)
         let q = nOOD.map(Double.init)
@@ -105,7 +109,7 @@ public struct BootstrapSetsTable: Sendable {
         q.withUnsafeBufferPointer { q in
             var a: Int64 = 0        // the current group's ID count; its OOD counts are ctr[s]
             var touchedCount = 0
-            let auroc = sums.baseAddress!, apIn = auroc + sets, strict = apIn + sets, fpD = strict + sets
+            let auroc = sums.baseAddress!, apIn = auroc + sets, strict = apIn + sets, fpD = strict + sets, previousIn = fpD + sets
             for k in 0..<o.count {
                 let c = Int64(truncatingIfNeeded: counts[Int(truncatingIfNeeded: o[k])])
                 let s = Int(setOf[k])
@@ -123,9 +127,18 @@ public struct BootstrapSetsTable: Sendable {
                     let b = ctr[s], fp = Int64(fpD[s])
                     auroc[s] += Double(b) * Double(2 &* tp &+ a)
                     let otp = nOOD[s] &- fp, ofp = nID &- tp
-                    terms[termCount[s]] = (Double(b) / q[s]) * (Double(otp) / Double(otp &+ ofp))
+                    let precision = Double(otp) / Double(otp &+ ofp)
+                    if trapezoid {
+                        let below = otp &- b, belowNeg = ofp &- a
+                        let previous = below &+ belowNeg == 0 ? 1.0 : Double(below) / Double(below &+ belowNeg)
+                        terms[termCount[s]] = (Double(b) / q[s]) * ((precision + previous) * 0.5)
+                    } else {
+                        terms[termCount[s]] = (Double(b) / q[s]) * precision
+                    }
                     termCount[s] &+= 1
                     fpD[s] += Double(b)
+                    // A group without ID samples is still a point of this set's AUPR-In curve.
+                    if trapezoid && a == 0 { previousIn[s] = Double(tp) / (Double(tp) + fpD[s]) }
                     ctr[s] = 0
                 }
                 touchedCount = 0
@@ -133,7 +146,15 @@ public struct BootstrapSetsTable: Sendable {
                 tp &+= a
                 let share = Double(a) / p, tpD = Double(tp)
                 // Double(tp) + fp is exact (integers below 2^53): the same value as Double(tp + fp).
-                for s in 0..<sets { apIn[s] += share * (tpD / (tpD + fpD[s])) }
+                if trapezoid {
+                    for s in 0..<sets {
+                        let precision = tpD / (tpD + fpD[s])
+                        apIn[s] += share * ((precision + previousIn[s]) * 0.5)
+                        previousIn[s] = precision
+                    }
+                } else {
+                    for s in 0..<sets { apIn[s] += share * (tpD / (tpD + fpD[s])) }
+                }
                 // Strict FPR95 (see BootstrapTable): the first threshold with ID recall >= 0.95.
                 if !strictDone && 20 &* tp >= 19 &* nID {
                     for s in 0..<sets { strict[s] = fpD[s] / q[s] }
@@ -147,7 +168,7 @@ public struct BootstrapSetsTable: Sendable {
             for k in stride(from: scratch.termCount[s] - 1, through: scratch.termBase[s], by: -1) { apOut += scratch.terms[k] }
             let strict = scratch.sums[2 * sets + s]
             return OODMetrics(auroc: scratch.sums[s] / (2 * p * q[s]), auprIn: scratch.sums[sets + s], auprOut: apOut,
-                              fpr95: strict < 0 ? 1 : strict, nID: nID, nOOD: nOOD[s], fprMode: .strict)
+                              fpr95: strict < 0 ? 1 : strict, nID: nID, nOOD: nOOD[s], fprMode: .strict, auprMode: auprMode)
         }
     }
 }

@@ -212,17 +212,27 @@ public struct RMDSDetector: Sendable {
     public static func backgroundGaussian(features: [Float], featureDim d: Int) -> (mean: [Double], covariance: [Double]) {
         let n = features.count / d
         var mean = [Double](repeating: 0, count: d)
-        for i in 0..<n { for j in 0..<d { mean[j] += Double(features[i * d + j]) } }
+        accumulateSum(&mean, features: features, featureDim: d)
         for j in 0..<d { mean[j] /= Double(max(n, 1)) }
         var cov = [Double](repeating: 0, count: d * d)
-        for i in 0..<n {
+        accumulateScatter(&cov, features: features, featureDim: d, mean: mean)
+        for j in 0..<(d * d) { cov[j] /= Double(max(n, 1)) }
+        return (mean, cov)
+    }
+
+    /// Adds the rows of `features [N, D]` to `sum [D]`, in row order.
+    public static func accumulateSum(_ sum: inout [Double], features: [Float], featureDim d: Int) {
+        for i in 0..<(features.count / d) { for j in 0..<d { sum[j] += Double(features[i * d + j]) } }
+    }
+
+    /// Adds `(x - mean)(x - mean)^T` of each row of `features [N, D]` to `scatter [D, D]`, in row order.
+    public static func accumulateScatter(_ cov: inout [Double], features: [Float], featureDim d: Int, mean: [Double]) {
+        for i in 0..<(features.count / d) {
             for a in 0..<d {
                 let xa = Double(features[i * d + a]) - mean[a]
                 for b in 0..<d { cov[a * d + b] += xa * (Double(features[i * d + b]) - mean[b]) }
             }
         }
-        for j in 0..<(d * d) { cov[j] /= Double(max(n, 1)) }
-        return (mean, cov)
     }
 }
 
@@ -230,39 +240,44 @@ public struct RMDSDetector: Sendable {
 /// each training feature, L2-normalised (divided by `||z|| + 1e-10`) and multiplied by that
 /// sample's energy; a query's guidance is the mean of its k largest dot products with the bank
 /// (its normalised feature against each entry), and `score = energy(query) * guidance`; higher =
-/// more ID. Dot products come from one OpenBLAS dgemm per block of queries (OpenOOD's defaults:
-/// k = 100 over a 1% subset of the training set; the caller chooses the bank).
+/// more ID. The k largest come from the exact ``BankSearch`` (OpenOOD's defaults: k = 100 over a
+/// 1% subset of the training set; the caller chooses the bank), so the bank may be split across
+/// ranks, with the shards' lists merged by the `combine` collective.
 public struct NNGuideDetector: Sendable {
     public let head: LinearHead
     public let k: Int
-    /// `[N_bank, D]` normalised training features times their energies.
-    public let bank: [Double]
+    /// This rank's `[n, D]` normalised training features times their energies, with their ids.
+    public let bank: FeatureBank
 
-    /// From a stored bank (already normalised and scaled, ``bank``).
-    public init(bank: [Double], head: LinearHead, k: Int) {
-        precondition(bank.count % head.featureDim == 0 && !bank.isEmpty && k >= 1 && k <= bank.count / head.featureDim,
-                     "NNGuide bank of \(bank.count) values with k \(k) does not fit D = \(head.featureDim)")
+    /// From a prepared bank or shard (``bank(features:ids:head:)``); k >= 1 and at most the size
+    /// of the whole bank (the caller checks it).
+    public init(bank: FeatureBank, head: LinearHead, k: Int) {
+        precondition(bank.featureDim == head.featureDim && k >= 1, "NNGuide bank of D = \(bank.featureDim) with k \(k) does not fit D = \(head.featureDim)")
         self.head = head
         self.k = k
         self.bank = bank
     }
 
-    /// - Parameters: bankFeatures `[N_bank, D]`; k in 1...N_bank.
+    /// The whole bank on this process: bankFeatures `[N_bank, D]` (ids 0..<N); k in 1...N_bank.
     public init(bankFeatures: [Double], head: LinearHead, k: Int) {
         let d = head.featureDim
         precondition(bankFeatures.count % d == 0 && !bankFeatures.isEmpty, "bankFeatures.count \(bankFeatures.count) is not a positive multiple of \(d)")
         let n = bankFeatures.count / d
         precondition(k >= 1 && k <= n, "k must be in 1...\(n) (bank size), got \(k)")
-        self.head = head
-        self.k = k
-        var b = NNGuideDetector.normalised(bankFeatures, d)
-        bankFeatures.withUnsafeBufferPointer { f in
-            for i in 0..<n {
+        self.init(bank: Self.bank(features: bankFeatures, ids: (0..<Int64(n)).map { $0 }, head: head), head: head, k: k)
+    }
+
+    /// The NNGuide bank rows of training features `[n, D]` with their ids: each normalised, times its energy.
+    public static func bank(features: [Double], ids: [Int64], head: LinearHead) -> FeatureBank {
+        let d = head.featureDim
+        var b = normalised(features, d)
+        features.withUnsafeBufferPointer { f in
+            for i in 0..<(features.count / d) {
                 let e = head.energy(UnsafeBufferPointer(rebasing: f[(i * d)..<((i + 1) * d)]))
                 for j in 0..<d { b[i * d + j] *= e }
             }
         }
-        bank = b
+        return FeatureBank(rows: b, ids: ids, featureDim: d)
     }
 
     static func normalised(_ x: [Double], _ d: Int) -> [Double] {
@@ -276,30 +291,31 @@ public struct NNGuideDetector: Sendable {
         return out
     }
 
-    /// Scores `[N]` for features `[N, D]`.
-    public func scores(features: [Double]) -> [Double] {
+    /// Scores `[N]` for features `[N, D]`, in chunks of ``BankSearch/queryChunk`` queries;
+    /// `combine` as for ``KNNDetector/scores(features:combine:)``.
+    public func scores(features: [Double]) -> [Double] { scores(features: features) { $0 } }
+
+    public func scores(features: [Double], combine: (TopK) throws -> TopK) rethrows -> [Double] {
         let d = head.featureDim
         precondition(features.count % d == 0, "features.count \(features.count) is not a multiple of \(d) (expected [N, D])")
-        let nq = features.count / d, nb = bank.count / d
-        let queries = Self.normalised(features, d)
-        var out = [Double](repeating: 0, count: nq)
-        var top = [Double](repeating: 0, count: k)  // descending
-        features.withUnsafeBufferPointer { f in
-            BankDots.forEachQuery(queries, bank: bank, featureDim: d) { i, row in
-                for t in 0..<k { top[t] = -.infinity }
-                for r in 0..<nb {
-                    let v = row[r]
-                    if v.isNaN { out[i] = .nan; return }
-                    if v > top[k - 1] {
-                        var p = k - 1
-                        while p > 0 && top[p - 1] < v { top[p] = top[p - 1]; p -= 1 }
-                        top[p] = v
-                    }
+        let nq = features.count / d
+        var out: [Double] = []
+        out.reserveCapacity(nq)
+        var start = 0
+        repeat {
+            let m = min(BankSearch.queryChunk, nq - start)
+            let chunk = Array(features[(start * d)..<((start + m) * d)])
+            let top = try combine(BankSearch.search(queries: Self.normalised(chunk, d), bank: bank, k: k, metric: .dot))
+            chunk.withUnsafeBufferPointer { f in
+                for i in 0..<m {
+                    if top.invalid[i] { out.append(.nan); continue }
+                    var sum = 0.0
+                    for t in 0..<k { sum += top.values[i * k + t] }
+                    out.append(head.energy(UnsafeBufferPointer(rebasing: f[(i * d)..<((i + 1) * d)])) * (sum / Double(k)))
                 }
-                let energy = head.energy(UnsafeBufferPointer(rebasing: f[(i * d)..<((i + 1) * d)]))
-                out[i] = energy * (top.reduce(0, +) / Double(k))
             }
-        }
+            start += m
+        } while start < nq
         return out
     }
 }
@@ -333,12 +349,24 @@ public struct ViMDetector: Sendable {
 
     /// - Throws: ``MahalanobisError/notPositiveDefinite`` when W W^T is singular.
     public init(trainFeatures: [Double], head: LinearHead, dim: Int) throws {
-        let d = head.featureDim, k = head.numClasses
+        let d = head.featureDim
         precondition(dim >= 1 && dim < d, "ViM dim must be in 1..<\(d), got \(dim)")
         precondition(trainFeatures.count % d == 0 && !trainFeatures.isEmpty, "trainFeatures.count \(trainFeatures.count) is not a positive multiple of \(d)")
-        self.head = head
-        self.dim = dim
-        // u = -W^T (W W^T)^-1 b.
+        let u = try Self.origin(head: head)
+        let n = trainFeatures.count / d
+        var m = [Double](repeating: 0, count: d * d)
+        Self.accumulateMoment(&m, features: trainFeatures, origin: u)
+        for j in 0..<(d * d) { m[j] /= Double(n) }
+        let basis = Self.residualBasis(moment: m, featureDim: d, dim: dim)
+        var sums = [0.0, 0.0]
+        Self.accumulateAlpha(&sums, features: trainFeatures, head: head, origin: u, basis: basis)
+        self.init(head: head, dim: dim, origin: u, residualBasis: basis, alpha: (sums[0] / Double(n)) / (sums[1] / Double(n)))
+    }
+
+    /// The origin `u = -W^T (W W^T)^-1 b` `[D]`.
+    /// - Throws: ``MahalanobisError/notPositiveDefinite`` when W W^T is singular.
+    public static func origin(head: LinearHead) throws -> [Double] {
+        let d = head.featureDim, k = head.numClasses
         var gram = [Double](repeating: 0, count: k * k)
         for a in 0..<k { for c in 0..<k { for j in 0..<d { gram[a * k + c] += head.weight[a * d + j] * head.weight[c * d + j] } } }
         let l = try MahalanobisDetector.cholesky(gram, k, count: Int64(k))
@@ -352,32 +380,41 @@ public struct ViMDetector: Sendable {
         }
         var u = [Double](repeating: 0, count: d)
         for j in 0..<d { for a in 0..<k { u[j] -= head.weight[a * d + j] * v[a] } }
-        origin = u
-        // Principal subspace of the centred training features.
-        let n = trainFeatures.count / d
-        var m = [Double](repeating: 0, count: d * d)
-        for i in 0..<n {
+        return u
+    }
+
+    /// Adds `(x - u)(x - u)^T` of each row of `features [N, D]` to `moment [D, D]`, in row order.
+    public static func accumulateMoment(_ m: inout [Double], features: [Double], origin u: [Double]) {
+        let d = u.count
+        for i in 0..<(features.count / d) {
             for a in 0..<d {
-                let xa = trainFeatures[i * d + a] - u[a]
-                for c in 0..<d { m[a * d + c] += xa * (trainFeatures[i * d + c] - u[c]) }
+                let xa = features[i * d + a] - u[a]
+                for c in 0..<d { m[a * d + c] += xa * (features[i * d + c] - u[c]) }
             }
         }
-        for j in 0..<(d * d) { m[j] /= Double(n) }
+    }
+
+    /// The residual basis `[D - dim, D]`: the eigenvectors of `moment` (already divided by N)
+    /// after the `dim` leading ones (ties by index).
+    public static func residualBasis(moment m: [Double], featureDim d: Int, dim: Int) -> [Double] {
         let (values, vectors) = SymmetricEigen.decompose(m, d)
         let order = (0..<d).sorted { values[$0] != values[$1] ? values[$0] > values[$1] : $0 < $1 }
         var basis: [Double] = []
         for e in order[dim...] { for j in 0..<d { basis.append(vectors[j * d + e]) } }
-        residualBasis = basis
-        // alpha from the training set.
-        var maxLogit = 0.0, residual = 0.0
-        trainFeatures.withUnsafeBufferPointer { f in
-            for i in 0..<n {
+        return basis
+    }
+
+    /// Adds each row's max logit to `sums[0]` and its residual norm to `sums[1]`, in row order
+    /// (alpha = sums[0] / sums[1] over the training set).
+    public static func accumulateAlpha(_ sums: inout [Double], features: [Double], head: LinearHead, origin u: [Double], basis: [Double]) {
+        let d = head.featureDim
+        features.withUnsafeBufferPointer { f in
+            for i in 0..<(features.count / d) {
                 let z = UnsafeBufferPointer(rebasing: f[(i * d)..<((i + 1) * d)])
-                maxLogit += head.logits(z).max()!
-                residual += Self.residualNorm(z, origin: u, basis: basis, d: d)
+                sums[0] += head.logits(z).max()!
+                sums[1] += residualNorm(z, origin: u, basis: basis, d: d)
             }
         }
-        alpha = (maxLogit / Double(n)) / (residual / Double(n))
     }
 
     static func residualNorm(_ z: UnsafeBufferPointer<Double>, origin: [Double], basis: [Double], d: Int) -> Double {

@@ -8,72 +8,73 @@ import TensorCore
 /// feature)`; higher = more ID. For unit vectors the distance is sqrt(2 - 2 cos), so ranking by it
 /// is ranking by cosine similarity.
 ///
-/// Exact brute force in Double: squared distances `|q|^2 + |b|^2 - 2 q.b` with the dot products
-/// from one OpenBLAS dgemm per block of queries (`[Q, D] x [N_train, D]^T`), clamped at 0, then
-/// the k smallest per query. Against the direct sum of squared differences the distance differs by
-/// about 1e-16 / distance (1e-8 at distance 0). Evaluation scores fixed batches of consecutive
-/// ids, the same for any number of ranks, so the dgemm shapes and the scores are too.
+/// Exact search in Double (``BankSearch``): dgemm pre-selects candidates, and the k-th distance
+/// is recomputed as `sum_j (q_j - b_j)^2` in a fixed order, so the score does not depend on how
+/// the bank is split across ranks. The bank may be one rank's shard: ``scores(features:combine:)``
+/// then takes the collective that merges the shards' top-k lists.
 public struct KNNDetector: Sendable {
     public let featureDim: Int
     public let k: Int
-    /// `[N_train, D]` normalised training features.
-    public let bank: [Double]
-    /// `[N_train]` squared norms of the normalised training features.
-    let bankSquaredNorms: [Double]
+    /// This rank's normalised training features and their ids.
+    public let bank: FeatureBank
 
-    /// - Parameters: trainingFeatures `[N_train, D]` row-major; `k` in 1...N_train.
+    /// The whole bank on this process: trainingFeatures `[N_train, D]` row-major (ids 0..<N);
+    /// `k` in 1...N_train.
     public init(trainingFeatures: [Float], featureDim: Int, k: Int) {
         precondition(featureDim > 0 && trainingFeatures.count % featureDim == 0,
                      "trainingFeatures.count \(trainingFeatures.count) is not a multiple of featureDim \(featureDim) (expected [N, D])")
         let n = trainingFeatures.count / featureDim
         precondition(k >= 1 && k <= n, "k must be in 1...\(n) (training set size), got \(k)")
-        self.featureDim = featureDim
-        self.k = k
-        self.bank = KNNDetector.normalisedRows(trainingFeatures, featureDim)
-        self.bankSquaredNorms = KNNDetector.squaredNorms(bank, featureDim)
+        self.init(bank: KNNDetector.bank(features: trainingFeatures, ids: (0..<Int64(n)).map { $0 }, featureDim: featureDim), k: k)
     }
 
-    /// Scores `[N]` for features `[N, D]`. A query with a non-finite feature scores NaN.
-    public func scores(features: [Float]) -> [Double] {
+    /// One shard of the bank (prepared by ``bank(features:ids:featureDim:)``); k >= 1 and at most
+    /// the size of the whole bank (the caller checks it).
+    public init(bank: FeatureBank, k: Int) {
+        precondition(k >= 1, "k must be >= 1, got \(k)")
+        self.featureDim = bank.featureDim
+        self.k = k
+        self.bank = bank
+    }
+
+    /// The KNN bank of training features `[n, D]` with their ids: rows L2-normalised in Double.
+    public static func bank(features: [Float], ids: [Int64], featureDim: Int) -> FeatureBank {
+        FeatureBank(rows: normalisedRows(features, featureDim), ids: ids, featureDim: featureDim)
+    }
+
+    /// Scores `[N]` for features `[N, D]`, processed in chunks of ``BankSearch/queryChunk``
+    /// queries. `combine` turns this bank's top-k lists into the global ones (identity for a whole
+    /// bank; an allgather and ``BankSearch/merge(_:metric:)`` for a shard, called once per chunk,
+    /// so every rank must pass the same queries). A query with a non-finite feature scores NaN.
+    public func scores(features: [Float]) -> [Double] { scores(features: features) { $0 } }
+
+    /// The global top-k lists of a whole bank (no merge), per chunk of queries.
+    public func topK(features: [Float]) -> [TopK] { topK(features: features) { $0 } }
+
+    public func scores(features: [Float], combine: (TopK) throws -> TopK) rethrows -> [Double] {
+        try topK(features: features, combine: combine).map { t in
+            (0..<t.queryCount).map { i in t.invalid[i] ? .nan : -t.values[i * k + k - 1].squareRoot() }
+        }.flatMap { $0 }
+    }
+
+    /// The global top-k lists per chunk of queries (see ``scores(features:combine:)``).
+    public func topK(features: [Float], combine: (TopK) throws -> TopK) rethrows -> [TopK] {
         let d = featureDim
         precondition(features.count % d == 0, "features.count \(features.count) is not a multiple of featureDim \(d) (expected [N, D])")
-        let queries = KNNDetector.normalisedRows(features, d)
-        let queryNorms = KNNDetector.squaredNorms(queries, d)
-        let nq = queries.count / d
-        let nb = bank.count / d
-        var out = [Double](repeating: 0, count: nq)
-        var top = [Double](repeating: .infinity, count: k)  // ascending squared distances
-        BankDots.forEachQuery(queries, bank: bank, featureDim: d) { i, row in
-            let qq = queryNorms[i]
-            if !qq.isFinite { out[i] = .nan; return }
-            for t in 0..<k { top[t] = .infinity }
-            for r in 0..<nb {
-                let raw = qq + bankSquaredNorms[r] - 2 * row[r]
-                if raw.isNaN { out[i] = .nan; return }  // before clamping: max(0, NaN) is 0
-                let dist = raw < 0 ? 0 : raw
-                if dist < top[k - 1] {
-                    // insertion into the sorted k smallest
-                    var p = k - 1
-                    while p > 0 && top[p - 1] > dist { top[p] = top[p - 1]; p -= 1 }
-                    top[p] = dist
-                }
-            }
-            out[i] = -top[k - 1].squareRoot()
-        }
+        var out: [TopK] = []
+        var start = 0
+        let nq = features.count / d
+        repeat {
+            let m = min(BankSearch.queryChunk, nq - start)
+            let queries = KNNDetector.normalisedRows(Array(features[(start * d)..<((start + m) * d)]), d)
+            out.append(try combine(BankSearch.search(queries: queries, bank: bank, k: k, metric: .squaredDistance)))
+            start += m
+        } while start < nq
         return out
     }
 
-    /// `[N]` squared L2 norms of rows `[N, D]`.
-    static func squaredNorms(_ x: [Double], _ d: Int) -> [Double] {
-        (0..<(x.count / d)).map { i in
-            var s = 0.0
-            for j in 0..<d { s += x[i * d + j] * x[i * d + j] }
-            return s
-        }
-    }
-
     /// Rows divided by (L2 norm + 1e-10), in Double.
-    static func normalisedRows(_ x: [Float], _ d: Int) -> [Double] {
+    public static func normalisedRows(_ x: [Float], _ d: Int) -> [Double] {
         let n = x.count / d
         var out = [Double](repeating: 0, count: x.count)
         x.withUnsafeBufferPointer { src in
@@ -87,36 +88,6 @@ public struct KNNDetector: Sendable {
             }
         }
         return out
-    }
-}
-
-/// Dot products of every query row with every bank row (`[Q, D] x [N, D]^T`), one OpenBLAS
-/// dgemm per block of queries so the block `[Q_block, N]` stays within about 8 MB: the search
-/// behind KNN and NNGuide.
-enum BankDots {
-    static let blockElements = 1 << 20
-
-    /// Calls `body(query index, its N dot products)` for every query, in order.
-    static func forEachQuery(_ queries: [Double], bank: [Double], featureDim d: Int,
-                             _ body: (_ query: Int, _ dots: UnsafePointer<Double>) -> Void) {
-        let nq = queries.count / d, nb = bank.count / d
-        guard nq > 0, nb > 0 else { return }
-        let block = max(1, min(nq, blockElements / nb))
-        var dots = [Double](repeating: 0, count: block * nb)
-        queries.withUnsafeBufferPointer { q in
-            bank.withUnsafeBufferPointer { b in
-                dots.withUnsafeMutableBufferPointer { dp in
-                    var start = 0
-                    while start < nq {
-                        let m = min(block, nq - start)
-                        Kernels.dgemmABt(m: m, n: nb, k: d, alpha: 1, a: q.baseAddress! + start * d, b: b.baseAddress!, beta: 0,
-                                         c: dp.baseAddress!)
-                        for i in 0..<m { body(start + i, dp.baseAddress! + i * nb) }
-                        start += m
-                    }
-                }
-            }
-        }
     }
 }
 

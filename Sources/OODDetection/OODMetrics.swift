@@ -53,6 +53,38 @@ public enum FPRMode: String, Codable, Sendable, CaseIterable {
     public var positiveClass: String { self == .openood ? "OOD" : "ID" }
 }
 
+/// How AUPR-In and AUPR-Out integrate the precision-recall curve. The raw value is what the
+/// configuration (`evaluate.aupr`) and the CLI (`--aupr`) accept and what JSON records.
+public enum AUPRMode: String, Codable, Sendable, CaseIterable {
+    /// Average precision, scikit-learn's `average_precision_score`: sum over distinct thresholds
+    /// of (R_k - R_{k-1}) * P_k, a step function with no interpolation. Default (the UM paper's
+    /// tables and the energy-OOD code use it).
+    case averagePrecision = "average_precision"
+    /// The trapezoid rule over scikit-learn's `precision_recall_curve` points, with the point
+    /// (recall 0, precision 1) before the strictest threshold: `auc(recall, precision)`, what
+    /// OpenOOD v1.5 and pytorch-ood print. Sum over distinct thresholds of
+    /// (R_k - R_{k-1}) * (P_k + P_{k-1}) / 2, P_0 = 1, where a threshold that adds only negatives
+    /// is a point too (its precision is the left height of the next segment).
+    case trapezoid
+
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let mode = AUPRMode(rawValue: raw) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "one of " + AUPRMode.allCases.map(\.rawValue).joined(separator: ", ")))
+        }
+        self = mode
+    }
+
+    /// Short human label for report headers.
+    public var label: String {
+        switch self {
+        case .averagePrecision: return "AUPR as average precision (scikit-learn average_precision_score; UM paper)"
+        case .trapezoid: return "AUPR by the trapezoid rule (auc(recall, precision); OpenOOD, pytorch-ood)"
+        }
+    }
+}
+
 /// What to do with NaN / +inf / -inf scores.
 public enum NonFinitePolicy: String, Sendable, CaseIterable {
     /// Throw `OODMetricsError.nonFiniteScores` naming how many are in each set. Default.
@@ -115,9 +147,9 @@ public enum OODMetricsError: Error, Equatable, CustomStringConvertible {
 public struct OODMetrics: Sendable, Equatable, Codable {
     /// Area under the ROC curve, ID positive, ties count one half (Mann-Whitney U / (nID * nOOD)).
     public var auroc: Double
-    /// Average precision (scikit-learn `average_precision_score`), ID positive.
+    /// AUPR with ID positive, integrated as `auprMode` says (average precision by default).
     public var auprIn: Double
-    /// Average precision with OOD positive and negated scores.
+    /// AUPR with OOD positive and negated scores, integrated as `auprMode` says.
     public var auprOut: Double
     /// FPR at 95% recall under `fprMode` (see `FPRMode` for the positive class and threshold rule).
     public var fpr95: Double
@@ -131,9 +163,12 @@ public struct OODMetrics: Sendable, Equatable, Codable {
     public var excludedID: Int64
     /// Non-finite OOD scores dropped (only non-zero under `NonFinitePolicy.exclude`).
     public var excludedOOD: Int64
+    /// How the two AUPRs integrate the precision-recall curve.
+    public var auprMode: AUPRMode
 
     public init(auroc: Double, auprIn: Double, auprOut: Double, fpr95: Double, nID: Int64,
-                nOOD: Int64, fprMode: FPRMode, excludedID: Int64 = 0, excludedOOD: Int64 = 0) {
+                nOOD: Int64, fprMode: FPRMode, excludedID: Int64 = 0, excludedOOD: Int64 = 0, auprMode: AUPRMode = .averagePrecision) {
+        self.auprMode = auprMode
         self.auroc = auroc
         self.auprIn = auprIn
         self.auprOut = auprOut
@@ -152,10 +187,11 @@ public struct OODMetrics: Sendable, Equatable, Codable {
     ///   - oodScores: `[nOOD]` scores of out-of-distribution samples, same orientation.
     ///   - fprMode: FPR95 convention; `.strict` by default.
     ///   - nonFinite: `.error` (default) or `.exclude` for NaN / ±inf scores.
+    ///   - auprMode: average precision (default) or the trapezoid rule.
     /// - Throws: `OODMetricsError.nonFiniteScores` (with per-set counts) under `.error`;
     ///   `OODMetricsError.emptyScores` when a set is empty (after exclusion).
     public static func compute(idScores: [Double], oodScores: [Double], fprMode: FPRMode = .strict,
-                               nonFinite: NonFinitePolicy = .error) throws -> OODMetrics {
+                               nonFinite: NonFinitePolicy = .error, auprMode: AUPRMode = .averagePrecision) throws -> OODMetrics {
         let idBad = NonFiniteCounts(counting: idScores)
         let oodBad = NonFiniteCounts(counting: oodScores)
         var ids = idScores
@@ -181,12 +217,15 @@ public struct OODMetrics: Sendable, Equatable, Codable {
         case .reference: fpr = table.fprClosestRecall(0.95)
         case .openood: fpr = table.fprOpenOOD(0.95)
         }
+        let aupr = { (positive: PositiveClass) in
+            auprMode == .trapezoid ? table.trapezoidAUPR(positive: positive) : table.averagePrecision(positive: positive)
+        }
         return OODMetrics(auroc: table.auroc(),
-                          auprIn: table.averagePrecision(positive: .id),
-                          auprOut: table.averagePrecision(positive: .ood),
+                          auprIn: aupr(.id),
+                          auprOut: aupr(.ood),
                           fpr95: fpr, nID: table.nID, nOOD: table.nOOD, fprMode: fprMode,
                           excludedID: nonFinite == .exclude ? idBad.total : 0,
-                          excludedOOD: nonFinite == .exclude ? oodBad.total : 0)
+                          excludedOOD: nonFinite == .exclude ? oodBad.total : 0, auprMode: auprMode)
     }
 
     /// Unweighted mean of per-OOD-set metrics (the field's "average over OOD sets"). Counts are
@@ -194,8 +233,8 @@ public struct OODMetrics: Sendable, Equatable, Codable {
     /// Precondition: `rows` non-empty and all with the same `fprMode`.
     public static func average(_ rows: [OODMetrics]) -> OODMetrics {
         precondition(!rows.isEmpty, "OODMetrics.average needs at least one row, got 0")
-        precondition(rows.allSatisfy { $0.fprMode == rows[0].fprMode },
-                     "OODMetrics.average: rows mix FPR modes \(rows.map(\.fprMode.rawValue))")
+        precondition(rows.allSatisfy { $0.fprMode == rows[0].fprMode && $0.auprMode == rows[0].auprMode },
+                     "OODMetrics.average: rows mix FPR or AUPR modes \(rows.map(\.fprMode.rawValue)) \(rows.map(\.auprMode.rawValue))")
         let k = Double(rows.count)
         return OODMetrics(auroc: rows.map(\.auroc).reduce(0, +) / k,
                           auprIn: rows.map(\.auprIn).reduce(0, +) / k,
@@ -203,7 +242,7 @@ public struct OODMetrics: Sendable, Equatable, Codable {
                           fpr95: rows.map(\.fpr95).reduce(0, +) / k,
                           nID: rows[0].nID, nOOD: rows.map(\.nOOD).reduce(0, +),
                           fprMode: rows[0].fprMode, excludedID: rows[0].excludedID,
-                          excludedOOD: rows.map(\.excludedOOD).reduce(0, +))
+                          excludedOOD: rows.map(\.excludedOOD).reduce(0, +), auprMode: rows[0].auprMode)
     }
 
     // MARK: Codable (snake_case keys, null for non-finite)
@@ -220,6 +259,8 @@ public struct OODMetrics: Sendable, Equatable, Codable {
         case fprPositiveClass = "fpr_positive_class"
         case excludedID = "excluded_id"
         case excludedOOD = "excluded_ood"
+        case auprMode = "aupr_mode"
+        case auprModeLabel = "aupr_mode_label"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -238,6 +279,8 @@ public struct OODMetrics: Sendable, Equatable, Codable {
         try c.encode(fprMode.positiveClass, forKey: .fprPositiveClass)
         try c.encode(excludedID, forKey: .excludedID)
         try c.encode(excludedOOD, forKey: .excludedOOD)
+        try c.encode(auprMode, forKey: .auprMode)
+        try c.encode(auprMode.label, forKey: .auprModeLabel)
     }
 
     public init(from decoder: Decoder) throws {
@@ -254,6 +297,7 @@ public struct OODMetrics: Sendable, Equatable, Codable {
         fprMode = try c.decode(FPRMode.self, forKey: .fprMode)
         excludedID = try c.decodeIfPresent(Int64.self, forKey: .excludedID) ?? 0
         excludedOOD = try c.decodeIfPresent(Int64.self, forKey: .excludedOOD) ?? 0
+        auprMode = try c.decodeIfPresent(AUPRMode.self, forKey: .auprMode) ?? .averagePrecision
     }
 
     /// Human-readable line, metrics in percent with 2 decimals, e.g.
@@ -262,7 +306,7 @@ public struct OODMetrics: Sendable, Equatable, Codable {
     public var summaryLine: String {
         func pct(_ v: Double) -> String { v.isFinite ? String(format: "%.2f", 100 * v) : "n/a" }
         var line = "AUROC \(pct(auroc))  AUPR-In \(pct(auprIn))  AUPR-Out \(pct(auprOut))  FPR95 \(pct(fpr95))"
-            + "  (n_id \(nID), n_ood \(nOOD); \(fprMode.label))"
+            + "  (n_id \(nID), n_ood \(nOOD); \(fprMode.label); \(auprMode.label))"
         if excludedID > 0 || excludedOOD > 0 {
             line += "  excluded non-finite: ID \(excludedID), OOD \(excludedOOD)"
         }

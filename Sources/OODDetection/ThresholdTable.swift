@@ -117,6 +117,28 @@ struct ThresholdTable {
         return ap
     }
 
+    /// The trapezoid rule over the precision-recall points of every distinct threshold, from the
+    /// strictest, after the point (recall 0, precision 1): what scikit-learn's
+    /// `auc(*precision_recall_curve(...)[1::-1])` gives (OpenOOD's AUPR). A threshold that adds
+    /// only negatives contributes no area but sets the next segment's left height.
+    func trapezoidAUPR(positive: PositiveClass) -> Double {
+        let (tps, fps) = cumulativeCounts(positive: positive)
+        let totalPositive = Double(positive == .id ? nID : nOOD)
+        var area = 0.0
+        var previousTP: Int64 = 0
+        var previousPrecision = 1.0
+        for k in 0..<tps.count {
+            let tp = tps[k]
+            let precision = Double(tp) / Double(tp + fps[k])
+            if tp != previousTP {
+                area += (Double(tp - previousTP) / totalPositive) * ((precision + previousPrecision) * 0.5)
+                previousTP = tp
+            }
+            previousPrecision = precision
+        }
+        return area
+    }
+
     // MARK: FPR at a recall level
 
     /// FPR (fraction of the negative class accepted) at the strictest threshold whose recall

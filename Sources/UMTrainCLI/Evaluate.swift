@@ -88,7 +88,7 @@ struct ScoreCommand: ParsableCommand {
             let sets = try OODEvaluation.loadSets(e, imageSize: config.model.imageSize, channels: config.model.inChannels,
                                                   resize: config.data.resize, loading: config.data.loading, comm: rt.comm)
             let model = try ModelLoader.load(config: config, checkpoint: checkpoint, comm: rt.comm, convolution: rt.convolution.algorithm)
-            let (fitted, settings) = try DetectorStore.read(detector, model: model)
+            let (fitted, settings) = try DetectorStore.read(detector, model: model, rank: rt.comm.rank, worldSize: rt.comm.worldSize)
             let normalizer = ChannelNormalizer(mean: config.data.mean.map(Float.init), std: config.data.std.map(Float.init))
             let scores = try DetectorStore.score(model: model, comm: rt.comm, dataset: sets[0].dataset, normalizer: normalizer,
                                                  fitted: fitted, settings: settings)

@@ -7,13 +7,20 @@ public struct OODSetConfig: Codable, Equatable, Sendable {
     public var images = ""
     /// Synthetic sets (noise) are reported apart and never averaged with real sets.
     public var synthetic = false
+    /// A group name (for example near or far, as OpenOOD reports near- and far-OOD): the reports
+    /// add an average per group beside the average over all real sets. An entry with a name and a
+    /// group but no images puts the manifest's set of that name into the group.
+    public var group = ""
 
     public init() {}
-    public init(name: String, images: String, synthetic: Bool) {
+    public init(name: String, images: String, synthetic: Bool, group: String = "") {
         self.name = name
         self.images = images
         self.synthetic = synthetic
+        self.group = group
     }
+
+    enum CodingKeys: String, CodingKey { case name, images, synthetic, group }
 }
 
 /// OOD evaluation: scores, metrics and their conventions.
@@ -27,6 +34,9 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     /// FPR95 convention: strict (ID positive, first threshold with ID recall >= 95%),
     /// reference (closest recall, the UM/energy-OOD code), openood (OOD positive).
     public var fprMode = FPRMode.strict
+    /// AUPR convention: average_precision (scikit-learn's average_precision_score, the UM paper's)
+    /// or trapezoid (auc(recall, precision), what OpenOOD and pytorch-ood print).
+    public var aupr = AUPRMode.averagePrecision
     /// Drop non-finite scores (their count is reported) instead of failing.
     public var excludeNonFinite = false
     /// Bootstrap replicates behind the 95% intervals of every metric (percentile bootstrap,
@@ -92,7 +102,7 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case scores
         case bootstrap
-        case oodManifest = "ood_manifest", oodSets = "ood_sets", fprMode = "fpr_mode", excludeNonFinite = "exclude_non_finite",
+        case oodManifest = "ood_manifest", oodSets = "ood_sets", fprMode = "fpr_mode", aupr, excludeNonFinite = "exclude_non_finite",
              batchSize = "batch_size", energyTemperature = "energy_temperature", odinTemperature = "odin_temperature",
              odinEpsilon = "odin_epsilon", knnK = "knn_k", reactPercentile = "react_percentile",
              mahalanobisRidge = "mahalanobis_ridge", tune, genGamma = "gen_gamma", genM = "gen_m", ashVariant = "ash_variant",

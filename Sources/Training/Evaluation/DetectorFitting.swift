@@ -21,12 +21,12 @@ extension OODEvaluation {
         /// RMDS's background Gaussian (mean `[D]`, covariance `[D, D]`).
         var backgroundMean: [Double] = []
         var backgroundCovariance: [Double] = []
-        /// Class means `[C, D]` and the shared covariance `[D, D]` (Double), the training
-        /// features `[N, D]` (the KNN bank before normalisation) and D.
+        /// Class means `[C, D]` and the shared covariance `[D, D]` (Double), D, and the number
+        /// of training rows over all ranks (KNN and NNGuide hold only this rank's shard of the bank).
         var classMeans: [Double] = []
         var covariance: [Double] = []
-        var bankFeatures: [Float] = []
         var featureDim = 0
+        var trainCount = 0
         public init() {}
     }
 
@@ -38,77 +38,99 @@ extension OODEvaluation {
     }
 
     /// Fits the feature-based detectors that `kinds` need from the training ids' penultimate
-    /// features, gathered by id, so every rank fits the same detector for any world size
-    /// (never from test or OOD data: pitfalls F10). Collective.
+    /// features, which stay split across ranks (``TrainingShard``): KNN and NNGuide keep their
+    /// shard of the bank and merge top-k lists at scoring time; the statistics (class means and
+    /// covariance, the background Gaussian, ViM's moment and alpha, fDBD's mean) are summed in
+    /// Double in id order by ``ShardReduce/chain(_:comm:_:)``; ReAct's percentile is an exact
+    /// distributed selection. Every rank fits the same detector, bitwise, for any world size, and
+    /// never from test or OOD data (pitfalls F10). Collective.
     ///
     /// - Returns: the fitted detectors (empty when no kind needs training features).
-    /// - Throws: communicator errors; Mahalanobis errors for a singular covariance.
+    /// - Throws: communicator errors; Mahalanobis errors for an empty class or a singular covariance.
     static func fit(model: Classifier, comm: Communicator, data: TrainingData, e: EvaluateSection, kinds: [ScoreKind],
                     numClasses: Int, cost: EvaluationCost = EvaluationCost()) throws -> Fitted {
+        guard kinds.contains(where: \.needsTrainingFeatures) else { return Fitted() }
+        let shard = try trainingShard(model: model, comm: comm, data: data, batchSize: e.batchSize, cost: cost)
+        return try fit(shard: shard, model: model, comm: comm, e: e, kinds: kinds, numClasses: numClasses, cost: cost)
+    }
+
+    /// Fits from an extracted shard (tuning builds several candidates from one). Collective.
+    static func fit(shard: TrainingShard, model: Classifier, comm: Communicator, e: EvaluateSection, kinds: [ScoreKind],
+                    numClasses: Int, cost: EvaluationCost = EvaluationCost()) throws -> Fitted {
         var fitted = Fitted()
-        guard kinds.contains(where: \.needsTrainingFeatures) else { return fitted }
-        let ids = data.trainIds
-        let schedule = EvaluationSchedule(ids: ids, batchSize: e.batchSize, worldSize: comm.worldSize)
-        var myIds: [Int64] = [], myFeatures: [Float] = []
-        var dim = 0
-        let myBatches = schedule.batches(rank: comm.rank).filter { !$0.isEmpty }
-        try data.forEachBatch(data.trainSet, data.trainSet.positionBatches(myBatches.map(\.ids))) { b, x, _ in
-            let eb = myBatches[b]
-            _ = cost.time("fit: training-feature forward") { model.forward(x, context: .eval) }
-            let f = model.penultimateFeatures!
-            dim = f.shape[1]
-            myIds += eb.ids.map(Int64.init)
-            myFeatures += f.scalars
-        }
-        let (gathered, features) = try cost.time("fit: gather features") {
-            dim = Int(try comm.allreduce(Int64(dim), op: .max))
-            let gathered = try GatherByID(localIDs: myIds, comm: comm)
-            return (gathered, try gathered.gatherRows(myFeatures, width: dim, comm: comm))
-        }
-        let labelOf = data.trainSet.labelsById()
-        let labels = gathered.ids.map { labelOf[Int($0)]! }
+        let dim = shard.featureDim, features = shard.features, n = shard.totalCount
         fitted.featureDim = dim
+        fitted.trainCount = n
         // The class Gaussians (class means, one shared covariance): fitted once for Mahalanobis and RMDS.
         var classGaussians: MahalanobisDetector?
         if kinds.contains(.mahalanobis) || kinds.contains(.rmds) {
             try cost.time(kinds.contains(.mahalanobis) ? "mahalanobis: fit" : "rmds: fit") {
                 var sums = ClassFeatureSums(numClasses: numClasses, featureDim: dim)
-                sums.accumulate(features: features, labels: labels)
+                var state = sums.sums + sums.counts.map(Double.init)
+                try ShardReduce.chain(&state, comm: comm) { st in
+                    sums.sums = Array(st[0..<(numClasses * dim)])
+                    sums.counts = st[(numClasses * dim)...].map { Int64($0) }
+                    sums.accumulate(features: features, labels: shard.labels)
+                    st = sums.sums + sums.counts.map(Double.init)
+                }
+                sums.sums = Array(state[0..<(numClasses * dim)])
+                sums.counts = state[(numClasses * dim)...].map { Int64($0) }
+                let means = try sums.means()
                 var scatter = CentredScatter(featureDim: dim)
-                scatter.accumulate(features: features, labels: labels, classMeans: try sums.means())
+                var scatterState = scatter.scatter + [0]
+                try ShardReduce.chain(&scatterState, comm: comm) { st in
+                    scatter.scatter = Array(st[0..<(dim * dim)])
+                    scatter.count = Int64(st[dim * dim])
+                    scatter.accumulate(features: features, labels: shard.labels, classMeans: means)
+                    st = scatter.scatter + [Double(scatter.count)]
+                }
+                scatter.scatter = Array(scatterState[0..<(dim * dim)])
+                scatter.count = Int64(scatterState[dim * dim])
                 classGaussians = try MahalanobisDetector(classSums: sums, scatter: scatter, ridge: e.mahalanobisRidge)
-                fitted.classMeans = try sums.means()
+                fitted.classMeans = means
                 fitted.covariance = scatter.covariance()
             }
         }
         if kinds.contains(.mahalanobis) { fitted.mahalanobis = classGaussians }
         if kinds.contains(.rmds) { try cost.time("rmds: fit") {
-            let bg = RMDSDetector.backgroundGaussian(features: features, featureDim: dim)
-            fitted.rmds = try RMDSDetector(classes: classGaussians!, backgroundMean: bg.mean, backgroundCovariance: bg.covariance,
-                                           ridge: e.mahalanobisRidge)
-            fitted.backgroundMean = bg.mean
-            fitted.backgroundCovariance = bg.covariance
+            var mean = [Double](repeating: 0, count: dim)
+            try ShardReduce.chain(&mean, comm: comm) { RMDSDetector.accumulateSum(&$0, features: features, featureDim: dim) }
+            for j in 0..<dim { mean[j] /= Double(max(n, 1)) }
+            var cov = [Double](repeating: 0, count: dim * dim)
+            try ShardReduce.chain(&cov, comm: comm) { RMDSDetector.accumulateScatter(&$0, features: features, featureDim: dim, mean: mean) }
+            for j in 0..<(dim * dim) { cov[j] /= Double(max(n, 1)) }
+            fitted.rmds = try RMDSDetector(classes: classGaussians!, backgroundMean: mean, backgroundCovariance: cov, ridge: e.mahalanobisRidge)
+            fitted.backgroundMean = mean
+            fitted.backgroundCovariance = cov
         } }
         let head = OODEvaluation.head(model)
         if kinds.contains(.vim) { try cost.time("vim: fit") {
-            fitted.vim = try ViMDetector(trainFeatures: features.map(Double.init), head: head, dim: vimDimension(e.vimDim, featureDim: dim))
+            let vimDim = vimDimension(e.vimDim, featureDim: dim)
+            let doubles = features.map(Double.init)
+            let u = try ViMDetector.origin(head: head)
+            var moment = [Double](repeating: 0, count: dim * dim)
+            try ShardReduce.chain(&moment, comm: comm) { ViMDetector.accumulateMoment(&$0, features: doubles, origin: u) }
+            for j in 0..<(dim * dim) { moment[j] /= Double(n) }
+            let basis = ViMDetector.residualBasis(moment: moment, featureDim: dim, dim: vimDim)
+            var sums = [0.0, 0.0]
+            try ShardReduce.chain(&sums, comm: comm) { ViMDetector.accumulateAlpha(&$0, features: doubles, head: head, origin: u, basis: basis) }
+            fitted.vim = ViMDetector(head: head, dim: vimDim, origin: u, residualBasis: basis,
+                                     alpha: (sums[0] / Double(n)) / (sums[1] / Double(n)))
         } }
         if kinds.contains(.nnguide) { cost.time("nnguide: fit") {
-            fitted.nnguide = NNGuideDetector(bankFeatures: features.map(Double.init), head: head, k: min(e.nnguideK, gathered.ids.count))
+            fitted.nnguide = NNGuideDetector(bank: NNGuideDetector.bank(features: features.map(Double.init), ids: shard.ids, head: head),
+                                             head: head, k: min(e.nnguideK, n))
         } }
         if kinds.contains(.knn) { cost.time("knn: fit") {
-            fitted.knn = KNNDetector(trainingFeatures: features, featureDim: dim, k: min(e.knnK, gathered.ids.count))
-            fitted.bankFeatures = features
+            fitted.knn = KNNDetector(bank: KNNDetector.bank(features: features, ids: shard.ids, featureDim: dim), k: min(e.knnK, n))
         } }
-        if kinds.contains(.fdbd) { cost.time("fdbd: fit") {
-            // The mean training feature, summed in Double in id order (identical for any world size).
+        if kinds.contains(.fdbd) { try cost.time("fdbd: fit") {
             var mean = [Double](repeating: 0, count: dim)
-            let n = features.count / max(dim, 1)
-            for i in 0..<n { for j in 0..<dim { mean[j] += Double(features[i * dim + j]) } }
+            try ShardReduce.chain(&mean, comm: comm) { RMDSDetector.accumulateSum(&$0, features: features, featureDim: dim) }
             fitted.trainMean = mean.map { $0 / Double(max(n, 1)) }
         } }
-        if kinds.contains(.react) { cost.time("react: fit") {
-            fitted.reactThreshold = ReAct.percentileThreshold(activations: features, percentile: e.reactPercentile)
+        if kinds.contains(.react) { try cost.time("react: fit") {
+            fitted.reactThreshold = try ShardReduce.percentile(features, e.reactPercentile, comm: comm)
         } }
         return fitted
     }

@@ -11,20 +11,27 @@ public enum DetectorStore {
     static func bits(_ v: [Double]) -> [Int64] { v.map { Int64(bitPattern: $0.bitPattern) } }
     static func unbits(_ v: [Int64]) -> [Double] { v.map { Double(bitPattern: UInt64(bitPattern: $0)) } }
 
-    /// Writes `detector.safetensors` into `dir` (rank 0): Double statistics stored exactly as
-    /// their I64 bit patterns, the KNN bank as F32, and the (tuned) `evaluate` settings as JSON
-    /// in the metadata, so `umtrain score` scores new inputs exactly as the evaluation did.
-    public static func write(_ r: OODReport, config: RunConfig, to dir: String) throws {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    /// Writes `detector.safetensors` into `dir`: Double statistics and the (normalised) KNN and
+    /// NNGuide banks stored exactly as their I64 bit patterns, with the banks' sample ids, and the
+    /// (tuned) `evaluate` settings as JSON in the metadata, so `umtrain score` scores new inputs
+    /// exactly as the evaluation did. The banks are split across ranks: rank 0 collects them one
+    /// shard at a time (broadcast by its owner) and writes the file. Collective.
+    public static func write(_ r: OODReport, config: RunConfig, to dir: String, comm: Communicator) throws {
         let f = r.fitted
+        let knnRows = try f.knn.map { try gatherToRoot($0.bank.rows, comm: comm) } ?? []
+        let knnIds = try f.knn.map { try gatherToRoot($0.bank.ids, comm: comm) } ?? []
+        let guideRows = try f.nnguide.map { try gatherToRoot($0.bank.rows, comm: comm) } ?? []
+        let guideIds = try f.nnguide.map { try gatherToRoot($0.bank.ids, comm: comm) } ?? []
+        guard comm.rank == 0 else { return }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var records: [SafeTensorsRecord] = []
         if !f.classMeans.isEmpty {
             records.append(SafeTensorsRecord(name: "mahalanobis.class_means_f64bits", shape: [f.classMeans.count], int64s: bits(f.classMeans)))
             records.append(SafeTensorsRecord(name: "mahalanobis.covariance_f64bits", shape: [f.covariance.count], int64s: bits(f.covariance)))
         }
-        if !f.bankFeatures.isEmpty {
-            records.append(SafeTensorsRecord(name: "knn.bank", shape: [f.bankFeatures.count / max(f.featureDim, 1), f.featureDim],
-                                             floats: f.bankFeatures))
+        if f.knn != nil {
+            records.append(SafeTensorsRecord(name: "knn.bank_f64bits", shape: [knnIds.count, f.featureDim], int64s: bits(knnRows)))
+            records.append(SafeTensorsRecord(name: "knn.ids", shape: [knnIds.count], int64s: knnIds))
         }
         if let t = f.reactThreshold {
             records.append(SafeTensorsRecord(name: "react.threshold_f64bits", shape: [1], int64s: bits([t])))
@@ -44,8 +51,9 @@ public enum DetectorStore {
             records.append(SafeTensorsRecord(name: "vim.residual_basis_f64bits", shape: [v.residualBasis.count], int64s: bits(v.residualBasis)))
             records.append(SafeTensorsRecord(name: "vim.alpha_dim_f64bits", shape: [2], int64s: bits([v.alpha, Double(v.dim)])))
         }
-        if let g = f.nnguide {
-            records.append(SafeTensorsRecord(name: "nnguide.bank_f64bits", shape: [g.bank.count], int64s: bits(g.bank)))
+        if f.nnguide != nil {
+            records.append(SafeTensorsRecord(name: "nnguide.bank_f64bits", shape: [guideRows.count], int64s: bits(guideRows)))
+            records.append(SafeTensorsRecord(name: "nnguide.ids", shape: [guideIds.count], int64s: guideIds))
         }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
@@ -55,11 +63,33 @@ public enum DetectorStore {
                              to: dir + "/detector.safetensors")
     }
 
-    /// Reloads a detector written by ``write(_:config:to:)``.
+    /// Rank 0 receives every rank's array in rank order (one broadcast per rank); other ranks get
+    /// an empty array. Collective.
+    static func gatherToRoot<T: CollectiveScalar>(_ local: [T], comm: Communicator) throws -> [T] {
+        var out = comm.rank == 0 ? local : []
+        for root in 1..<max(comm.worldSize, 1) {
+            var part = comm.rank == root ? local : []
+            try comm.broadcastResizing(&part, root: root)
+            if comm.rank == 0 { out += part }
+        }
+        return out
+    }
+
+    /// This rank's contiguous share `[n r / W, n (r + 1) / W)` of a bank of n rows `[n, D]`.
+    static func shard(rows: [Double], ids: [Int64], featureDim d: Int, rank: Int, worldSize: Int) -> FeatureBank {
+        let range = TrainingShard.batchRange(batchCount: ids.count, rank: rank, worldSize: worldSize)
+        return FeatureBank(rows: Array(rows[(range.lowerBound * d)..<(range.upperBound * d)]), ids: Array(ids[range]), featureDim: d)
+    }
+
+    /// Reloads a detector written by ``write(_:config:to:comm:)``; each rank keeps its share of
+    /// the KNN and NNGuide banks (a file from before the banks were stored normalised, `knn.bank`
+    /// in F32, is normalised on reading).
     /// - Throws: ``ConfigError`` naming the file when its metadata is missing; safetensors errors.
-    /// - Parameter model: the model whose head ViM and NNGuide use (their stored state is
-    ///   relative to it).
-    public static func read(_ dir: String, model: Classifier? = nil) throws -> (OODEvaluation.Fitted, EvaluateSection) {
+    /// - Parameters:
+    ///   - model: the model whose head ViM and NNGuide use (their stored state is relative to it).
+    ///   - rank, worldSize: which share of the banks to keep (default: all of it).
+    public static func read(_ dir: String, model: Classifier? = nil, rank: Int = 0, worldSize: Int = 1) throws
+        -> (OODEvaluation.Fitted, EvaluateSection) {
         let path = dir + "/detector.safetensors"
         let file = try SafeTensorsFile.read(path: path)
         guard let json = file.metadata["settings"], let settings = try? JSONDecoder().decode(EvaluateSection.self, from: Data(json.utf8)),
@@ -75,9 +105,17 @@ public enum DetectorStore {
             f.mahalanobis = try MahalanobisDetector(classMeans: f.classMeans, covariance: f.covariance, featureDim: dim,
                                                     ridge: settings.mahalanobisRidge)
         }
-        if let b = file.record(named: "knn.bank") {
-            f.bankFeatures = try b.floats()
-            f.knn = KNNDetector(trainingFeatures: f.bankFeatures, featureDim: dim, k: min(settings.knnK, f.bankFeatures.count / max(dim, 1)))
+        if let b = file.record(named: "knn.bank_f64bits"), let i = file.record(named: "knn.ids") {
+            let ids = try i.int64s()
+            f.trainCount = ids.count
+            f.knn = KNNDetector(bank: shard(rows: unbits(try b.int64s()), ids: ids, featureDim: dim, rank: rank, worldSize: worldSize),
+                                k: min(settings.knnK, ids.count))
+        } else if let b = file.record(named: "knn.bank") {
+            let raw = try b.floats()
+            let n = raw.count / max(dim, 1)
+            f.trainCount = n
+            f.knn = KNNDetector(bank: shard(rows: KNNDetector.normalisedRows(raw, dim), ids: (0..<Int64(n)).map { $0 }, featureDim: dim,
+                                            rank: rank, worldSize: worldSize), k: min(settings.knnK, n))
         }
         if let t = file.record(named: "react.threshold_f64bits") { f.reactThreshold = unbits(try t.int64s()).first }
         if let m = file.record(named: "fdbd.train_mean_f64bits") { f.trainMean = unbits(try m.int64s()) }
@@ -95,8 +133,11 @@ public enum DetectorStore {
                 f.vim = ViMDetector(head: head, dim: Int(ad[1]), origin: unbits(try o.int64s()), residualBasis: unbits(try b.int64s()), alpha: ad[0])
             }
             if let b = file.record(named: "nnguide.bank_f64bits") {
-                let bank = unbits(try b.int64s())
-                f.nnguide = NNGuideDetector(bank: bank, head: head, k: min(settings.nnguideK, bank.count / max(dim, 1)))
+                let rows = unbits(try b.int64s())
+                let n = rows.count / max(dim, 1)
+                let ids = try file.record(named: "nnguide.ids")?.int64s() ?? (0..<Int64(n)).map { $0 }
+                f.nnguide = NNGuideDetector(bank: shard(rows: rows, ids: ids, featureDim: dim, rank: rank, worldSize: worldSize), head: head,
+                                            k: min(settings.nnguideK, n))
             }
         }
         return (f, settings)

@@ -92,25 +92,28 @@ extension OODEvaluation {
         // `fit` would build).
         let tuneKNN = kinds.contains(.knn), tuneReAct = kinds.contains(.react)
         if !validationOOD.isEmpty && (tuneKNN || tuneReAct) {
-            let bank = try fit(model: model, comm: comm, data: data, e: e, kinds: [.knn], numClasses: config.model.numClasses)
-            let rows = bank.bankFeatures.count / max(bank.featureDim, 1)
+            let shard = try trainingShard(model: model, comm: comm, data: data, batchSize: e.batchSize)
+            let rows = shard.totalCount
             /// The candidate with the highest mean validation AUROC (the first on ties).
             func pick<V>(_ kind: ScoreKind, _ candidates: [V], _ apply: (inout EvaluateSection, V) -> Void,
-                         _ detector: (V) -> Fitted) throws -> (candidate: V, value: Double) {
+                         _ detector: (V) throws -> Fitted) throws -> (candidate: V, value: Double) {
                 var best: (candidate: V, value: Double)?
                 for c in candidates {
                     var trial = e
                     apply(&trial, c)
-                    let v = try meanAUROC(kind, trial, detector(c))
+                    let v = try meanAUROC(kind, trial, try detector(c))
                     if best == nil || v > best!.value { best = (c, v) }
                 }
                 return best!
             }
             if tuneKNN {
                 let ks = [1, 5, 10, 20, 50, 100, 200].filter { $0 <= rows }
+                let bank = KNNDetector.bank(features: shard.features, ids: shard.ids, featureDim: shard.featureDim)
                 let best = try pick(.knn, ks, { $0.knnK = $1 }) { k in
                     var f = Fitted()
-                    f.knn = KNNDetector(trainingFeatures: bank.bankFeatures, featureDim: bank.featureDim, k: k)
+                    f.featureDim = shard.featureDim
+                    f.trainCount = rows
+                    f.knn = KNNDetector(bank: bank, k: k)
                     return f
                 }
                 e.knnK = best.candidate
@@ -120,7 +123,7 @@ extension OODEvaluation {
             if tuneReAct {
                 let best = try pick(.react, [80.0, 85, 90, 95, 99], { $0.reactPercentile = $1 }) { p in
                     var f = Fitted()
-                    f.reactThreshold = ReAct.percentileThreshold(activations: bank.bankFeatures, percentile: p)
+                    f.reactThreshold = try ShardReduce.percentile(shard.features, p, comm: comm)
                     return f
                 }
                 e.reactPercentile = best.candidate

@@ -12,6 +12,8 @@ public struct OODRow: Sendable {
     public var set: String
     public var synthetic: Bool
     public var metrics: OODMetrics
+    /// The set's group (empty = none).
+    public var group = ""
     /// Bootstrap 95% intervals (nil with `evaluate.bootstrap: 0`).
     public var intervals: MetricIntervals?
 }
@@ -22,6 +24,12 @@ public struct OODReport: Sendable {
     public var idLoss: Double
     public var rows: [OODRow]
     public var fprMode: FPRMode
+    /// The AUPR convention of every row.
+    public var auprMode: AUPRMode = .averagePrecision
+    /// Per score and group (`evaluate.ood_sets[].group`), the unweighted mean over the group's
+    /// real sets; groups in the order they first appear.
+    public var groupAverages: [ScoreKind: [String: OODMetrics]] = [:]
+    public var groupOrder: [String] = []
     /// Unweighted mean over the REAL OOD sets, per score.
     public var averages: [ScoreKind: OODMetrics]
     /// Bootstrap 95% intervals of the averages (empty with `evaluate.bootstrap: 0`).
@@ -95,8 +103,8 @@ public enum OODEvaluation {
             try cost.time("metrics") {
                 for kind in kinds {
                     let m = try OODMetrics.compute(idScores: idScores.scores[kind]!, oodScores: sc.scores[kind]!, fprMode: mode,
-                                                   nonFinite: e.excludeNonFinite ? .exclude : .error)
-                    rows.append(OODRow(score: kind, set: s.name, synthetic: s.synthetic, metrics: m))
+                                                   nonFinite: e.excludeNonFinite ? .exclude : .error, auprMode: e.aupr)
+                    rows.append(OODRow(score: kind, set: s.name, synthetic: s.synthetic, metrics: m, group: s.group))
                 }
             }
         }
@@ -107,12 +115,20 @@ public enum OODEvaluation {
         }
         var report = OODReport(idAccuracy: idEval.accuracy, idLoss: idEval.loss, rows: rows, fprMode: mode, averages: averages,
                                scoreOrder: kinds, idScores: idScores, oodScores: oodScores, fitted: fitted, settings: e, tuning: tuning)
+        report.auprMode = e.aupr
+        report.groupOrder = sets.filter { !$0.synthetic && !$0.group.isEmpty }.map(\.group).reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
+        for kind in kinds {
+            for g in report.groupOrder {
+                let members = rows.filter { $0.score == kind && !$0.synthetic && $0.group == g }.map(\.metrics)
+                if !members.isEmpty { report.groupAverages[kind, default: [:]][g] = OODMetrics.average(members) }
+            }
+        }
         let scored = Date().timeIntervalSince(started)
         if e.bootstrap > 0 && !sets.isEmpty {
             let t0 = Date()
             let intervals = try bootstrapIntervals(kinds: kinds, idScores: idScores, sets: sets, oodScores: oodScores, fprMode: mode,
                                                    excludeNonFinite: e.excludeNonFinite, replicates: e.bootstrap, seed: config.seed,
-                                                   comm: comm)
+                                                   comm: comm, auprMode: e.aupr)
             for i in report.rows.indices {
                 let row = report.rows[i]
                 report.rows[i].intervals = intervals[row.score]?.perSet[sets.firstIndex { $0.name == row.set }!]

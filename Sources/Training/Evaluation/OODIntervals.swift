@@ -17,7 +17,7 @@ extension OODEvaluation {
     ///   - seed: the run seed; the stream of (score, set) is keyed from it.
     static func bootstrapIntervals(kinds: [ScoreKind], idScores: SetScores, sets: [OODSet], oodScores: [String: SetScores],
                                    fprMode: FPRMode, excludeNonFinite: Bool, replicates: Int, seed: Int,
-                                   comm: Communicator) throws -> [ScoreKind: BootstrapIntervals.Result] {
+                                   comm: Communicator, auprMode: AUPRMode = .averagePrecision) throws -> [ScoreKind: BootstrapIntervals.Result] {
         let w = comm.worldSize
         let share = (replicates + w - 1) / w
         func range(_ rank: Int) -> Range<Int> { min(replicates, rank * share)..<min(replicates, (rank + 1) * share) }
@@ -31,7 +31,8 @@ extension OODEvaluation {
         for kind in kinds {
             let r = BootstrapIntervals.replicateMetrics(
                 idScores: finite(idScores.scores[kind]!), oodScores: sets.map { ($0.name, finite(oodScores[$0.name]!.scores[kind]!)) },
-                inAverage: inAverage, fprMode: fprMode, range: range(comm.rank), stream: stream, scoreKey: ResampleStream.key(kind.rawValue))
+                inAverage: inAverage, fprMode: fprMode, range: range(comm.rank), stream: stream, scoreKey: ResampleStream.key(kind.rawValue),
+                auprMode: auprMode)
             for i in 0..<range(comm.rank).count {
                 for s in 0..<sets.count { mine += values(r.perSet[s][i]) }
                 if averaged { mine += values(r.average[i]) }

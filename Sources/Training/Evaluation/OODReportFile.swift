@@ -21,11 +21,12 @@ extension OODReport {
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw bad("ood.json") }
         func num(_ v: Any?) -> Double { (v as? NSNumber)?.doubleValue ?? .nan }
         guard let modeName = json["fpr_mode"] as? String, let mode = FPRMode(rawValue: modeName) else { throw bad("fpr_mode") }
+        let auprMode = (json["aupr_mode"] as? String).flatMap(AUPRMode.init(rawValue:)) ?? .averagePrecision
         func metrics(_ d: [String: Any]) -> OODMetrics {
             OODMetrics(auroc: num(d["auroc"]), auprIn: num(d["aupr_in"]), auprOut: num(d["aupr_out"]), fpr95: num(d["fpr95"]),
                        nID: (d["n_id"] as? NSNumber)?.int64Value ?? 0, nOOD: (d["n_ood"] as? NSNumber)?.int64Value ?? 0, fprMode: mode,
                        excludedID: (d["excluded_id"] as? NSNumber)?.int64Value ?? 0,
-                       excludedOOD: (d["excluded_ood"] as? NSNumber)?.int64Value ?? 0)
+                       excludedOOD: (d["excluded_ood"] as? NSNumber)?.int64Value ?? 0, auprMode: auprMode)
         }
         func intervals(_ d: [String: Any]) -> MetricIntervals? {
             guard let i = d["intervals"] as? [String: Any] else { return nil }
@@ -45,7 +46,8 @@ extension OODReport {
                 throw bad("rows[].score")
             }
             if !order.contains(kind) { order.append(kind) }
-            rows.append(OODRow(score: kind, set: set, synthetic: r["synthetic"] as? Bool ?? false, metrics: metrics(r), intervals: intervals(r)))
+            rows.append(OODRow(score: kind, set: set, synthetic: r["synthetic"] as? Bool ?? false, metrics: metrics(r),
+                               group: r["group"] as? String ?? "", intervals: intervals(r)))
         }
         var averages: [ScoreKind: OODMetrics] = [:], averageIntervals: [ScoreKind: MetricIntervals] = [:]
         for (name, d) in averageMap {
@@ -59,6 +61,12 @@ extension OODReport {
                                averages: averages, scoreOrder: order, idScores: SetScores(ids: [], scores: [:]), oodScores: [:],
                                fitted: OODEvaluation.Fitted(), settings: settings, tuning: nil)
         report.averageIntervals = averageIntervals
+        report.auprMode = auprMode
+        report.groupOrder = json["group_order"] as? [String] ?? []
+        for (name, groups) in json["group_averages"] as? [String: [String: [String: Any]]] ?? [:] {
+            guard let kind = ScoreKind(rawValue: name) else { continue }
+            for (g, d) in groups { report.groupAverages[kind, default: [:]][g] = metrics(d) }
+        }
         report.bootstrapReplicates = ((json["bootstrap"] as? [String: Any])?["replicates"] as? NSNumber)?.intValue ?? 0
         if let costs = json["cost_seconds"] as? [String: Any] {
             let c = EvaluationCost()

@@ -29,7 +29,7 @@ extension OODEvaluation {
         var s = "# \(title)\n\n"
         s += "ID accuracy \(p2(r.idAccuracy))% (test loss \(String(format: "%.4f", r.idLoss)) nats, \(r.idScores.ids.count) images).\n\n"
         s += "Conventions: every score is oriented higher = more in-distribution. AUROC and AUPR-In take ID as the positive "
-            + "class; AUPR-Out takes OOD as positive with negated scores (average precision, not the trapezoid). "
+            + "class; AUPR-Out takes OOD as positive with negated scores. \(r.auprMode.label). "
             + "FPR95: \(r.fprMode.label). All values in percent. " + intervalNote(r) + "\n\n"
         s += "## Average over real OOD sets (unweighted; synthetic sets excluded)\n\n"
         s += "| score | AUROC | AUPR-In | AUPR-Out | FPR95 |\n|---|---|---|---|---|\n"
@@ -38,6 +38,17 @@ extension OODEvaluation {
             let ci = r.averageIntervals[k]
             s += "| \(k) | \(withInterval(m.auroc, ci?.auroc)) | \(withInterval(m.auprIn, ci?.auprIn)) | "
                 + "\(withInterval(m.auprOut, ci?.auprOut)) | \(withInterval(m.fpr95, ci?.fpr95)) |\n"
+        }
+        if !r.groupOrder.isEmpty {
+            s += "\n## Average per group (unweighted over the group's real sets; no intervals)\n\n"
+            s += "| score | group | sets | AUROC | AUPR-In | AUPR-Out | FPR95 |\n|---|---|---|---|---|---|---|\n"
+            for k in r.scoreOrder {
+                for g in r.groupOrder {
+                    guard let m = r.groupAverages[k]?[g] else { continue }
+                    let members = r.rows.filter { $0.score == k && !$0.synthetic && $0.group == g }.map(\.set)
+                    s += "| \(k) | \(g) | \(members.joined(separator: ", ")) | \(p2(m.auroc)) | \(p2(m.auprIn)) | \(p2(m.auprOut)) | \(p2(m.fpr95)) |\n"
+                }
+            }
         }
         s += "\n## Per set\n\n| score | OOD set | synthetic | AUROC | AUPR-In | AUPR-Out | FPR95 | n_id | n_ood |\n|---|---|---|---|---|---|---|---|---|\n"
         for row in r.rows {
@@ -72,7 +83,7 @@ extension OODEvaluation {
         try FileManager.default.createDirectory(atPath: dir + "/scores", withIntermediateDirectories: true)
         try AtomicFile.write(markdown(r, title: title), to: dir + "/ood.md")
         var csv = "score,ood_set,synthetic,auroc,aupr_in,aupr_out,fpr95,n_id,n_ood,fpr_mode,"
-            + "auroc_lo,auroc_hi,aupr_in_lo,aupr_in_hi,aupr_out_lo,aupr_out_hi,fpr95_lo,fpr95_hi\n"
+            + "auroc_lo,auroc_hi,aupr_in_lo,aupr_in_hi,aupr_out_lo,aupr_out_hi,fpr95_lo,fpr95_hi,aupr_mode,group\n"
         func num(_ x: Double) -> String { x.isFinite ? String(x) : "" }
         func cis(_ c: MetricIntervals?) -> String {
             guard let c else { return ",,,,,,," }
@@ -80,11 +91,15 @@ extension OODEvaluation {
         }
         for row in r.rows {
             let m = row.metrics
-            csv += "\(row.score),\(row.set),\(row.synthetic),\(num(m.auroc)),\(num(m.auprIn)),\(num(m.auprOut)),\(num(m.fpr95)),\(m.nID),\(m.nOOD),\(r.fprMode.rawValue),\(cis(row.intervals))\n"
+            csv += "\(row.score),\(row.set),\(row.synthetic),\(num(m.auroc)),\(num(m.auprIn)),\(num(m.auprOut)),\(num(m.fpr95)),\(m.nID),\(m.nOOD),\(r.fprMode.rawValue),\(cis(row.intervals)),\(r.auprMode.rawValue),\(row.group)\n"
         }
         for k in r.scoreOrder {
             if let m = r.averages[k] {
-                csv += "\(k),average_real,false,\(num(m.auroc)),\(num(m.auprIn)),\(num(m.auprOut)),\(num(m.fpr95)),\(m.nID),\(m.nOOD),\(r.fprMode.rawValue),\(cis(r.averageIntervals[k]))\n"
+                csv += "\(k),average_real,false,\(num(m.auroc)),\(num(m.auprIn)),\(num(m.auprOut)),\(num(m.fpr95)),\(m.nID),\(m.nOOD),\(r.fprMode.rawValue),\(cis(r.averageIntervals[k])),\(r.auprMode.rawValue),\n"
+            }
+            for g in r.groupOrder {
+                guard let m = r.groupAverages[k]?[g] else { continue }
+                csv += "\(k),average_\(g),false,\(num(m.auroc)),\(num(m.auprIn)),\(num(m.auprOut)),\(num(m.fpr95)),\(m.nID),\(m.nOOD),\(r.fprMode.rawValue),\(cis(nil)),\(r.auprMode.rawValue),\(g)\n"
             }
         }
         try AtomicFile.write(csv, to: dir + "/ood.csv")
@@ -101,7 +116,12 @@ extension OODEvaluation {
         let json: [String: Any] = [
             "id_accuracy": jnum(r.idAccuracy), "id_loss": jnum(r.idLoss), "fpr_mode": r.fprMode.rawValue,
             "fpr_mode_label": r.fprMode.label, "positive_class": "ID (AUROC, AUPR-In); OOD for AUPR-Out",
-            "rows": r.rows.map { ["score": $0.score.rawValue, "ood_set": $0.set, "synthetic": $0.synthetic].merging(jm($0.metrics, $0.intervals)) { a, _ in a } },
+            "aupr_mode": r.auprMode.rawValue, "aupr_mode_label": r.auprMode.label,
+            "group_order": r.groupOrder,
+            "group_averages": Dictionary(uniqueKeysWithValues: r.groupAverages.map { k, groups in
+                (k.rawValue, Dictionary(uniqueKeysWithValues: groups.map { ($0.key, jm($0.value)) })) }),
+            "rows": r.rows.map { ["score": $0.score.rawValue, "ood_set": $0.set, "synthetic": $0.synthetic, "group": $0.group]
+                .merging(jm($0.metrics, $0.intervals)) { a, _ in a } },
             "average_real": Dictionary(uniqueKeysWithValues: r.averages.map { ($0.key.rawValue, jm($0.value, r.averageIntervals[$0.key])) }),
             "bootstrap": ["replicates": r.bootstrapReplicates, "level": 0.95, "method": "percentile, stratified (ID and OOD resampled separately)"],
             "cost_seconds": r.cost.json,

@@ -58,6 +58,10 @@ extension OODEvaluation {
         // The head in Double (and fDBD's boundary norms) once per set, not once per batch.
         let head = kinds.contains(where: { [.fdbd, .ash, .scale].contains($0) }) ? Self.head(model) : nil
         let fdbd = kinds.contains(.fdbd) ? FDBDDetector(head: head!, trainMean: fitted.trainMean) : nil
+        // KNN and NNGuide search a bank split across ranks: every rank needs every query, so their
+        // features are gathered by id after the forward passes and searched in chunks.
+        let needsAllQueries = kinds.contains(.knn) || kinds.contains(.nnguide)
+        var myFeatures: [Float] = []
         try data.forEachBatch(dataset, dataset.positionBatches(myBatches.map(\.ids))) { b, x, labels in
             let eb = myBatches[b]
             let logits = cost.time("forward") { model.forward(x, context: .eval) }
@@ -70,6 +74,7 @@ extension OODEvaluation {
             let z = logits.scalars
             let features = model.penultimateFeatures!.scalars
             myIds += eb.ids.map(Int64.init)
+            if needsAllQueries { myFeatures += features }
             // ODIN reuses this forward pass for its input gradient (before anything else runs a
             // forward through the model and replaces the cached activations).
             let odinScores = kinds.contains(.odin)
@@ -79,7 +84,7 @@ extension OODEvaluation {
                 case .msp, .maxLogit, .energy:
                     mine[kind]! += cost.time("\(kind.rawValue): from logits") { logitScores(kind, logits: z, numClasses: k, e: e) }
                 case .mahalanobis: mine[kind]! += cost.time("mahalanobis: distances") { fitted.mahalanobis!.scores(features: features) }
-                case .knn: mine[kind]! += cost.time("knn: search") { fitted.knn!.scores(features: features) }
+                case .knn, .nnguide: break  // after the gather, below
                 case .react:
                     mine[kind]! += cost.time("react: clip + head") {
                         var clipped = features
@@ -102,16 +107,17 @@ extension OODEvaluation {
                     }
                 case .rmds: mine[kind]! += cost.time("rmds: distances") { fitted.rmds!.scores(features: features) }
                 case .vim: mine[kind]! += cost.time("vim: residuals") { fitted.vim!.scores(features: features.map(Double.init)) }
-                case .nnguide: mine[kind]! += cost.time("nnguide: search") { fitted.nnguide!.scores(features: features.map(Double.init)) }
                 }
             }
         }
-        return try cost.time("gather by id") {
+        var queries: [Float] = []
+        var result = try cost.time("gather by id") {
             let gathered = try GatherByID(localIDs: myIds, comm: comm)
             var result = SetScores(ids: gathered.ids, scores: [:])
-            for kind in kinds {
+            for kind in kinds where kind != .knn && kind != .nnguide {
                 result.scores[kind] = try gathered.gather(mine[kind]!, comm: comm)
             }
+            if needsAllQueries { queries = try gathered.gatherRows(myFeatures, width: fitted.featureDim, comm: comm) }
             if classify {
                 let losses = try gathered.gather(myLoss, comm: comm), preds = try gathered.gather(myPred, comm: comm)
                 let labelOf = dataset.labelsById()
@@ -126,6 +132,17 @@ extension OODEvaluation {
             }
             return result
         }
+        if let knn = fitted.knn, kinds.contains(.knn) {
+            result.scores[.knn] = try cost.time("knn: search") {
+                try knn.scores(features: queries) { try ShardReduce.topK($0, metric: .squaredDistance, comm: comm) }
+            }
+        }
+        if let guide = fitted.nnguide, kinds.contains(.nnguide) {
+            result.scores[.nnguide] = try cost.time("nnguide: search") {
+                try guide.scores(features: queries.map(Double.init)) { try ShardReduce.topK($0, metric: .dot, comm: comm) }
+            }
+        }
+        return result
     }
 
     /// The model's last linear layer as a Double `LinearHead` (GEN needs none; fDBD, ASH and

@@ -11,11 +11,14 @@ public struct OODSet: Sendable {
     public let name: String
     public let synthetic: Bool
     public let dataset: SampleSet
+    /// The report group (`evaluate.ood_sets[].group`; empty = none).
+    public var group = ""
 
-    public init(name: String, synthetic: Bool, dataset: SampleSet) {
+    public init(name: String, synthetic: Bool, dataset: SampleSet, group: String = "") {
         self.name = name
         self.synthetic = synthetic
         self.dataset = dataset
+        self.group = group
     }
 
     public init(name: String, synthetic: Bool, dataset: ImageDataset) {
@@ -103,20 +106,30 @@ extension OODEvaluation {
                 }
             }
             out.append(ManifestSet(spec: OODSetConfig(name: name, images: images.map { base + "/" + $0 } ?? "",
-                                                      synthetic: (s["synthetic"] as? Bool) ?? false),
+                                                      synthetic: (s["synthetic"] as? Bool) ?? false, group: (s["group"] as? String) ?? ""),
                                    role: role, sources: sources))
         }
         return out
     }
 
     /// The OOD test set specs: every `ood` set of the manifest plus `evaluate.ood_sets`.
+    /// An `evaluate.ood_sets` entry with a name and a group but no images assigns the manifest's
+    /// set of that name to the group.
     static func testSpecs(_ e: EvaluateSection) throws -> [OODSetConfig] {
-        let manifest = e.oodManifest.isEmpty ? [] : try manifestSets(e.oodManifest, roles: ["ood"]).map(\.spec)
-        for (i, s) in e.explicitSets.enumerated() where s.images.isEmpty {
+        var manifest = e.oodManifest.isEmpty ? [] : try manifestSets(e.oodManifest, roles: ["ood"]).map(\.spec)
+        var explicit: [OODSetConfig] = []
+        for (i, s) in e.explicitSets.enumerated() {
+            if !s.images.isEmpty { explicit.append(s); continue }
+            if !s.group.isEmpty, let m = manifest.firstIndex(where: { $0.name == s.name }) {
+                manifest[m].group = s.group
+                continue
+            }
+            let names = manifest.map(\.name)
             throw OODEvaluationError.missingField(name: s.name, field: "images", key: "evaluate.ood_sets[\(i)]",
-                                                  hint: "give the IDX image file or the image folder, e.g. {name: mnist, images: data/ood/mnist/images-idx3-ubyte.gz}")
+                                                  hint: "give the IDX image file or the image folder, e.g. {name: mnist, images: data/ood/mnist/images-idx3-ubyte.gz}"
+                                                    + (s.group.isEmpty ? "" : "; to group a manifest set, use one of its names: \(names.isEmpty ? "(the manifest has none)" : names.joined(separator: ", "))"))
         }
-        return manifest + e.explicitSets
+        return manifest + explicit
     }
 
     /// Loads the OOD test sets (`validation: false`) or the tuning-only sets (`true`).
@@ -172,7 +185,7 @@ extension OODEvaluation {
                 throw OODEvaluationError.emptySet(name: s.name, path: s.images,
                                                   key: validation ? "evaluate.validation_ood_sets" : (e.oodManifest.isEmpty ? "evaluate.ood_sets" : e.oodManifest))
             }
-            out.append(OODSet(name: s.name, synthetic: s.synthetic, dataset: ds))
+            out.append(OODSet(name: s.name, synthetic: s.synthetic, dataset: ds, group: s.group))
         }
         return out
     }

@@ -32,8 +32,8 @@ public enum EvaluateStage {
         let report = try OODEvaluation.run(model: model, comm: comm, config: config, data: data, sets: sets, log: context.log,
                                            validationOOD: validationSets)
         let written = Date()
+        try DetectorStore.write(report, config: config, to: folder.reports + "/detector", comm: comm)
         if context.isRoot {
-            try DetectorStore.write(report, config: config, to: folder.reports + "/detector")
             try OODEvaluation.write(report, to: folder.reports, title: "OOD evaluation: \(label)")
             try AtomicFile.write(try config.yaml(), to: folder.root + "/config.yaml")
         }
