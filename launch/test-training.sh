@@ -8,7 +8,8 @@
 #      rank; no checkpoint is left half-written: resume picks the newest complete one;
 #   3. SIGTERM makes every rank finish its step, write a checkpoint and exit 75;
 #   4. the stall inspector on rank 0 names a rank that is slowed down on purpose;
-#   5. `umtrain score` with a saved detector reproduces evaluate's per-sample scores;
+#   5. `umtrain score` with a saved detector reproduces evaluate's per-sample scores, and
+#      `umtrain metrics` reproduces its trapezoid AUPR, OpenOOD FPR95 and group averages;
 #   6. lazy folder loading trains bit-identically to in-memory loading on 2 ranks, and a bad
 #      file stops both ranks;
 #   7. a configuration error on one node only ends the job within seconds, naming it.
@@ -125,10 +126,21 @@ fi
 model="$OUT/full/train/model.safetensors"
 if [ -f "$model" ] && [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
   set +e
+  # A second, grouped set (the first 600 test images inverted) for the OpenOOD-convention check (5b).
+  python3 - "$OUT/inverted-idx3-ubyte.gz" <<'PY'
+import gzip, struct, sys
+with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") as f:
+    raw = f.read()
+n, rows, cols = 600, 28, 28
+pixels = bytes(255 - b for b in raw[16:16 + n * rows * cols])
+with gzip.open(sys.argv[1], "wb") as f:
+    f.write(struct.pack(">IIII", 2051, n, rows, cols) + pixels)
+PY
   timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain evaluate --config "$CFG" --name full --set output_dir="$OUT" \
     --checkpoint "$model" --stage evalscore --set evaluate.ood_manifest= --set evaluate.knn_k=5 \
     --set 'evaluate.scores=[msp, maxlogit, energy, odin, mahalanobis, knn, react, gen, fdbd, ash, scale, rmds, vim, nnguide]' \
-    --set 'evaluate.ood_sets=[{name: digits, images: /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz, synthetic: false}]' \
+    --set "evaluate.ood_sets=[{name: digits, images: /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz, synthetic: false, group: near}, {name: inverted, images: $OUT/inverted-idx3-ubyte.gz, group: far}]" \
+    --set evaluate.aupr=trapezoid --set evaluate.fpr_mode=openood \
     >"$LOG_DIR/evaluate-score.log" 2>&1
   r1=$?
   timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain score --config "$CFG" --checkpoint "$model" \
@@ -140,6 +152,35 @@ if [ -f "$model" ] && [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ub
     ok "umtrain score with the saved detector reproduces evaluate's per-sample scores (14 scores, byte-identical CSV)"
   else
     bad "score vs evaluate: exits $r1/$r2 or the CSVs differ; see $LOG_DIR/evaluate-score.log"
+  fi
+  # 5b. umtrain metrics reproduces, from the per-sample score files, the evaluation's trapezoid
+  #     AUPR, OpenOOD FPR95 and the per-group and overall averages (energy and knn).
+  reports="$OUT/full/evalscore/reports"
+  set +e
+  for col in energy knn; do
+    ./.build/release/umtrain metrics --id "$reports/scores/id_test.csv" --ood "$reports/scores/digits.csv" --ood "$reports/scores/inverted.csv" \
+      --column "$col" --aupr trapezoid --fpr-mode openood --group "near=$reports/scores/digits.csv" --group "far=$reports/scores/inverted.csv" \
+      --json > "$OUT/metrics-$col.json" 2>>"$LOG_DIR/evaluate-score.log"
+  done
+  set -e
+  if python3 - "$reports/ood.json" "$OUT/metrics-energy.json" "$OUT/metrics-knn.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+assert report["aupr_mode"] == "trapezoid" and report["fpr_mode"] == "openood", (report["aupr_mode"], report["fpr_mode"])
+keys = ["auroc", "aupr_in", "aupr_out", "fpr95"]
+for score, path in (("energy", sys.argv[2]), ("knn", sys.argv[3])):
+    m = json.load(open(path))
+    for g in ("near", "far"):
+        a, b = report["group_averages"][score][g], m["groups"][g]
+        assert all(a[k] == b[k] for k in keys), (score, g, a, b)
+        assert b["aupr_mode"] == "trapezoid"
+    a, b = report["average_real"][score], m["average"]
+    assert all(a[k] == b[k] for k in keys), (score, "average", a, b)
+PY
+  then
+    ok "umtrain metrics reproduces the evaluation's trapezoid AUPR, OpenOOD FPR95 and near/far and overall averages from the score files (energy, knn)"
+  else
+    bad "umtrain metrics differs from ood.json (trapezoid / groups); see $OUT/metrics-*.json and $reports/ood.json"
   fi
 fi
 
