@@ -31,6 +31,8 @@ struct CompareCommand: ParsableCommand {
         do {
             let runs = try folders.map { try Comparison.Run(folder: $0) }
             var md = "# Comparison\n\n" + Comparison.markdown(runs: runs, title: "Paired differences over seeds")
+            let detectors = Comparison.detectorTable(runs: runs)
+            if !detectors.isEmpty { md += "\n## Detectors per model\n\n" + detectors }
             if runs.contains(where: { $0.models.keys.contains { $0.contains("-") } }) {
                 md += "\n## Regime map\n\n" + Comparison.regimeMap(runs: runs, kinds: runs.first?.scoreOrder ?? [],
                                                                     xi: Comparison.xiByLabel(runRoots: folders))

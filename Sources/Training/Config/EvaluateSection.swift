@@ -67,8 +67,9 @@ public struct EvaluateSection: Codable, Equatable, Sendable {
     public var vimDim = 0
     /// NNGuide's k nearest bank entries (capped at the bank size); the bank is every training feature.
     public var nnguideK = 100
-    /// Tune detector hyperparameters (ODIN temperature/epsilon, KNN k, ReAct percentile) on the
-    /// ID validation split (never the test sets) and `validation_ood_sets`, before scoring.
+    /// Tune detector hyperparameters (ODIN temperature/epsilon, KNN k, ReAct percentile, GEN
+    /// gamma and M, ASH and SCALE percentiles; OpenOOD v1.5's grids) on the ID validation split
+    /// (never the test sets) and `validation_ood_sets`, before scoring.
     public var tune = false
     /// OOD sets used only for tuning (must not be among the OOD test sets).
     public var validationOODSets: [OODSetConfig] = [OODSetConfig()]

@@ -14,6 +14,8 @@ public struct TuningRecord: Codable, Equatable, Sendable {
         public var epsilon: Double?
         public var k: Int?
         public var percentile: Double?
+        public var gamma: Double?
+        public var m: Int?
         public var criterion: String
         public var value: Double
     }
@@ -24,9 +26,12 @@ public struct TuningRecord: Codable, Equatable, Sendable {
     public var odin: Choice?
     public var knn: Choice?
     public var react: Choice?
+    public var gen: Choice?
+    public var ash: Choice?
+    public var scale: Choice?
 
     enum CodingKeys: String, CodingKey {
-        case odin, knn, react
+        case odin, knn, react, gen, ash, scale
         case validationIds = "validation_ids", validationOODSets = "validation_ood_sets",
              idValidationDisjointFromIDTest = "id_validation_disjoint_from_id_test"
     }
@@ -131,6 +136,87 @@ extension OODEvaluation {
                 log("tuned ReAct: percentile \(best.candidate)")
             }
         }
+        try tuneShaping(model: model, comm: comm, data: data, validationOOD: validationOOD, e: &e, record: &record, log: log)
         return (e, record)
+    }
+
+    /// GEN (gamma, M), ASH and SCALE (percentile) on OpenOOD v1.5's grids (configs/postprocessors:
+    /// gen gamma [0.01, 0.1, 0.5, 1, 2, 5, 10] x M [10, 50, 100, 200, 500, 1000], M capped at the
+    /// class count; ash and scale percentile [65, 70, ..., 95]), by the mean validation AUROC, the
+    /// first candidate winning ties. None of them needs training data, so the validation sets'
+    /// logits and features are computed once (gathered by id) and every candidate is scored from
+    /// them. NNGuide, ViM, RMDS and fDBD keep their defaults (OpenOOD does not sweep them either).
+    /// Collective.
+    static func tuneShaping(model: Classifier, comm: Communicator, data: TrainingData, validationOOD: [OODSet],
+                            e: inout EvaluateSection, record: inout TuningRecord, log: (String) -> Void) throws {
+        let kinds = e.scores.filter { [.gen, .ash, .scale].contains($0) }
+        guard !validationOOD.isEmpty, !kinds.isEmpty else { return }
+        let id = try featuresAndLogits(model: model, comm: comm, data: data, dataset: data.trainSet, ids: data.validationIds, batchSize: e.batchSize)
+        let oods = try validationOOD.map {
+            try featuresAndLogits(model: model, comm: comm, data: data, dataset: $0.dataset, ids: $0.dataset.ids, batchSize: e.batchSize)
+        }
+        let classes = model.classifier.outFeatures
+        let head = Self.head(model)
+        func meanAUROC(_ scorer: (_ features: [Float], _ logits: [Float]) -> [Double]) throws -> Double {
+            let idScores = scorer(id.features, id.logits)
+            var total = 0.0
+            for o in oods {
+                total += try OODMetrics.compute(idScores: idScores, oodScores: scorer(o.features, o.logits), fprMode: .strict, nonFinite: .exclude).auroc
+            }
+            return total / Double(oods.count)
+        }
+        func best<V>(_ candidates: [V], _ scorer: (V) -> (([Float], [Float]) -> [Double])) throws -> (candidate: V, value: Double) {
+            var top: (candidate: V, value: Double)?
+            for c in candidates {
+                let v = try meanAUROC(scorer(c))
+                if top == nil || v > top!.value { top = (c, v) }
+            }
+            return top!
+        }
+        if kinds.contains(.gen) {
+            let ms = [10, 50, 100, 200, 500, 1000].map { min($0, classes) }.reduce(into: [Int]()) { if !$0.contains($1) { $0.append($1) } }
+            let gammas: [Double] = [0.01, 0.1, 0.5, 1, 2, 5, 10]
+            let grid: [(Double, Int)] = gammas.flatMap { g in ms.map { (g, $0) } }
+            let b = try best(grid) { c in { _, z in GEN.scores(logits: z, numClasses: classes, gamma: c.0, m: c.1) } }
+            e.genGamma = b.candidate.0
+            e.genM = b.candidate.1
+            record.gen = .init(gamma: b.candidate.0, m: b.candidate.1, criterion: "mean validation AUROC", value: b.value)
+            log("tuned GEN: gamma \(b.candidate.0), M \(b.candidate.1)")
+        }
+        let percentiles = [65.0, 70, 75, 80, 85, 90, 95]
+        if kinds.contains(.ash) {
+            let shaping = e.ashShaping
+            let b = try best(percentiles) { p in { f, _ in shaping.scores(features: f, head: head, percentile: p) } }
+            e.ashPercentile = b.candidate
+            record.ash = .init(percentile: b.candidate, criterion: "mean validation AUROC", value: b.value)
+            log("tuned ASH-\(e.ashVariant.rawValue.uppercased()): percentile \(b.candidate)")
+        }
+        if kinds.contains(.scale) {
+            let b = try best(percentiles) { p in { f, _ in ActivationShaping.scale.scores(features: f, head: head, percentile: p) } }
+            e.scalePercentile = b.candidate
+            record.scale = .init(percentile: b.candidate, criterion: "mean validation AUROC", value: b.value)
+            log("tuned SCALE: percentile \(b.candidate)")
+        }
+    }
+
+    /// Penultimate features `[N, D]` and logits `[N, K]` of `ids`, computed in the fixed
+    /// evaluation batches over the ranks and gathered by id (ascending) onto every rank. Collective.
+    static func featuresAndLogits(model: Classifier, comm: Communicator, data: TrainingData, dataset: SampleSet, ids: [Int],
+                                  batchSize: Int) throws -> (features: [Float], logits: [Float]) {
+        let schedule = EvaluationSchedule(ids: ids, batchSize: batchSize, worldSize: comm.worldSize)
+        let mine = schedule.batches(rank: comm.rank).filter { !$0.isEmpty }
+        var myIds: [Int64] = [], features: [Float] = [], logits: [Float] = []
+        var dim = 0
+        try data.forEachBatch(dataset, dataset.positionBatches(mine.map(\.ids))) { b, x, _ in
+            logits += model.forward(x, context: .eval).scalars
+            let f = model.penultimateFeatures!
+            dim = f.shape[1]
+            features += f.scalars
+            myIds += mine[b].ids.map(Int64.init)
+        }
+        dim = Int(try comm.allreduce(Int64(dim), op: .max))
+        let gathered = try GatherByID(localIDs: myIds, comm: comm)
+        return (try gathered.gatherRows(features, width: dim, comm: comm),
+                try gathered.gatherRows(logits, width: model.classifier.outFeatures, comm: comm))
     }
 }

@@ -290,6 +290,8 @@ public enum Pipeline {
         if let cut = md.range(of: "\n\n") { md.insert(contentsOf: "\n\n" + headline.trimmingCharacters(in: .newlines), at: cut.lowerBound) }
         if selections.isEmpty {
             md += "\n" + Comparison.markdown(runs: runs, title: "Paired differences over seeds")
+            let detectors = Comparison.detectorTable(runs: runs)
+            if !detectors.isEmpty { md += "\n## Detectors per model\n\n" + detectors }
         } else {
             // A sweep: the selection rules, then the regime map (every cell, paired by seed).
             md += "\n" + Selection.seedsMarkdown(selections)
