@@ -85,9 +85,10 @@ public struct RunConfig: Codable, Equatable, Sendable, DefaultConstructible {
         }
     }
 
-    /// The learning rate actually used, after the configured scaling with the global batch.
+    /// The learning rate actually used, after the configured scaling with the effective global
+    /// batch (batch_size x accumulation_steps).
     public var effectiveLearningRate: Double {
-        train.lrScaling == .linear ? train.lr * Double(train.batchSize) / Double(train.referenceBatchSize) : train.lr
+        train.lrScaling == .linear ? train.lr * Double(train.batchSize * train.accumulationSteps) / Double(train.referenceBatchSize) : train.lr
     }
 }
 

@@ -1,8 +1,14 @@
 /// `train:` the data-parallel training of the ID classifier.
 public struct TrainSection: Codable, Equatable, Sendable {
     public var epochs = 10
-    /// GLOBAL batch size (summed over ranks).
+    /// GLOBAL batch size (summed over ranks) of one forward/backward (a micro-batch when
+    /// `accumulation_steps` > 1).
     public var batchSize = 128
+    /// Micro-batches per optimizer step: gradients of K consecutive global batches are summed
+    /// locally and allreduced once, giving the update of one batch of K x batch_size (BatchNorm
+    /// statistics stay per micro-batch, as in PyTorch). Learning-rate scaling, the schedule and
+    /// `max_steps` count optimizer steps; UM's flooding sign comes from the whole effective batch.
+    public var accumulationSteps = 1
     /// Base learning rate.
     public var lr = 0.1
     /// `none`: lr is used as given; `linear`: lr x batch_size / reference_batch_size.
@@ -56,6 +62,7 @@ public struct TrainSection: Codable, Equatable, Sendable {
     static var ranges: [ConfigRange<TrainSection>] {
         [.int(\.epochs, "train.epochs", 0...1_000_000, hint: "e.g. epochs: 10"),
          .int(\.batchSize, "train.batch_size", 1...10_000_000, hint: "the GLOBAL batch, split across ranks"),
+         .int(\.accumulationSteps, "train.accumulation_steps", 1...100_000, hint: "micro-batches per optimizer step; 1 = none"),
          .number(\.lr, "train.lr", 0, 1e6, hint: "e.g. lr: 0.1"),
          .int(\.referenceBatchSize, "train.reference_batch_size", 1...10_000_000, hint: "e.g. 256"),
          .number(\.momentum, "train.momentum", 0, 1, upperOpen: true, hint: "0.9 is standard"),
@@ -83,7 +90,7 @@ public struct TrainSection: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case epochs, lr, momentum, dampening, nesterov, schedule, milestones, gamma
-        case batchSize = "batch_size", lrScaling = "lr_scaling", referenceBatchSize = "reference_batch_size",
+        case batchSize = "batch_size", accumulationSteps = "accumulation_steps", lrScaling = "lr_scaling", referenceBatchSize = "reference_batch_size",
              weightDecay = "weight_decay", stepSize = "step_size", warmupEpochs = "warmup_epochs",
              perStepSchedule = "per_step_schedule", bnMode = "bn_mode", labelSmoothing = "label_smoothing",
              checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints",

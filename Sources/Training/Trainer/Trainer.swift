@@ -100,7 +100,9 @@ public final class Trainer {
         }
         schedule = LearningRateSchedule(base: config.effectiveLearningRate, kind: kind,
                                         warmupEpochs: config.train.warmupEpochs, perStep: config.train.perStepSchedule)
-        stepsPerEpoch = sampler.stepsPerEpoch(globalBatchSize: config.train.batchSize)
+        // Optimizer steps per epoch: K micro-batches each (the last step of an epoch may have fewer).
+        let k = max(1, config.train.accumulationSteps)
+        stepsPerEpoch = (sampler.stepsPerEpoch(globalBatchSize: config.train.batchSize) + k - 1) / k
         try verifyModelAcrossRanks()
         try broadcastState(root: 0)
     }
@@ -119,14 +121,16 @@ public final class Trainer {
         defer { if ownsStopRequest { stopRequest.uninstall() } }
         let t = config.train
         log("objective: \(lossTransform?.objectiveDescription ?? "cross-entropy (mean over the global batch)")")
-        log("global batch \(t.batchSize) over \(comm.worldSize) rank(s) (about \(t.batchSize / comm.worldSize) per rank); "
-            + "lr \(fmt(config.effectiveLearningRate, 5)) (\(t.lrScaling == .linear ? "linear scaling: \(t.lr) x \(t.batchSize)/\(t.referenceBatchSize)" : "not scaled with the batch")), "
+        let accumulation = t.accumulationSteps > 1
+            ? " x \(t.accumulationSteps) accumulated micro-batches = effective batch \(t.batchSize * t.accumulationSteps), one allreduce per step" : ""
+        log("global batch \(t.batchSize) over \(comm.worldSize) rank(s) (about \(t.batchSize / comm.worldSize) per rank)\(accumulation); "
+            + "lr \(fmt(config.effectiveLearningRate, 5)) (\(t.lrScaling == .linear ? "linear scaling: \(t.lr) x \(t.batchSize * t.accumulationSteps)/\(t.referenceBatchSize)" : "not scaled with the batch")), "
             + "schedule \(t.schedule), bn \(t.bnMode), \(stepsPerEpoch) steps/epoch, \(data.trainIds.count) training images")
         log("data: training set \(data.trainSet.loadingDescription), test set \(data.testSet.loadingDescription)"
             + "; augmentation \(augmentationDescription)")
         while epoch < t.epochs {
             let ep = epoch
-            let lr = schedule.learningRate(epoch: ep, step: stepInEpoch, stepsPerEpoch: stepsPerEpoch)
+            let lr = schedule.learningRate(epoch: ep, step: stepInEpoch / max(1, t.accumulationSteps), stepsPerEpoch: stepsPerEpoch)
             let started = Date()
             let stats = try runEpoch()
             let seconds = Date().timeIntervalSince(started)
@@ -193,21 +197,29 @@ public final class Trainer {
         let loader = BatchLoader(source: data.trainSet.trainingSource(augmentation: data.augmentation), plans: plans,
                                  normalizer: data.normalizer, prefetch: 3)
         defer { loader.cancel() }
+        let accumulation = max(1, t.accumulationSteps)
         while stepInEpoch < batches.count {
             if t.maxSteps > 0 && globalStep >= t.maxSteps { break }
-            let b = batches[stepInEpoch]
-            comm.phase = "epoch \(epoch + 1) step \(stepInEpoch + 1)/\(batches.count)"
-            let lr = schedule.learningRate(epoch: epoch, step: stepInEpoch, stepsPerEpoch: stepsPerEpoch)
+            // One optimizer step: the next K micro-batches (fewer at the end of the epoch).
+            let group = stepInEpoch ..< min(stepInEpoch + accumulation, batches.count)
+            comm.phase = "epoch \(epoch + 1) step \(stepInEpoch / accumulation + 1)/\(stepsPerEpoch)"
+            let lr = schedule.learningRate(epoch: epoch, step: stepInEpoch / accumulation, stepsPerEpoch: stepsPerEpoch)
             if debugStepDelay > 0 { Thread.sleep(forTimeInterval: debugStepDelay) }
-            guard let loaded = try loader.next() else {
-                throw TrainingError.resume("the batch loader ended early at step \(stepInEpoch + 1) of epoch \(epoch + 1)")
+            var loadedGroup: [LoadedBatch] = []
+            for micro in group {
+                guard let loaded = try loader.next() else {
+                    throw TrainingError.resume("the batch loader ended early at batch \(micro + 1) of epoch \(epoch + 1)")
+                }
+                loadedGroup.append(loaded)
             }
-            let s = try step(batch: b, loaded: loaded, learningRate: Float(lr))
+            let s = try loadedGroup.count == 1
+                ? step(batch: batches[group.lowerBound], loaded: loadedGroup[0], learningRate: Float(lr))
+                : accumulatedStep(batches: group.map { batches[$0] }, loaded: loadedGroup, learningRate: Float(lr))
             lossSum += s.lossSum
             correct += s.correct
             count += s.count
             imagesThisRun += s.count
-            stepInEpoch += 1
+            stepInEpoch = group.upperBound
             globalStep += 1
             if t.consistencyEvery > 0 && globalStep % t.consistencyEvery == 0 {
                 try checkConsistency(includeBuffers: false)
@@ -220,11 +232,12 @@ public final class Trainer {
                 }
                 lastReport = (now, wait)
             }
-            if stepInEpoch % printEvery == 0 || stepInEpoch == batches.count {
+            let optimizerSteps = (stepInEpoch + accumulation - 1) / accumulation
+            if optimizerSteps % printEvery == 0 || stepInEpoch == batches.count {
                 let elapsed = Date().timeIntervalSince(started)
                 let ips = imagesThisRun / max(elapsed, 1e-9)
                 let remaining = Double(batches.count - stepInEpoch) * Double(t.batchSize) / max(ips, 1e-9)
-                log("  epoch \(epoch + 1) step \(stepInEpoch)/\(batches.count) loss \(fmt(lossSum / max(count, 1), 4)) "
+                log("  epoch \(epoch + 1) step \(optimizerSteps)/\(stepsPerEpoch) loss \(fmt(lossSum / max(count, 1), 4)) "
                     + "acc \(fmt(100 * correct / max(count, 1), 2))% \(fmt(ips, 0)) img/s ETA \(fmt(remaining, 0)) s")
             }
             if s.stop {
@@ -309,6 +322,97 @@ public final class Trainer {
         }
         // Global (all ranks) sums, so progress lines and metrics describe the whole global batch.
         return StepResult(lossSum: sums[0], correct: sums[1], count: sums[2], stop: flags[1] > 0)
+    }
+
+    /// One optimizer step over K > 1 micro-batches (`train.accumulation_steps`). Each micro-batch's
+    /// cross-entropy gradient is scaled by 1 / (the effective batch's global sample count) and
+    /// backpropagated into the same gradient arena, so the sum is the mean gradient of the
+    /// effective batch; one allreduce and one optimizer step follow. BatchNorm statistics are per
+    /// micro-batch (PyTorch's accumulation semantics). UM's flooding sign needs the effective
+    /// batch's mean loss, known only after the last forward: the gradient is linear in the sign,
+    /// so the unsigned gradients are accumulated and the multiplier is applied to the sum before
+    /// the allreduce. The atypical-only ablation's per-sample multipliers are not a single factor,
+    /// so for it the micro-batches are first run forward only (BatchNorm buffers restored after)
+    /// to learn the sign, then forward and backward again with the multipliers. Logged loss and
+    /// accuracy are over the effective batch. Collective.
+    func accumulatedStep(batches: [SamplerBatch], loaded: [LoadedBatch], learningRate: Float) throws -> StepResult {
+        let globalCount = batches.map(\.globalRealCount).reduce(0, +)
+        let scale: Float = globalCount > 0 ? 1 / Float(globalCount) : 0
+        arena.zeroGradients()
+        func input(_ l: LoadedBatch) -> Tensor { Tensor(shape: [l.count, l.channels, l.height, l.width], values: l.images) }
+        func context(_ l: LoadedBatch) -> ForwardContext {
+            ForwardContext(mode: .train, seed: UInt64(config.seed), epoch: epoch, sampleIDs: l.ids.map(Int64.init), batchNormReducer: bnReducer)
+        }
+        /// Forward and loss of one micro-batch, with the global statistics check (a non-finite
+        /// loss on any rank stops every rank).
+        func forward(_ l: LoadedBatch) throws -> (ce: CrossEntropyResult, sums: [Double], stop: Bool) {
+            hooks?.beforeForward()
+            let logits = model.forward(input(l), context: context(l))
+            let ce = softmaxCrossEntropy(logits: logits, labels: l.labels, labelSmoothing: Float(config.train.labelSmoothing),
+                                         gradientScale: scale)
+            let correct = Double(zip(argmaxRows(logits), l.labels).filter { $0 == $1 }.count)
+            var sums = [ce.lossSum.isFinite ? ce.lossSum : 0, correct, Double(l.labels.count)]
+            var flags = [ce.lossSum.isFinite ? 0 : Double(comm.rank + 1), stopRequest.isRequested ? 1 : 0]
+            try comm.allreduce(&sums, op: .sum)
+            try comm.allreduce(&flags, op: .max)
+            if flags[0] > 0 {
+                throw TrainingError.nonFiniteLoss(step: globalStep + 1, epoch: epoch, rank: Int(flags[0]) - 1, lastCheckpoint: lastCheckpoint)
+            }
+            return (ce, sums, flags[1] > 0)
+        }
+        var totals = [0.0, 0.0, 0.0]
+        var stop = false
+        let perSample = lossTransform.map { $0.perSampleMultipliers(globalMeanLoss: 0, sampleIDs: []) != nil } ?? false
+        if perSample, let transform = lossTransform {
+            // Pass 1: the effective batch's loss, with BatchNorm buffers restored afterwards.
+            let saved = model.buffers.map(\.value.scalars), savedInt = model.int64Buffers.map(\.value)
+            for l in loaded {
+                let f = try forward(l)
+                for i in 0..<3 { totals[i] += f.sums[i] }
+                stop = stop || f.stop
+            }
+            for (b, v) in zip(model.buffers, saved) { b.value.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = v[i] } } }
+            for (b, v) in zip(model.int64Buffers, savedInt) { b.value = v }
+            let mean = totals[0] / max(totals[2], 1)
+            // Pass 2: forward and backward with the per-sample multipliers of that sign.
+            for l in loaded {
+                let f = try forward(l)
+                var g = f.ce.logitsGradient
+                let multipliers = transform.perSampleMultipliers(globalMeanLoss: mean, sampleIDs: l.ids.map(Int64.init))!
+                let k = g.count / max(l.labels.count, 1)
+                g.withUnsafeMutableBufferPointer { p in
+                    for i in 0..<l.labels.count { for j in 0..<k { p[i * k + j] *= multipliers[i] } }
+                }
+                _ = model.backward(g)
+                hooks?.afterBackward()
+            }
+        } else {
+            for l in loaded {
+                let f = try forward(l)
+                for i in 0..<3 { totals[i] += f.sums[i] }
+                stop = stop || f.stop
+                _ = model.backward(f.ce.logitsGradient)
+                hooks?.afterBackward()
+            }
+            if let transform = lossTransform {
+                let m = Float(transform.gradientMultiplier(globalMeanLoss: totals[0] / max(totals[2], 1)))
+                if m != 1 {
+                    var g = arena.gradients
+                    g.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] *= m } }
+                }
+            }
+        }
+        var grads = arena.gradients
+        try grads.withUnsafeMutableBufferPointer { try reducer.reduce($0, comm: comm) }
+        var values = arena.values
+        let nonFinite = values.withUnsafeMutableBufferPointer { v in
+            grads.withUnsafeBufferPointer { g in optimizer.step(parameters: v, gradients: g, learningRate: learningRate) }
+            return v.contains { !$0.isFinite }
+        }
+        if nonFinite {
+            try checkFinite(includeBuffers: false, when: "after step \(globalStep + 1) (epoch \(epoch + 1))")
+        }
+        return StepResult(lossSum: totals[0], correct: totals[1], count: totals[2], stop: stop)
     }
 
     // MARK: - Evaluation
