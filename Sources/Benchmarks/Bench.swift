@@ -48,6 +48,9 @@ struct BenchComm: ParsableCommand {
     @Option(help: ArgumentHelp("Buffer sizes in MB (10^6 bytes), comma-separated.", valueName: "list"))
     var sizes: String = "1,10,40"
 
+    @Flag(help: "Small-message latency instead: float64 sums of 8 B to 64 KB (the BatchNorm-statistics sizes), polled vs blocking, medians of 200 calls.")
+    var latency = false
+
     func validate() throws {
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1, got \(repeats).") }
         guard parsedSizes() != nil else {
@@ -62,6 +65,7 @@ struct BenchComm: ParsableCommand {
     }
 
     func run() throws {
+        if latency { return try runLatency() }
         runOnRanks(runtime) { rt in
             rt.log(try rt.header(command: "bench comm"))
             let n = Double(rt.worldSize)
@@ -109,6 +113,45 @@ struct BenchComm: ParsableCommand {
             if rt.worldSize == 1 {
                 rt.log("note: one rank, so every allreduce is a no-op; run under mpirun with -np 2 or more.")
             }
+        }
+    }
+}
+
+extension BenchComm {
+    /// Small allreduces (float64 sum, the size of BatchNorm statistics: 2C + 1 values for C
+    /// channels) through the polled path the trainer uses and through blocking MPI_Allreduce.
+    /// Each call is preceded by a barrier, so the time is transfer plus the reduction, not
+    /// waiting for a late rank; the trainer's sync-BN cost beyond this is waiting.
+    func runLatency() throws {
+        runOnRanks(runtime) { rt in
+            rt.log(try rt.header(command: "bench comm --latency"))
+            rt.log("allreduce float64 sum, \(rt.worldSize) rank(s), after a barrier; median of \(max(repeats, 200)) calls in microseconds (min in brackets)")
+            rt.log("bytes    values  polled_us          blocking_us")
+            for bytes in [8, 64, 512, 4096, 32768, 65536] {
+                let count = bytes / 8
+                var buf = [Double](repeating: 1, count: count)
+                var polled: [Double] = [], blocking: [Double] = []
+                for i in 0..<(max(repeats, 200) + 10) {
+                    try rt.comm.barrier()
+                    var t0 = now()
+                    try buf.withUnsafeMutableBufferPointer { try rt.comm.allreduce($0, op: .sum) }
+                    let tp = now() - t0
+                    try rt.comm.barrier()
+                    t0 = now()
+                    if let mpi = rt.comm as? MPICommunicator {
+                        try buf.withUnsafeMutableBufferPointer { try mpi.blockingAllreduceDouble($0) }
+                    }
+                    let tb = now() - t0
+                    for j in 0..<buf.count { buf[j] = 1 }
+                    if i >= 10 { polled.append(tp); blocking.append(tb) }
+                }
+                try rt.comm.allreduce(&polled, op: .max)
+                try rt.comm.allreduce(&blocking, op: .max)
+                rt.log("\(String(bytes).padding(toLength: 9, withPad: " ", startingAt: 0))\(String(count).padding(toLength: 8, withPad: " ", startingAt: 0))"
+                    + "\((fmt(median(polled) * 1e6, 1) + " (" + fmt(polled.min()! * 1e6, 1) + ")").padding(toLength: 19, withPad: " ", startingAt: 0))"
+                    + "\(fmt(median(blocking) * 1e6, 1)) (\(fmt(blocking.min()! * 1e6, 1)))")
+            }
+            if rt.worldSize == 1 { rt.log("note: one rank, so every allreduce is a no-op; run under mpirun with -np 2 or more.") }
         }
     }
 }

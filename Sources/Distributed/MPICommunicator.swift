@@ -205,6 +205,12 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// Blocking `MPI_Allreduce` of Double values (sum; no deadline), for the latency benchmark.
+    public func blockingAllreduceDouble(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
+        guard worldSize > 1, let base = buffer.baseAddress, buffer.count > 0 else { return }
+        try check(MPI_Allreduce(cmpi_in_place(), base, Int32(buffer.count), cmpi_double(), cmpi_op_sum(), comm), "MPI_Allreduce")
+    }
+
     // MARK: - Internals
 
     /// Polls `req` until it completes or the deadline passes. Spins briefly (small

@@ -221,4 +221,28 @@ final class SweepTests: XCTestCase {
         XCTAssertTrue(text.contains("Significant changes: UM energy (AUROC better than the trained model)"), text)
         XCTAssertTrue(text.contains("changed ID accuracy by -1.00 points"), text)
     }
+
+    /// The detector table: per model, the mean over seeds with its t-interval, the best in bold,
+    /// and the best detector against the runner-up paired by seed.
+    func testDetectorTableMarksTheBestDetectorPerModel() {
+        func report(_ energy: Double, _ knn: Double) -> OODReport {
+            func m(_ a: Double) -> OODMetrics { OODMetrics(auroc: a, auprIn: 0.5, auprOut: 0.5, fpr95: 1 - a, nID: 10, nOOD: 10, fprMode: .strict) }
+            return OODReport(idAccuracy: 0.9, idLoss: 0, rows: [], fprMode: .strict, averages: [.energy: m(energy), .knn: m(knn)],
+                             scoreOrder: [.energy, .knn], idScores: SetScores(ids: [], scores: [:]), oodScores: [:],
+                             fitted: OODEvaluation.Fitted(), settings: EvaluateSection(), tuning: nil)
+        }
+        // Baseline: KNN beats Energy on every seed (0.90/0.92/0.94 vs 0.70/0.71/0.72); UM: Energy
+        // 0.95/0.96/0.97 beats KNN 0.93/0.93/0.93.
+        let runs = (0..<3).map { i in
+            Comparison.Run(name: "s\(i)", reports: [("baseline", report(0.70 + 0.01 * Double(i), 0.90 + 0.02 * Double(i))),
+                                                    ("um", report(0.95 + 0.01 * Double(i), 0.93))])
+        }
+        let text = Comparison.detectorTable(runs: runs)
+        XCTAssertTrue(text.contains("| knn | **92.00 [87.03, 96.97]** | 93.00 [93.00, 93.00] |"), text)
+        XCTAssertTrue(text.contains("| energy | 71.00 [68.52, 73.48] | **96.00 [93.52, 98.48]** |"), text)
+        XCTAssertTrue(text.contains("- baseline: knn - energy +21.00 [+18.52, +23.48], 3/3 better **significant**"), text)
+        XCTAssertTrue(text.contains("- um: energy - knn +3.00 [+0.52, +5.48], 3/3 better **significant**"), text)
+        XCTAssertTrue(text.contains("**um + energy** (96.00)"), text)
+        XCTAssertTrue(text.contains("| FPR95 | baseline | um |"), text)
+    }
 }

@@ -273,60 +273,67 @@ extension Comparison {
 }
 
 extension Comparison {
-    /// Which detector is best on which model: for each model (baseline, the fine-tuned models, the
-    /// CE control, best_val_epoch; sweep cells are left to the regime map), every score's mean
-    /// AUROC and FPR95 over seeds with a 95% Student-t interval over seeds, the best AUROC marked,
-    /// and the best detector against the runner-up, paired by seed. Then the best
-    /// (model, detector) pair overall. Seeds missing a model or score are left out of that row.
+    /// Which detector is best on which model: one table per metric (AUROC, FPR95), a row per
+    /// score and a column per model (baseline, UM, UMAP, the CE control, best_val_epoch; sweep
+    /// cells are left to the regime map), each cell the mean over seeds of the averaged metric
+    /// with a 95% Student-t interval over seeds, the model's best in bold; then per model the
+    /// best detector against the runner-up, paired by seed, and the best (model, detector) pair.
     public static func detectorTable(runs: [Run]) -> String {
         func pct(_ x: Double) -> String { x.isFinite ? String(format: "%.2f", 100 * x) : "n/a" }
-        /// "mean [lo, hi]" in percent over seeds (the interval of the values themselves).
-        func spread(_ v: [Double]) -> String {
-            let d = PairedDifference(method: v, reference: [Double](repeating: 0, count: v.count), higherIsBetter: true)
-            return pct(d.mean) + (d.interval.map { " [\(pct($0.lower)), \(pct($0.upper))]" } ?? "")
+        /// Mean and t-interval of the values themselves (a paired difference against 0).
+        func summary(_ v: [Double]) -> PairedDifference? {
+            let finite = v.filter(\.isFinite)
+            return finite.isEmpty ? nil : PairedDifference(method: finite, reference: [Double](repeating: 0, count: finite.count), higherIsBetter: true)
         }
         let present = Set(runs.flatMap { $0.models.keys })
         let models = ["baseline", "um", "umap", "ce_finetune", "best_val_epoch"].filter(present.contains)
         let kinds = runs.first?.scoreOrder ?? []
         guard !models.isEmpty, !kinds.isEmpty else { return "" }
-        var s = "Every detector on every model, over \(runs.count) seed(s): mean averaged AUROC and FPR95 (percent) with a 95% "
-            + "Student-t interval over seeds; **bold** = the model's best mean AUROC. \"best vs runner-up\" is the paired AUROC "
-            + "difference of the two best detectors of the model over the same seeds.\n\n"
-        s += "| model | ID acc | " + kinds.map(\.rawValue).joined(separator: " | ") + " | best vs runner-up (AUROC) |\n"
-        s += "|---|---|" + kinds.map { _ in "---|" }.joined() + "---|\n"
-        var best: (model: String, kind: ScoreKind, auroc: Double)?
-        for model in models {
-            let acc = runs.compactMap { $0.models[model]?.idAccuracy }
-            var means: [(ScoreKind, Double)] = []
-            var cells: [String] = []
+        var s = "Every detector on every model over \(runs.count) seed(s): the mean over seeds of the metric averaged over the real "
+            + "OOD sets, in percent, with a 95% Student-t interval over seeds (df = seeds - 1); **bold** = the model's best. "
+            + "The paired tables above say whether a model change helps a given detector.\n\n"
+        var bestPair: (model: String, kind: ScoreKind, auroc: Double)?
+        var ranking: [String: [(ScoreKind, Double)]] = [:]
+        for (name, higher, value) in [("AUROC", true, { (m: OODMetrics) in m.auroc }), ("FPR95", false, { (m: OODMetrics) in m.fpr95 })] {
+            s += "| \(name) | " + models.joined(separator: " | ") + " |\n|---|" + models.map { _ in "---|" }.joined() + "\n"
+            var means: [String: [ScoreKind: Double]] = [:]
+            var cells: [ScoreKind: [String: String]] = [:]
+            for model in models {
+                for kind in kinds {
+                    guard let d = summary(runs.compactMap { $0.models[model]?.averages[kind] }.map(value)) else { continue }
+                    means[model, default: [:]][kind] = d.mean
+                    cells[kind, default: [:]][model] = pct(d.mean) + (d.interval.map { " [\(pct($0.lower)), \(pct($0.upper))]" } ?? "")
+                }
+            }
+            var best: [String: ScoreKind] = [:]
+            for model in models {
+                let ranked = (means[model] ?? [:]).sorted { higher ? $0.value > $1.value : $0.value < $1.value }
+                if let top = ranked.first { best[model] = top.key }
+                if name == "AUROC" {
+                    ranking[model] = ranked.map { ($0.key, $0.value) }
+                    if let top = ranked.first, bestPair == nil || top.value > bestPair!.auroc { bestPair = (model, top.key, top.value) }
+                }
+            }
             for kind in kinds {
-                let v = runs.compactMap { $0.models[model]?.averages[kind] }
-                guard !v.isEmpty else { cells.append("n/a"); continue }
-                let auroc = v.map(\.auroc), fpr = v.map(\.fpr95)
-                let mean = auroc.reduce(0, +) / Double(auroc.count)
-                means.append((kind, mean))
-                cells.append("\(spread(auroc)) / FPR95 \(spread(fpr))")
+                s += "| \(kind.rawValue) | " + models.map { m in
+                    let c = cells[kind]?[m] ?? "n/a"
+                    return best[m] == kind ? "**\(c)**" : c
+                }.joined(separator: " | ") + " |\n"
             }
-            let ranked = means.filter { $0.1.isFinite }.sorted { $0.1 > $1.1 }
-            if let top = ranked.first {
-                cells[kinds.firstIndex(of: top.0)!] = "**" + cells[kinds.firstIndex(of: top.0)!] + "**"
-                if best == nil || top.1 > best!.auroc { best = (model, top.0, top.1) }
-            }
-            var versus = "n/a"
-            if ranked.count >= 2 {
-                let pairs = runs.compactMap { run -> (Double, Double)? in
-                    guard let a = run.models[model]?.averages[ranked[0].0]?.auroc, let b = run.models[model]?.averages[ranked[1].0]?.auroc else { return nil }
-                    return (a, b)
-                }
-                if !pairs.isEmpty {
-                    versus = "\(ranked[0].0) - \(ranked[1].0): " + cell(PairedDifference(method: pairs.map(\.0), reference: pairs.map(\.1), higherIsBetter: true))
-                }
-            }
-            s += "| \(model) | \(acc.isEmpty ? "n/a" : spread(acc)) | " + cells.joined(separator: " | ") + " | \(versus) |\n"
+            s += "\n"
         }
-        if let best {
-            s += "\nBest (model, detector) pair by mean AUROC: **\(best.model) + \(best.kind.rawValue)** (\(pct(best.auroc))). "
-                + "Whether a model change helps a detector is the paired table above (method vs baseline, per score).\n"
+        s += "Best detector against the runner-up (AUROC, paired by seed):\n\n"
+        for model in models {
+            guard let r = ranking[model], r.count >= 2 else { continue }
+            let pairs = runs.compactMap { run -> (Double, Double)? in
+                guard let a = run.models[model]?.averages[r[0].0]?.auroc, let b = run.models[model]?.averages[r[1].0]?.auroc else { return nil }
+                return (a, b)
+            }
+            guard !pairs.isEmpty else { continue }
+            s += "- \(model): \(r[0].0.rawValue) - \(r[1].0.rawValue) " + cell(PairedDifference(method: pairs.map(\.0), reference: pairs.map(\.1), higherIsBetter: true)) + "\n"
+        }
+        if let bestPair {
+            s += "\nBest (model, detector) pair by mean AUROC: **\(bestPair.model) + \(bestPair.kind.rawValue)** (\(pct(bestPair.auroc))).\n"
         }
         return s
     }
