@@ -69,6 +69,9 @@ struct BenchTrain: ParsableCommand {
                                valueName: "mode"))
     var bnMode: BatchNormMode = .sync
 
+    @Flag(help: "Overlap the gradient allreduce with backward (the trainer's default, train.overlap_allreduce); the allreduce time is then what is left after backward.")
+    var overlap = false
+
     @Flag(help: "Skip the inference measurement.")
     var noInference = false
 
@@ -117,6 +120,7 @@ struct BenchTrain: ParsableCommand {
             var momentum = [Float](repeating: 0, count: arena.count)
             let reducer = GradientReducer(buckets: planGradientBuckets(sizes: trainable.map(\.count),
                                                                        firstBucketBytes: 1 << 20, bucketBytes: 25 << 20))
+            let overlapped = overlap && rt.worldSize > 1 ? OverlappedReduction(buckets: reducer.buckets, parameters: trainable, comm: rt.comm) : nil
             let bnSync: BenchBatchNormReducer? = bnMode == .sync && rt.worldSize > 1 ? BenchBatchNormReducer(comm: rt.comm) : nil
             let bnReducer: (any BatchNormStatisticsReducer)? = bnSync
             let hp = SGDHyperparameters(learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
@@ -138,10 +142,20 @@ struct BenchTrain: ParsableCommand {
                 let l0 = now()
                 try rt.comm.allreduce(&sums, op: .sum)
                 let lossStatsTime = now() - l0
-                _ = net.backward(ce.logitsGradient)
                 var grads = arena.gradients
-                let r0 = now()
-                try grads.withUnsafeMutableBufferPointer { try reducer.reduce($0, comm: rt.comm) }
+                var r0 = 0.0
+                if let overlapped {
+                    try grads.withUnsafeMutableBufferPointer { g in
+                        try overlapped.run(arena: g) {
+                            _ = net.backward(ce.logitsGradient)
+                            r0 = now()
+                        }
+                    }
+                } else {
+                    _ = net.backward(ce.logitsGradient)
+                    r0 = now()
+                    try grads.withUnsafeMutableBufferPointer { try reducer.reduce($0, comm: rt.comm) }
+                }
                 let r1 = now()
                 var values = arena.values
                 values.withUnsafeMutableBufferPointer { v in
@@ -174,7 +188,8 @@ struct BenchTrain: ParsableCommand {
             rt.log("train:     \(fmt(trainIPS, 1)) img/s global (range \(fmt(slowest, 1))-\(fmt(fastest, 1))), "
                    + "step \(fmt(trainStep * 1e3, 1)) ms, \(fmt(trainGF, 2)) GFLOP/s (3 x 2 x MACs)")
             rt.log("           gradient allreduce \(fmt(median(reduceTimes) * 1e3, 2)) ms/step, allreduce share \(fmt(100 * median(shares), 1))% "
-                   + "(rank 0, median; \(grouped(arena.count * 4)) bytes in \(reducer.buckets.count) bucket(s))")
+                   + "(rank 0, median; \(grouped(arena.count * 4)) bytes in \(reducer.buckets.count) bucket(s)"
+                   + (overlapped.map { ", overlapped with backward: \($0.startedDuringBackward) of them started before it ended; the time is what is left after backward" } ?? "") + ")")
             if rt.worldSize > 1 {
                 rt.log("           all collectives share \(fmt(100 * median(collectiveShares), 1))% (gradient + loss statistics"
                        + (bnSync != nil ? " + \(bnCalls) BatchNorm-statistics allreduces, \(fmt(median(bnTimes) * 1e3, 2)) ms/step)" : ")"))

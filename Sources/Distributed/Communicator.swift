@@ -26,6 +26,15 @@ public protocol Communicator: AnyObject {
     ///
     /// - Throws: ``CommunicatorError`` on an MPI error or a stall.
     func allreduce<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws
+    /// Starts a SUM allreduce of `buffer` in place and returns at once; the buffer must stay
+    /// alive and untouched until ``waitAllreduce(_:)`` returns. Every rank must start its
+    /// non-blocking collectives in the same order (MPI's rule). The result is the same as
+    /// ``allreduce(_:op:)`` of the same buffer.
+    func startAllreduce(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingAllreduce
+    /// Progresses outstanding collectives; true when `pending` has completed.
+    func testAllreduce(_ pending: PendingAllreduce) throws -> Bool
+    /// Waits (under the stall deadline) until `pending` completes.
+    func waitAllreduce(_ pending: PendingAllreduce) throws
 
     /// Gathers a variable-length contribution from every rank (zero-length allowed).
     ///
@@ -102,6 +111,18 @@ public enum CommunicatorError: Error, CustomStringConvertible, Equatable {
 func formatSeconds(_ s: Double) -> String {
     let tenths = (s * 10).rounded() / 10
     return String(tenths)
+}
+
+/// A started non-blocking allreduce (``Communicator/startAllreduce(_:)``); opaque.
+public final class PendingAllreduce {
+    /// The MPI requests (one per chunk), or none for a communicator that completes at once.
+    var requests: [OpaquePointer?] = []
+    var label: String
+    var done: Bool
+    init(label: String, done: Bool) {
+        self.label = label
+        self.done = done
+    }
 }
 
 extension Communicator {

@@ -78,6 +78,42 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// Starts the SUM allreduce of `buffer` with the same chunks as ``allreduce(_:op:)`` (so the
+    /// results are the same bits) and returns without waiting.
+    public func startAllreduce(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingAllreduce {
+        let label = "allreduce(sum, \(buffer.count) x Float, overlapped)"
+        guard worldSize > 1, let base = buffer.baseAddress, buffer.count > 0 else { return PendingAllreduce(label: label, done: true) }
+        let chunk = max(1, min(maxElementsPerCall, max(1, pipelineBytes / MemoryLayout<Float>.stride)))
+        let pending = PendingAllreduce(label: label, done: false)
+        var offset = 0
+        while offset < buffer.count {
+            let n = min(chunk, buffer.count - offset)
+            var req: MPI_Request? = cmpi_request_null()
+            try check(MPI_Iallreduce(cmpi_in_place(), base + offset, Int32(n), cmpi_float(), cmpi_op_sum(), comm, &req), "MPI_Iallreduce")
+            pending.requests.append(req)
+            offset += n
+        }
+        return pending
+    }
+
+    public func testAllreduce(_ pending: PendingAllreduce) throws -> Bool {
+        if pending.done { return true }
+        var all = true
+        for i in pending.requests.indices {
+            var flag: Int32 = 0
+            try check(MPI_Test(&pending.requests[i], &flag, cmpi_status_ignore()), "MPI_Test(\(pending.label))")
+            if flag == 0 { all = false }
+        }
+        pending.done = all
+        return all
+    }
+
+    public func waitAllreduce(_ pending: PendingAllreduce) throws {
+        if pending.done { return }
+        for i in pending.requests.indices { try wait(&pending.requests[i], collective: pending.label) }
+        pending.done = true
+    }
+
     /// An empty allreduce still has to match a collective on the other ranks.
     private func barrierLikeEmpty() throws {
         var dummy: Int64 = 0

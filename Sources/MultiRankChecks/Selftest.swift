@@ -99,6 +99,9 @@ struct MultiRankSuite {
             Check(name: "training: N ranks (sync BN, global batch \(comm.worldSize == 3 ? 60 : 64)) equal 1 rank after 20 SGD steps (rel. error <= 1e-4 per tensor); replicas bitwise identical") {
                 try trainingEquivalence()
             },
+            Check(name: "gradient allreduce overlapped with backward (many small buckets): replicas bitwise equal to reducing after backward") {
+                try overlapEquivalence()
+            },
             Check(name: "estimate-loss: xi bitwise identical to 1 rank, atypical mask identical (gathered by id, padding dropped)") {
                 try estimateEquivalence()
             },

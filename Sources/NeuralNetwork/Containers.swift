@@ -37,9 +37,21 @@ public final class Sequential: Layer {
 
     public func backward(_ gradOutput: Tensor) -> Tensor {
         var g = gradOutput
-        for layer in layers.reversed() { g = layer.backward(g) }
+        for layer in layers.reversed() {
+            g = layer.backward(g)
+            BackwardProgress.observer?(layer)
+        }
         return g
     }
+}
+
+/// Lets the trainer act while backward runs (launching a gradient bucket's allreduce as soon as
+/// its last gradient exists): when set, `observer(layer)` is called after each child of a
+/// ``Sequential`` and the head of a ``Classifier`` has finished its backward, so the
+/// gradients of that layer's parameters are final. Only the training thread runs backward; the
+/// trainer sets the observer around one backward call and clears it after.
+public enum BackwardProgress {
+    nonisolated(unsafe) public static var observer: ((any Layer) -> Void)?
 }
 
 /// Residual connection: `y = activation(body(x) + shortcut(x))`, shortcut = identity when nil

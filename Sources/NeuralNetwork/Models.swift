@@ -37,7 +37,9 @@ public final class Classifier: Layer {
     }
 
     public func backward(_ gradOutput: Tensor) -> Tensor {
-        features.backward(classifier.backward(gradOutput))
+        let g = classifier.backward(gradOutput)
+        BackwardProgress.observer?(classifier)
+        return features.backward(g)
     }
 }
 

@@ -9,6 +9,9 @@ public struct TrainSection: Codable, Equatable, Sendable {
     /// statistics stay per micro-batch, as in PyTorch). Learning-rate scaling, the schedule and
     /// `max_steps` count optimizer steps; UM's flooding sign comes from the whole effective batch.
     public var accumulationSteps = 1
+    /// Start each gradient bucket's allreduce during backward, as soon as its gradients are final
+    /// (bitwise the same result as reducing after backward; off = reduce after backward).
+    public var overlapAllreduce = true
     /// Base learning rate.
     public var lr = 0.1
     /// `none`: lr is used as given; `linear`: lr x batch_size / reference_batch_size.
@@ -90,7 +93,7 @@ public struct TrainSection: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case epochs, lr, momentum, dampening, nesterov, schedule, milestones, gamma
-        case batchSize = "batch_size", accumulationSteps = "accumulation_steps", lrScaling = "lr_scaling", referenceBatchSize = "reference_batch_size",
+        case batchSize = "batch_size", accumulationSteps = "accumulation_steps", overlapAllreduce = "overlap_allreduce", lrScaling = "lr_scaling", referenceBatchSize = "reference_batch_size",
              weightDecay = "weight_decay", stepSize = "step_size", warmupEpochs = "warmup_epochs",
              perStepSchedule = "per_step_schedule", bnMode = "bn_mode", labelSmoothing = "label_smoothing",
              checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints",

@@ -33,6 +33,12 @@ public final class Trainer {
     /// SGD over the arena; owns the momentum state (saved in checkpoints).
     let optimizer: SGD
     let reducer: GradientReducer
+    /// The allreduce overlapped with backward (`train.overlap_allreduce`), or nil.
+    let overlapped: OverlappedReduction?
+    /// Gradient buckets started before backward ended in the last step (0 without overlap).
+    package var bucketsStartedDuringBackward: Int { overlapped?.startedDuringBackward ?? 0 }
+    /// Gradient buckets per step.
+    package var bucketCount: Int { reducer.buckets.count }
     let bnReducer: CommunicatorBatchNormReducer?
     let sampler: DistributedSampler
     let schedule: LearningRateSchedule
@@ -84,6 +90,8 @@ public final class Trainer {
             sizes: trainable.map(\.count),
             firstBucketBytes: Int(config.train.bucketFirstMiB * 1_048_576),
             bucketBytes: Int(config.train.bucketMiB * 1_048_576)))
+        overlapped = config.train.overlapAllreduce && comm.worldSize > 1 && hooks == nil
+            ? OverlappedReduction(buckets: reducer.buckets, parameters: trainable, comm: comm) : nil
         bnReducer = config.train.bnMode == .sync && comm.worldSize > 1 ? CommunicatorBatchNormReducer(comm: comm) : nil
         sampler = DistributedSampler(ids: data.trainIds.map { $0 }, rank: comm.rank, worldSize: comm.worldSize,
                                      shuffle: true, seed: UInt64(config.seed), dropLast: config.train.dropLast)
@@ -307,10 +315,14 @@ public final class Trainer {
                 }
             }
         }
-        _ = model.backward(logitsGradient)
-        hooks?.afterBackward()
         var grads = arena.gradients
-        try grads.withUnsafeMutableBufferPointer { try reducer.reduce($0, comm: comm) }
+        if let overlapped {
+            try grads.withUnsafeMutableBufferPointer { g in try overlapped.run(arena: g) { _ = model.backward(logitsGradient) } }
+        } else {
+            _ = model.backward(logitsGradient)
+            hooks?.afterBackward()
+            try grads.withUnsafeMutableBufferPointer { try reducer.reduce($0, comm: comm) }
+        }
         var values = arena.values
         let nonFinite = values.withUnsafeMutableBufferPointer { v in
             grads.withUnsafeBufferPointer { g in optimizer.step(parameters: v, gradients: g, learningRate: learningRate) }
