@@ -298,5 +298,32 @@ else
   bad "stall inspector drill: exit $rc; see $log"
 fi
 
+# 9. The per-rank timeline (train.trace): 2 ranks, 4 traced steps with small gradient buckets
+#    (overlapped with backward), one Chrome trace-event file with a row per rank.
+log="$LOG_DIR/train-trace.log"
+set +e
+timeout -k 5 300 bash launch/mpirun.sh -np 2 umtrain train --config "$CFG" --name trace --set output_dir="$OUT" \
+  --set train.max_steps=6 --set train.trace="$OUT/trace.json" --set train.trace_steps=4 \
+  --set train.bucket_first_mib=0.01 --set train.bucket_mib=0.02 >"$log" 2>&1
+rc=$?
+set -e
+if [ "$rc" = 0 ] && python3 - "$OUT/trace.json" <<'PY'
+import json, sys
+events = json.load(open(sys.argv[1]))["traceEvents"]
+for rank in (0, 1):
+    mine = [e for e in events if e.get("pid") == rank and e.get("ph") == "X"]
+    names = [e["name"] for e in mine]
+    assert sum(n.startswith("step ") for n in names) == 4, (rank, "steps")
+    assert any(n.startswith("allreduce bucket") for n in names), (rank, "buckets")
+    assert any(e["cat"] == "forward" for e in mine) and any(e["cat"] == "backward" for e in mine), (rank, "layers")
+    assert "optimizer" in names and "data wait" in names and "loss statistics allreduce" in names, (rank, "phases")
+    assert all(e["dur"] >= 0 for e in mine), (rank, "durations")
+PY
+then
+  ok "train.trace writes one Chrome trace-event file: 2 rank rows, 4 steps each with data wait, per-layer forward/backward, bucket allreduces, optimizer"
+else
+  bad "trace: exit $rc or the file lacks events; see $log and $OUT/trace.json"
+fi
+
 echo "training: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -118,7 +118,7 @@ public final class PendingAllreduce {
     /// The MPI requests (one per chunk), or none for a communicator that completes at once.
     var requests: [OpaquePointer?] = []
     var label: String
-    var done: Bool
+    public internal(set) var done: Bool
     init(label: String, done: Bool) {
         self.label = label
         self.done = done

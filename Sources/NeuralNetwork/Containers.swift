@@ -1,4 +1,5 @@
 import TensorCore
+import Dispatch
 
 /// Layers applied in order (PyTorch `nn.Sequential`). Children are named `"0"`, `"1"`, ...
 /// unless explicit names are given. Backward runs the children in reverse order.
@@ -29,7 +30,13 @@ public final class Sequential: Layer {
         recordedOutputs = [:]
         var h = x
         for (i, layer) in layers.enumerated() {
-            h = layer.forward(h, context: context)
+            if let timing = LayerEvents.observer {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                h = layer.forward(h, context: context)
+                timing("\(names[i]) \(type(of: layer))", false, t0, DispatchTime.now().uptimeNanoseconds)
+            } else {
+                h = layer.forward(h, context: context)
+            }
             if recordedIndices.contains(i) { recordedOutputs[i] = h }
         }
         return h
@@ -37,12 +44,27 @@ public final class Sequential: Layer {
 
     public func backward(_ gradOutput: Tensor) -> Tensor {
         var g = gradOutput
-        for layer in layers.reversed() {
-            g = layer.backward(g)
+        for i in layers.indices.reversed() {
+            let layer = layers[i]
+            if let timing = LayerEvents.observer {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                g = layer.backward(g)
+                timing("\(names[i]) \(type(of: layer))", true, t0, DispatchTime.now().uptimeNanoseconds)
+            } else {
+                g = layer.backward(g)
+            }
             BackwardProgress.observer?(layer)
         }
         return g
     }
+}
+
+/// Per-layer timing for the training timeline (`train.trace`): when set, every child of a
+/// ``Sequential`` reports `(name, backward?, start, end)` in `DispatchTime` nanoseconds after
+/// its forward or backward (nested containers report their children too). Set by the trainer
+/// around traced steps only.
+public enum LayerEvents {
+    nonisolated(unsafe) public static var observer: ((String, Bool, UInt64, UInt64) -> Void)?
 }
 
 /// Lets the trainer act while backward runs (launching a gradient bucket's allreduce as soon as

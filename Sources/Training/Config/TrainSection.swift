@@ -12,6 +12,10 @@ public struct TrainSection: Codable, Equatable, Sendable {
     /// Start each gradient bucket's allreduce during backward, as soon as its gradients are final
     /// (bitwise the same result as reducing after backward; off = reduce after backward).
     public var overlapAllreduce = true
+    /// Write a per-rank timeline of the first `trace_steps` optimizer steps to this file (Chrome
+    /// trace-event JSON, all ranks merged, a row per rank; empty = off).
+    public var trace = ""
+    public var traceSteps = 20
     /// Base learning rate.
     public var lr = 0.1
     /// `none`: lr is used as given; `linear`: lr x batch_size / reference_batch_size.
@@ -66,6 +70,7 @@ public struct TrainSection: Codable, Equatable, Sendable {
         [.int(\.epochs, "train.epochs", 0...1_000_000, hint: "e.g. epochs: 10"),
          .int(\.batchSize, "train.batch_size", 1...10_000_000, hint: "the GLOBAL batch, split across ranks"),
          .int(\.accumulationSteps, "train.accumulation_steps", 1...100_000, hint: "micro-batches per optimizer step; 1 = none"),
+         .int(\.traceSteps, "train.trace_steps", 1...100_000, hint: "optimizer steps recorded by train.trace"),
          .number(\.lr, "train.lr", 0, 1e6, hint: "e.g. lr: 0.1"),
          .int(\.referenceBatchSize, "train.reference_batch_size", 1...10_000_000, hint: "e.g. 256"),
          .number(\.momentum, "train.momentum", 0, 1, upperOpen: true, hint: "0.9 is standard"),
@@ -93,7 +98,7 @@ public struct TrainSection: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case epochs, lr, momentum, dampening, nesterov, schedule, milestones, gamma
-        case batchSize = "batch_size", accumulationSteps = "accumulation_steps", overlapAllreduce = "overlap_allreduce", lrScaling = "lr_scaling", referenceBatchSize = "reference_batch_size",
+        case batchSize = "batch_size", accumulationSteps = "accumulation_steps", overlapAllreduce = "overlap_allreduce", trace, traceSteps = "trace_steps", lrScaling = "lr_scaling", referenceBatchSize = "reference_batch_size",
              weightDecay = "weight_decay", stepSize = "step_size", warmupEpochs = "warmup_epochs",
              perStepSchedule = "per_step_schedule", bnMode = "bn_mode", labelSmoothing = "label_smoothing",
              checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints",

@@ -1,3 +1,4 @@
+import Dispatch
 import Distributed
 import NeuralNetwork
 
@@ -23,6 +24,10 @@ package final class OverlappedReduction {
     var pending: [PendingAllreduce] = []
     var arena = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
     var failure: Error?
+    /// Called with (bucket, launch, completion) in `DispatchTime` nanoseconds (the timeline).
+    package var onBucket: ((Int, UInt64, UInt64) -> Void)?
+    var launched: [UInt64] = []
+    var reported = 0
     /// Buckets started before backward ended, in the last step (for logs and tests).
     package private(set) var startedDuringBackward = 0
 
@@ -41,6 +46,8 @@ package final class OverlappedReduction {
         for i in done.indices { done[i] = false }
         next = 0
         pending = []
+        launched = []
+        reported = 0
         failure = nil
         BackwardProgress.observer = { [unowned self] layer in self.finished(layer) }
         backward()
@@ -49,7 +56,10 @@ package final class OverlappedReduction {
         startedDuringBackward = next
         for i in done.indices { done[i] = true }
         try launchReady()
-        for p in pending { try comm.waitAllreduce(p) }
+        for (i, p) in pending.enumerated() {
+            try comm.waitAllreduce(p)
+            if i >= reported { onBucket?(i, launched[i], DispatchTime.now().uptimeNanoseconds); reported = i + 1 }
+        }
     }
 
     func finished(_ layer: any Layer) {
@@ -64,6 +74,11 @@ package final class OverlappedReduction {
         do {
             try launchReady()
             for p in pending { _ = try comm.testAllreduce(p) }
+            // Completions in bucket order (as they are waited for).
+            while reported < pending.count && pending[reported].done {
+                onBucket?(reported, launched[reported], DispatchTime.now().uptimeNanoseconds)
+                reported += 1
+            }
         } catch {
             failure = error
         }
@@ -73,6 +88,7 @@ package final class OverlappedReduction {
         while next < buckets.count && buckets[next].parameterIndices.allSatisfy({ done[$0] }) {
             let b = buckets[next]
             precondition(b.offset + b.count <= arena.count, "bucket [\(b.offset), \(b.offset + b.count)) outside the arena of \(arena.count)")
+            launched.append(DispatchTime.now().uptimeNanoseconds)
             pending.append(try comm.startAllreduce(UnsafeMutableBufferPointer(rebasing: arena[b.offset..<(b.offset + b.count)])))
             next += 1
         }

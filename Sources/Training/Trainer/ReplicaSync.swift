@@ -118,11 +118,17 @@ extension Trainer {
 /// layer API cannot propagate errors from inside a forward pass.
 final class CommunicatorBatchNormReducer: BatchNormStatisticsReducer {
     let comm: Communicator
-    init(comm: Communicator) { self.comm = comm }
+    var trace: StepTrace?
+    init(comm: Communicator, trace: StepTrace? = nil) {
+        self.comm = comm
+        self.trace = trace
+    }
 
     func sumAcrossReplicas(_ values: UnsafeMutableBufferPointer<Double>) {
         do {
+            let t0 = StepTrace.now()
             try comm.allreduce(values, op: .sum)
+            trace?.record("BatchNorm statistics allreduce", "comm", from: t0, args: "\"values\":\(values.count)")
         } catch {
             comm.abort(code: 1, message: "[rank \(comm.rank)] error: synchronised BatchNorm: \(error)")
         }

@@ -35,6 +35,8 @@ public final class Trainer {
     let reducer: GradientReducer
     /// The allreduce overlapped with backward (`train.overlap_allreduce`), or nil.
     let overlapped: OverlappedReduction?
+    /// The timeline of the first steps (`train.trace`), or nil.
+    let trace: StepTrace?
     /// Gradient buckets started before backward ended in the last step (0 without overlap).
     package var bucketsStartedDuringBackward: Int { overlapped?.startedDuringBackward ?? 0 }
     /// Gradient buckets per step.
@@ -92,7 +94,13 @@ public final class Trainer {
             bucketBytes: Int(config.train.bucketMiB * 1_048_576)))
         overlapped = config.train.overlapAllreduce && comm.worldSize > 1 && hooks == nil
             ? OverlappedReduction(buckets: reducer.buckets, parameters: trainable, comm: comm) : nil
-        bnReducer = config.train.bnMode == .sync && comm.worldSize > 1 ? CommunicatorBatchNormReducer(comm: comm) : nil
+        trace = config.train.trace.isEmpty ? nil : StepTrace(path: config.train.trace, steps: config.train.traceSteps)
+        if let trace, let overlapped {
+            overlapped.onBucket = { [unowned trace] bucket, launch, done in
+                trace.record("allreduce bucket \(bucket)", "comm", from: launch, to: done, args: "\"overlapped\":true")
+            }
+        }
+        bnReducer = config.train.bnMode == .sync && comm.worldSize > 1 ? CommunicatorBatchNormReducer(comm: comm, trace: trace) : nil
         sampler = DistributedSampler(ids: data.trainIds.map { $0 }, rank: comm.rank, worldSize: comm.worldSize,
                                      shuffle: true, seed: UInt64(config.seed), dropLast: config.train.dropLast)
         let hp = SGDHyperparameters(learningRate: Float(config.effectiveLearningRate), momentum: Float(config.train.momentum),
@@ -125,9 +133,19 @@ public final class Trainer {
     /// - Throws: ``TrainingError/nonFiniteLoss(step:epoch:rank:lastCheckpoint:)``,
     ///   ``TrainingError/replicasDiverged(_:)``, ``CheckpointError``, communicator errors.
     public func train(evaluateEachEpoch: Bool = true) throws {
+        try trainEpochs(evaluateEachEpoch: evaluateEachEpoch)
+        // A run shorter than train.trace_steps writes its timeline at the end.
+        if let trace, !trace.written {
+            try trace.write(comm: comm)
+            log("trace: \(min(globalStep, trace.stepLimit)) steps of \(comm.worldSize) rank(s) written to \(trace.path) (open in ui.perfetto.dev)")
+        }
+    }
+
+    func trainEpochs(evaluateEachEpoch: Bool) throws {
         if ownsStopRequest { stopRequest.install() }
         defer { if ownsStopRequest { stopRequest.uninstall() } }
         let t = config.train
+        try trace?.start(comm: comm)
         log("objective: \(lossTransform?.objectiveDescription ?? "cross-entropy (mean over the global batch)")")
         let accumulation = t.accumulationSteps > 1
             ? " x \(t.accumulationSteps) accumulated micro-batches = effective batch \(t.batchSize * t.accumulationSteps), one allreduce per step" : ""
@@ -213,16 +231,27 @@ public final class Trainer {
             comm.phase = "epoch \(epoch + 1) step \(stepInEpoch / accumulation + 1)/\(stepsPerEpoch)"
             let lr = schedule.learningRate(epoch: epoch, step: stepInEpoch / accumulation, stepsPerEpoch: stepsPerEpoch)
             if debugStepDelay > 0 { Thread.sleep(forTimeInterval: debugStepDelay) }
+            trace?.step = globalStep + 1
+            LayerEvents.observer = trace?.active == true ? trace!.layerObserver() : nil
+            defer { LayerEvents.observer = nil }
+            let stepStart = StepTrace.now()
             var loadedGroup: [LoadedBatch] = []
             for micro in group {
+                let t0 = StepTrace.now()
                 guard let loaded = try loader.next() else {
                     throw TrainingError.resume("the batch loader ended early at batch \(micro + 1) of epoch \(epoch + 1)")
                 }
+                trace?.record("data wait", "data", from: t0)
                 loadedGroup.append(loaded)
             }
             let s = try loadedGroup.count == 1
                 ? step(batch: batches[group.lowerBound], loaded: loadedGroup[0], learningRate: Float(lr))
                 : accumulatedStep(batches: group.map { batches[$0] }, loaded: loadedGroup, learningRate: Float(lr))
+            trace?.record("step \(globalStep + 1)", "step", from: stepStart, args: "\"epoch\":\(epoch + 1),\"micro_batches\":\(group.count)")
+            if let trace, globalStep + 1 == trace.stepLimit {
+                try trace.write(comm: comm)
+                log("trace: \(trace.stepLimit) steps of \(comm.worldSize) rank(s) written to \(trace.path) (open in ui.perfetto.dev)")
+            }
             lossSum += s.lossSum
             correct += s.correct
             count += s.count
@@ -289,8 +318,10 @@ public final class Trainer {
                                ce.lossSum.isFinite ? 0 : Double(comm.rank + 1), stopRequest.isRequested ? 1 : 0]
         var flags = [stats[3], stats[4]]
         var sums = [stats[0].isFinite ? stats[0] : 0, stats[1], stats[2]]
+        let statsStart = StepTrace.now()
         try comm.allreduce(&sums, op: .sum)
         try comm.allreduce(&flags, op: .max)
+        trace?.record("loss statistics allreduce", "comm", from: statsStart)
         stats = sums + flags
         if flags[0] > 0 {
             throw TrainingError.nonFiniteLoss(step: globalStep + 1, epoch: epoch, rank: Int(flags[0]) - 1,
@@ -321,13 +352,15 @@ public final class Trainer {
         } else {
             _ = model.backward(logitsGradient)
             hooks?.afterBackward()
-            try grads.withUnsafeMutableBufferPointer { try reducer.reduce($0, comm: comm) }
+            try reduceTraced(&grads)
         }
         var values = arena.values
+        let optimizerStart = StepTrace.now()
         let nonFinite = values.withUnsafeMutableBufferPointer { v in
             grads.withUnsafeBufferPointer { g in optimizer.step(parameters: v, gradients: g, learningRate: learningRate) }
             return v.contains { !$0.isFinite }
         }
+        trace?.record("optimizer", "optimizer", from: optimizerStart)
         // An update that overflowed stops training here, before anything is written with it.
         if nonFinite {
             try checkFinite(includeBuffers: false, when: "after step \(globalStep + 1) (epoch \(epoch + 1))")
@@ -415,7 +448,7 @@ public final class Trainer {
             }
         }
         var grads = arena.gradients
-        try grads.withUnsafeMutableBufferPointer { try reducer.reduce($0, comm: comm) }
+        try reduceTraced(&grads)
         var values = arena.values
         let nonFinite = values.withUnsafeMutableBufferPointer { v in
             grads.withUnsafeBufferPointer { g in optimizer.step(parameters: v, gradients: g, learningRate: learningRate) }
@@ -425,6 +458,22 @@ public final class Trainer {
             try checkFinite(includeBuffers: false, when: "after step \(globalStep + 1) (epoch \(epoch + 1))")
         }
         return StepResult(lossSum: totals[0], correct: totals[1], count: totals[2], stop: stop)
+    }
+
+    /// The gradient allreduce after backward, bucket by bucket; each bucket is an event of the
+    /// timeline when tracing.
+    func reduceTraced(_ grads: inout Tensor) throws {
+        guard let trace, trace.active, comm.worldSize > 1 else {
+            try grads.withUnsafeMutableBufferPointer { try reducer.reduce($0, comm: comm) }
+            return
+        }
+        try grads.withUnsafeMutableBufferPointer { g in
+            for (i, b) in reducer.buckets.enumerated() {
+                let t0 = StepTrace.now()
+                try comm.allreduce(UnsafeMutableBufferPointer(rebasing: g[b.offset..<(b.offset + b.count)]), op: .sum)
+                trace.record("allreduce bucket \(i)", "comm", from: t0, args: "\"bytes\":\(b.count * 4)")
+            }
+        }
     }
 
     // MARK: - Evaluation
