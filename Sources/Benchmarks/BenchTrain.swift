@@ -69,6 +69,10 @@ struct BenchTrain: ParsableCommand {
                                valueName: "mode"))
     var bnMode: BatchNormMode = .sync
 
+    @Option(help: ArgumentHelp("Gradient bucket caps in MiB: first bucket, then the others (train.bucket_first_mib, train.bucket_mib).",
+                               valueName: "first,rest"))
+    var buckets: String = "1,25"
+
     @Flag(help: "Overlap the gradient allreduce with backward (the trainer's default, train.overlap_allreduce); the allreduce time is then what is left after backward.")
     var overlap = false
 
@@ -118,8 +122,10 @@ struct BenchTrain: ParsableCommand {
             let trainable = net.parameters.filter { $0.role == .trainable }
             let arena = ParameterArena(parameters: trainable)
             var momentum = [Float](repeating: 0, count: arena.count)
+            let caps = buckets.split(separator: ",").compactMap { Double($0) }
+            guard caps.count == 2, caps.allSatisfy({ $0 > 0 }) else { throw ValidationError("--buckets must be FIRST,REST in MiB, e.g. 1,25; got '\(buckets)'") }
             let reducer = GradientReducer(buckets: planGradientBuckets(sizes: trainable.map(\.count),
-                                                                       firstBucketBytes: 1 << 20, bucketBytes: 25 << 20))
+                                                                       firstBucketBytes: Int(caps[0] * 1_048_576), bucketBytes: Int(caps[1] * 1_048_576)))
             let overlapped = overlap && rt.worldSize > 1 ? OverlappedReduction(buckets: reducer.buckets, parameters: trainable, comm: rt.comm) : nil
             let bnSync: BenchBatchNormReducer? = bnMode == .sync && rt.worldSize > 1 ? BenchBatchNormReducer(comm: rt.comm) : nil
             let bnReducer: (any BatchNormStatisticsReducer)? = bnSync
