@@ -12,8 +12,8 @@ package struct BenchCommand: ParsableCommand {
 
     package static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: communication (comm), BLAS (gemm), model training/inference (train), each conv layer against sgemm (conv), the data loader (data), the bootstrap intervals (bootstrap) and a KNN bank split across ranks (bank). Figures are medians over repeats.",
-        subcommands: [BenchComm.self, BenchGemm.self, BenchTrain.self, BenchConv.self, BenchData.self, BenchBootstrap.self, BenchBank.self]
+        abstract: "Benchmarks: communication (comm), BLAS (gemm), model training/inference (train), each conv layer against sgemm (conv), the data loader (data), the bootstrap intervals (bootstrap) a KNN bank split across ranks (bank) and the per-sample-loss gather (gather). Figures are medians over repeats.",
+        subcommands: [BenchComm.self, BenchGemm.self, BenchTrain.self, BenchConv.self, BenchData.self, BenchBootstrap.self, BenchBank.self, BenchGather.self]
     )
 }
 
