@@ -165,6 +165,19 @@ extension Communicator {
         try broadcast(&array, root: root)
     }
 
+    /// Rank 0 receives every rank's array in rank order, one rank at a time (a broadcast from
+    /// each), so no rank ever holds more than its own array and one other; the other ranks get an
+    /// empty array. For writing a file on rank 0 from data split across ranks.
+    public func gatherToRoot<T: CollectiveScalar>(_ local: [T]) throws -> [[T]] {
+        var out = rank == 0 ? [local] : []
+        for root in 1..<max(worldSize, 1) {
+            var part = rank == root ? local : []
+            try broadcastResizing(&part, root: root)
+            if rank == 0 { out.append(part) }
+        }
+        return out
+    }
+
     /// Broadcasts a UTF-8 string from `root`.
     public func broadcast(string: String, root: Int) throws -> String {
         var bytes = rank == root ? Array(string.utf8) : []

@@ -75,11 +75,7 @@ final class TuningTests: XCTestCase {
         for i in 0..<noise.count { noise[i] = UInt8(truncatingIfNeeded: rng.next() >> 7) }
         let ood = [OODSet(name: "noise-val", synthetic: false,
                           dataset: ImageDataset(images: noise, labels: [Int](repeating: 0, count: 50), channels: 1, height: 8, width: 8, classCount: 1))]
-        var c = RunConfig()
-        c.model.arch = .cnn5
-        c.model.width = 4
-        c.model.imageSize = 8
-        c.model.numClasses = 4
+        var c = QuadrantImages.config(epochs: 1)
         c.evaluate.scores = [.gen, .ash, .scale]
         c.evaluate.batchSize = 16
         let model = try ModelFactory.make(c.model, seed: 3)

@@ -63,16 +63,10 @@ public enum DetectorStore {
                              to: dir + "/detector.safetensors")
     }
 
-    /// Rank 0 receives every rank's array in rank order (one broadcast per rank); other ranks get
-    /// an empty array. Collective.
+    /// Rank 0 receives every rank's array concatenated in rank order; other ranks get an empty
+    /// array. Collective.
     static func gatherToRoot<T: CollectiveScalar>(_ local: [T], comm: Communicator) throws -> [T] {
-        var out = comm.rank == 0 ? local : []
-        for root in 1..<max(comm.worldSize, 1) {
-            var part = comm.rank == root ? local : []
-            try comm.broadcastResizing(&part, root: root)
-            if comm.rank == 0 { out += part }
-        }
-        return out
+        try comm.gatherToRoot(local).flatMap { $0 }
     }
 
     /// This rank's contiguous share `[n r / W, n (r + 1) / W)` of a bank of n rows `[n, D]`.

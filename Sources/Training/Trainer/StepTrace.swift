@@ -74,14 +74,7 @@ package final class StepTrace {
     /// atomically. Collective.
     /// - Throws: communicator errors; file errors on rank 0.
     func write(comm: Communicator) throws {
-        var mine = Array(json(rank: comm.rank).utf8)
-        var all = comm.rank == 0 ? [String(decoding: mine, as: UTF8.self)] : []
-        for root in 1..<max(comm.worldSize, 1) {
-            var part = comm.rank == root ? mine : []
-            try comm.broadcastResizing(&part, root: root)
-            if comm.rank == 0 { all.append(String(decoding: part, as: UTF8.self)) }
-        }
-        mine = []
+        let all = try comm.gatherToRoot(Array(json(rank: comm.rank).utf8)).map { String(decoding: $0, as: UTF8.self) }
         written = true
         guard comm.rank == 0 else { return }
         let text = "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"producer\":\"umtrain\",\"ranks\":\(comm.worldSize),\"steps\":\(stepLimit)},\n"
