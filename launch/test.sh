@@ -39,7 +39,7 @@ if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_RO
 suite() {
   local name=$1 script=$2 prefix=$3 log="$LOG_DIR/$1.log" line p f s
   set +e
-  TEST_LOG_DIR="$LOG_DIR" bash "$script" 2>&1 | tee "$log" | grep -aE '^\[(test|preempt|sweep|bad-input|multinode|import|fuzz)\] (ok|FAIL|skip|exit times|using)'
+  TEST_LOG_DIR="$LOG_DIR" bash "$script" 2>&1 | tee "$log" | grep -aE '^\[(test|preempt|sweep|bad-input|multinode|import|fuzz|slurm)\] (ok|FAIL|skip|exit times|using)'
   set -e
   line=$(grep -aE "^$prefix: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 || true)
   if [ -z "$line" ]; then record "$name" fail "no summary line; see $log"; return; fi
@@ -163,6 +163,11 @@ suite multinode launch/test-multinode.sh multinode
 # 8. Fuzz smoke (launch/test-fuzz.sh, docs/fuzzing.md): every reader's libFuzzer harness for a few
 # seconds after replaying its seeds and every regression input found so far.
 FUZZ_SMOKE_SECONDS="${FUZZ_SMOKE_SECONDS:-10}" suite test-fuzz launch/test-fuzz.sh fuzz
+
+# 9. Slurm (launch/test-slurm.sh): a private single-node cluster (slurm-wlm and munge installed if
+# missing); the selftest through srun and mpirun, a pre-empted training that requeues itself and
+# resumes to the uninterrupted checksum, a failing job not requeued. Skips itself where it cannot run.
+suite test-slurm launch/test-slurm.sh slurm
 
 say "total time $(( $(date +%s) - t0 )) s; logs in $LOG_DIR"
 if [ "$skipped" -gt 0 ]; then

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Slurm tests on a private single-node cluster (issue 20, first part; launch/slurm-cluster.sh):
+#   1. sbatch --ntasks=2 launch/slurm.sbatch selftest passes with both launchers (srun --mpi=pmix, mpirun);
+#   2. a training job pre-empted with `scancel --signal=USR1 --batch` checkpoints, requeues itself,
+#      resumes with --resume by itself and ends with the same state checksum as an uninterrupted job;
+#   3. a job that fails with an ordinary error is not requeued.
+# Skips (exit 0, with the reason) where the machine cannot run Slurm. Every job has --time=5;
+# the cluster is taken down at the end, also on failure. Slurm holds a requeued job for about
+# two minutes before it may start again, so the suite takes about 4 minutes.
+# Ends with one line: "slurm: N passed, N failed[, N skipped]".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+passed=0; failed=0
+ok() { echo "[slurm] ok    $*"; passed=$((passed + 1)); }
+bad() { echo "[slurm] FAIL  $*"; failed=$((failed + 1)); }
+if ! bash launch/slurm-cluster.sh check >/dev/null 2>&1; then
+  echo "[slurm] skipped: $(bash launch/slurm-cluster.sh check 2>&1 | tail -1)"
+  echo "slurm: 0 passed, 0 failed, 1 skipped"; exit 0
+fi
+[ -x .build/release/umtrain ] || { echo "[slurm] .build/release/umtrain missing: run launch/setup.sh"; echo "slurm: 0 passed, 1 failed"; exit 1; }
+export USL_STATE="${USL_STATE:-/tmp/umtrain-slurm-test}"
+trap 'bash launch/slurm-cluster.sh down >/dev/null 2>&1' EXIT
+bash launch/slurm-cluster.sh up || { echo "slurm: 0 passed, 1 failed"; exit 1; }
+export SLURM_CONF="$USL_STATE/slurm.conf" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+OUT=$(mktemp -d /tmp/umtrain-slurm-runs-XXXXXX)
+state() { scontrol show job "$1" 2>/dev/null | sed -nE 's/.*JobState=([A-Z_]+).*/\1/p'; }
+restarts() { scontrol show job "$1" 2>/dev/null | sed -nE 's/.*Restarts=([0-9]+).*/\1/p'; }
+await() {  # JOB SECONDS: wait until the job has ended
+  for _ in $(seq 1 "$2"); do case "$(state "$1")" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL) return 0 ;; esac; sleep 1; done
+  return 1
+}
+
+# 1. The selftest through both launchers.
+for launcher in srun mpirun; do
+  t0=$(date +%s)
+  job=$(LAUNCHER=$launcher sbatch --parsable --ntasks=2 --time=5 --output="$OUT/selftest-$launcher-%j.out" --export=ALL launch/slurm.sbatch selftest)
+  await "$job" 300
+  if [ "$(state "$job")" = COMPLETED ] && grep -aq "^[0-9]* passed, 0 failed" "$OUT/selftest-$launcher-$job.out"; then
+    ok "selftest via $launcher: job $job $(state "$job") in $(( $(date +%s) - t0 )) s, $(grep -a "passed, 0 failed" "$OUT/selftest-$launcher-$job.out" | tail -1)"
+  else
+    bad "selftest via $launcher: job $job $(state "$job"); see $OUT/selftest-$launcher-$job.out"
+  fi
+done
+
+# 2. Pre-emption, requeue and resume, against an uninterrupted job.
+train=(train --config Tests/MultiRank/tiny-train.yaml --set output_dir="$OUT/runs" --set train.epochs=3 --debug-slow-rank 0 --debug-slow-seconds 0.3)
+ref=$(sbatch --parsable --ntasks=2 --time=5 --output="$OUT/ref-%j.out" --export=ALL launch/slurm.sbatch "${train[@]}" --name ref)
+pre=$(sbatch --parsable --ntasks=2 --time=5 --output="$OUT/pre-%j.out" --open-mode=append --export=ALL launch/slurm.sbatch "${train[@]}" --name pre)
+for _ in $(seq 1 120); do [ "$(state "$pre")" = RUNNING ] && break; sleep 1; done
+sleep 5
+scancel --signal=USR1 --batch "$pre"
+await "$ref" 300
+await "$pre" 400
+want=$(grep -a "state checksum" "$OUT/ref-$ref.out" | tail -1 | awk '{print $3}')
+got=$(grep -a "state checksum" "$OUT/pre-$pre.out" | tail -1 | awk '{print $3}')
+if [ "$(state "$pre")" = COMPLETED ] && [ "$(restarts "$pre")" = 1 ] && grep -aq "requeueing job $pre" "$OUT/pre-$pre.out" \
+   && grep -aq "resumed from" "$OUT/pre-$pre.out" && [ -n "$want" ] && [ "$got" = "$want" ]; then
+  ok "pre-empted training job $pre requeued itself once, resumed by itself and ended with the uninterrupted job $ref's checksum $want"
+else
+  bad "pre-emption: job $pre $(state "$pre"), restarts $(restarts "$pre"), checksum '$got' vs '$want'; see $OUT/pre-$pre.out"
+fi
+
+# 3. An ordinary failure is not requeued.
+job=$(sbatch --parsable --ntasks=2 --time=5 --output="$OUT/fail-%j.out" --export=ALL launch/slurm.sbatch train --config /nonexistent.yaml)
+await "$job" 120
+if [ "$(state "$job")" = FAILED ] && [ "$(restarts "$job")" = 0 ]; then
+  ok "a job failing with an ordinary error (missing config) is not requeued: job $job FAILED, 0 restarts"
+else
+  bad "failing job $job: $(state "$job"), $(restarts "$job") restarts"
+fi
+echo "slurm: $passed passed, $failed failed"
+[ "$failed" = 0 ]
