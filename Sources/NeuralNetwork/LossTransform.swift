@@ -11,10 +11,14 @@ public protocol LossTransform {
     func perSampleMultipliers(globalMeanLoss: Double, sampleIDs: [Int64]) -> [Float]?
     /// One line for the run log, e.g. `flooding |CE_B - 0.0800| + 0.0800 (UM)`.
     var objectiveDescription: String { get }
+    /// Whether ``perSampleMultipliers(globalMeanLoss:sampleIDs:)`` returns multipliers (then the
+    /// gradient is not one factor times the cross-entropy gradient).
+    var hasPerSampleMultipliers: Bool { get }
 }
 
 extension LossTransform {
     public func perSampleMultipliers(globalMeanLoss: Double, sampleIDs: [Int64]) -> [Float]? { nil }
+    public var hasPerSampleMultipliers: Bool { false }
 }
 
 /// Lets a method reshape what the trainer optimises without the trainer knowing the method

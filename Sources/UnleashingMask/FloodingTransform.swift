@@ -11,6 +11,8 @@ extension Flooding: LossTransform {
         return sampleIDs.map { Float(atypical.contains($0) ? -beta : beta) }
     }
 
+    public var hasPerSampleMultipliers: Bool { atypicalIDs != nil }
+
     public var objectiveDescription: String {
         let x = String(format: "%.6f", xi)
         var text = beta == 1

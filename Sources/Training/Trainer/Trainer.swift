@@ -354,17 +354,7 @@ public final class Trainer {
             hooks?.afterBackward()
             try reduceTraced(&grads)
         }
-        var values = arena.values
-        let optimizerStart = StepTrace.now()
-        let nonFinite = values.withUnsafeMutableBufferPointer { v in
-            grads.withUnsafeBufferPointer { g in optimizer.step(parameters: v, gradients: g, learningRate: learningRate) }
-            return v.contains { !$0.isFinite }
-        }
-        trace?.record("optimizer", "optimizer", from: optimizerStart)
-        // An update that overflowed stops training here, before anything is written with it.
-        if nonFinite {
-            try checkFinite(includeBuffers: false, when: "after step \(globalStep + 1) (epoch \(epoch + 1))")
-        }
+        try applyUpdate(grads, learningRate: learningRate)
         // Global (all ranks) sums, so progress lines and metrics describe the whole global batch.
         return StepResult(lossSum: sums[0], correct: sums[1], count: sums[2], stop: flags[1] > 0)
     }
@@ -407,7 +397,7 @@ public final class Trainer {
         }
         var totals = [0.0, 0.0, 0.0]
         var stop = false
-        let perSample = lossTransform.map { $0.perSampleMultipliers(globalMeanLoss: 0, sampleIDs: []) != nil } ?? false
+        let perSample = lossTransform?.hasPerSampleMultipliers ?? false
         if perSample, let transform = lossTransform {
             // Pass 1: the effective batch's loss, with BatchNorm buffers restored afterwards.
             let saved = model.buffers.map(\.value.scalars), savedInt = model.int64Buffers.map(\.value)
@@ -449,15 +439,23 @@ public final class Trainer {
         }
         var grads = arena.gradients
         try reduceTraced(&grads)
+        try applyUpdate(grads, learningRate: learningRate)
+        return StepResult(lossSum: totals[0], correct: totals[1], count: totals[2], stop: stop)
+    }
+
+    /// The optimizer step on the reduced gradients (a timeline event when tracing). An update
+    /// that overflowed stops training here, before anything is written with it.
+    func applyUpdate(_ grads: Tensor, learningRate: Float) throws {
         var values = arena.values
+        let optimizerStart = StepTrace.now()
         let nonFinite = values.withUnsafeMutableBufferPointer { v in
             grads.withUnsafeBufferPointer { g in optimizer.step(parameters: v, gradients: g, learningRate: learningRate) }
             return v.contains { !$0.isFinite }
         }
+        trace?.record("optimizer", "optimizer", from: optimizerStart)
         if nonFinite {
             try checkFinite(includeBuffers: false, when: "after step \(globalStep + 1) (epoch \(epoch + 1))")
         }
-        return StepResult(lossSum: totals[0], correct: totals[1], count: totals[2], stop: stop)
     }
 
     /// The gradient allreduce after backward, bucket by bucket; each bucket is an event of the
