@@ -3,10 +3,11 @@
 #   1. sbatch --ntasks=2 launch/slurm.sbatch selftest passes with both launchers (srun --mpi=pmix, mpirun);
 #   2. a training job pre-empted with `scancel --signal=USR1 --batch` checkpoints, requeues itself,
 #      resumes with --resume by itself and ends with the same state checksum as an uninterrupted job;
+#      a pipeline pre-empted in its UM stage does the same and ends with the same weights of every stage;
 #   3. a job that fails with an ordinary error is not requeued.
 # Skips (exit 0, with the reason) where the machine cannot run Slurm. Every job has --time=5;
 # the cluster is taken down at the end, also on failure. Slurm holds a requeued job for about
-# two minutes before it may start again, so the suite takes about 4 minutes.
+# two minutes before it may start again, so the suite takes about 5 minutes.
 # Ends with one line: "slurm: N passed, N failed[, N skipped]".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,13 +43,34 @@ for launcher in srun mpirun; do
   fi
 done
 
-# 2. Pre-emption, requeue and resume, against an uninterrupted job.
+# 2. Pre-emption, requeue and resume, against uninterrupted jobs: a training, and a pipeline stopped
+# in its UM fine-tuning stage (so the requeued run reuses train and estimate and continues UM from
+# its checkpoint). All four jobs are submitted at once; Slurm holds a requeued job about two
+# minutes, and the other jobs run meanwhile. The slow rank (a sleep after each step) changes no number.
 train=(train --config Tests/MultiRank/tiny-train.yaml --set output_dir="$OUT/runs" --set train.epochs=3 --debug-slow-rank 0 --debug-slow-seconds 0.3)
+FM=/usr/share/datasets/fashion-mnist
+pipe=(pipeline --config Tests/MultiRank/tiny-train.yaml --set output_dir="$OUT/runs" --stall-timeout 60
+      --set train.epochs=4 --set finetune.epochs=4 --set finetune.lr=0.02 --set train.checkpoint_every=1
+      --set estimate.keep_ratios=[0.99] --set estimate.masks=2 --set um.force=true --set umap.keep_ratio=0.9
+      --set evaluate.ood_manifest= --set evaluate.scores=[msp,energy] --set evaluate.batch_size=1000
+      --set "evaluate.ood_sets=[{name: t10k, images: $FM/t10k-images-idx3-ubyte.gz, synthetic: false}]")
+t0=$(date +%s)
 ref=$(sbatch --parsable --ntasks=2 --time=5 --output="$OUT/ref-%j.out" --export=ALL launch/slurm.sbatch "${train[@]}" --name ref)
 pre=$(sbatch --parsable --ntasks=2 --time=5 --output="$OUT/pre-%j.out" --open-mode=append --export=ALL launch/slurm.sbatch "${train[@]}" --name pre)
+pref=$(sbatch --parsable --ntasks=2 --time=5 --output="$OUT/pipe-ref-%j.out" --export=ALL launch/slurm.sbatch "${pipe[@]}" --name pipe-ref)
+ppre=$(sbatch --parsable --ntasks=2 --time=8 --output="$OUT/pipe-pre-%j.out" --open-mode=append --export=ALL launch/slurm.sbatch \
+       "${pipe[@]}" --name pipe-pre --debug-slow-rank 0 --debug-slow-seconds 0.3)
 for _ in $(seq 1 120); do [ "$(state "$pre")" = RUNNING ] && break; sleep 1; done
 sleep 5
 scancel --signal=USR1 --batch "$pre"
+# The pipeline: signal once its UM stage has taken a step.
+signalled=""
+for _ in $(seq 1 900); do
+  if awk '/=== UM fine-tuning ===/ {f = 1} f && /epoch [0-9]+ step/ {found = 1} END {exit !found}' "$OUT/pipe-pre-$ppre.out" 2>/dev/null; then
+    scancel --signal=USR1 --batch "$ppre"; signalled=yes; break
+  fi
+  sleep 0.5
+done
 await "$ref" 300
 await "$pre" 400
 want=$(grep -a "state checksum" "$OUT/ref-$ref.out" | tail -1 | awk '{print $3}')
@@ -58,6 +80,24 @@ if [ "$(state "$pre")" = COMPLETED ] && [ "$(restarts "$pre")" = 1 ] && grep -aq
   ok "pre-empted training job $pre requeued itself once, resumed by itself and ended with the uninterrupted job $ref's checksum $want"
 else
   bad "pre-emption: job $pre $(state "$pre"), restarts $(restarts "$pre"), checksum '$got' vs '$want'; see $OUT/pre-$pre.out"
+fi
+await "$pref" 300
+await "$ppre" 600
+sums() {  # the first 16 hex digits of each stage's model.safetensors sha256
+  local s out=""
+  for s in train um umap ce_finetune; do
+    if [ -f "$OUT/runs/$1/$s/model.safetensors" ]; then out+="$s:$(sha256sum "$OUT/runs/$1/$s/model.safetensors" | cut -c1-16) "
+    else out+="$s:missing "; fi
+  done
+  echo "${out% }"
+}
+want=$(sums pipe-ref); got=$(sums pipe-pre)
+if [ -n "$signalled" ] && [ "$(state "$ppre")" = COMPLETED ] && [ "$(restarts "$ppre")" = 1 ] && grep -aq "requeueing job $ppre" "$OUT/pipe-pre-$ppre.out" \
+   && grep -aq "resumed from .*um/checkpoints" "$OUT/pipe-pre-$ppre.out" && [ -f "$OUT/runs/pipe-pre/summary.md" ] \
+   && ! grep -q missing <<<"$want" && [ "$got" = "$want" ]; then
+  ok "pre-empted pipeline job $ppre (stopped in UM fine-tuning) requeued itself once, continued UM from its checkpoint and ended with the uninterrupted job $pref's weights ($want); jobs 2 to 5 took $(( $(date +%s) - t0 )) s"
+else
+  bad "pipeline pre-emption: job $ppre $(state "$ppre"), restarts $(restarts "$ppre"), signalled '${signalled:-no}', weights '$got' vs '$want'; see $OUT/pipe-pre-$ppre.out"
 fi
 
 # 3. An ordinary failure is not requeued.
@@ -69,4 +109,5 @@ else
   bad "failing job $job: $(state "$job"), $(restarts "$job") restarts"
 fi
 echo "slurm: $passed passed, $failed failed"
+[ "$failed" = 0 ] && rm -rf "$OUT"
 [ "$failed" = 0 ]

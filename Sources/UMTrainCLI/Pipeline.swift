@@ -41,6 +41,9 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Run the whole pipeline once per seed (e.g. 0,1,2) as runs/<name>-s<seed>/, then write runs/<name>/seeds-summary.md with the mean and spread over seeds.", valueName: "list"))
     var seeds: String?
 
+    @Option(help: .hidden) var debugSlowRank: Int?
+    @Option(help: .hidden) var debugSlowSeconds = 0.2
+
     func validate() throws {
         if let seeds, parsedSeeds(seeds) == nil {
             throw ValidationError("--seeds must be a comma-separated list of integers, got '\(seeds)'.")
@@ -68,6 +71,8 @@ struct PipelineCommand: ParsableCommand {
             for n in notes { rt.log("note: \(n)") }
             try Pipeline.preflight(config: config, options: options, file: configOptions.file)
             let context = rt.stageContext(configFile: configOptions.file)
+            context.debugSlowRank = debugSlowRank
+            context.debugSlowSeconds = debugSlowSeconds
             let outcome: Pipeline.Outcome
             if let text = seeds, let list = parsedSeeds(text) {
                 outcome = try Pipeline.runSeeds(list, config: config, context: context, options: options)

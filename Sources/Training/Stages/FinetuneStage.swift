@@ -115,6 +115,7 @@ public enum FinetuneStage {
         let trainer = try Trainer(config: ft, comm: comm, model: model, data: data, folder: folder, log: context.log, hooks: umap,
                                   stopRequest: context.stopRequest)
         trainer.lossTransform = transform
+        if context.debugSlowRank == comm.rank { trainer.debugStepDelay = context.debugSlowSeconds }
         if options.resume, try trainer.resumeIfPossible() == nil {
             context.log("note: --resume given but no complete checkpoint in \(folder.checkpoints); starting \(stage) fresh")
         }

@@ -17,6 +17,11 @@ public final class StageContext {
     public let stopRequest: StopRequest
     /// The configuration file, as errors about data paths name it.
     public let configFile: String
+    /// Test hook (hidden `--debug-slow-rank`/`--debug-slow-seconds` of `umtrain pipeline`): this
+    /// rank sleeps `debugSlowSeconds` (seconds) after every training and fine-tuning step, so a
+    /// test can stop a stage in the middle. Sleeping changes no number.
+    public var debugSlowRank: Int?
+    public var debugSlowSeconds = 0.2
 
     public init(comm: Communicator, log: @escaping (String) -> Void, blasThreads: Int = 1,
                 convolution: ConvolutionSetting = ConvolutionSetting(),

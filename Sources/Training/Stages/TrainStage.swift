@@ -69,6 +69,7 @@ public enum TrainStage {
         let trainer = try Trainer(config: config, comm: context.comm, model: model, data: data, folder: folder, log: context.log,
                                   stopRequest: context.stopRequest)
         if options.debugSlowRank == context.comm.rank { trainer.debugStepDelay = options.debugSlowSeconds }
+        if context.debugSlowRank == context.comm.rank { trainer.debugStepDelay = context.debugSlowSeconds }
         var monitor: OODValidationMonitor?
         if config.train.oodValidationEvery > 0 {
             let m = try OODValidationMonitor(config: config, sets: validationSets, validationCount: data.validationIds.count,
