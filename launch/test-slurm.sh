@@ -4,10 +4,12 @@
 #   2. a training job pre-empted with `scancel --signal=USR1 --batch` checkpoints, requeues itself,
 #      resumes with --resume by itself and ends with the same state checksum as an uninterrupted job;
 #      a pipeline pre-empted in its UM stage does the same and ends with the same weights of every stage;
-#   3. a job that fails with an ordinary error is not requeued.
+#   3. a job that fails with an ordinary error is not requeued;
+#   4. a multi-node allocation (USL_HOSTS=3: three namespace hosts, a slurmd in each): sbatch --nodes=3
+#      runs the selftest through both launchers over TCP and a training equal to 3 ranks on one host.
 # Skips (exit 0, with the reason) where the machine cannot run Slurm. Every job has --time=5;
 # the cluster is taken down at the end, also on failure. Slurm holds a requeued job for about
-# two minutes before it may start again, so the suite takes about 5 minutes.
+# two minutes before it may start again, so the suite takes about 6 minutes.
 # Ends with one line: "slurm: N passed, N failed[, N skipped]".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -108,6 +110,48 @@ if [ "$(state "$job")" = FAILED ] && [ "$(restarts "$job")" = 0 ]; then
 else
   bad "failing job $job: $(state "$job"), $(restarts "$job") restarts"
 fi
-echo "slurm: $passed passed, $failed failed"
+# 4. A multi-node allocation: three namespace hosts (launch/cluster.sh), a slurmd in each with its
+# own host name and address; sbatch --nodes=3 runs the selftest through both launchers (one rank
+# per host, TCP between hosts, from Open MPI's btl_base_verbose) and a short training whose state
+# checksum equals the same 3-rank training on one host outside Slurm (same reduction order; only
+# the transport differs).
+bash launch/slurm-cluster.sh down >/dev/null 2>&1
+if ! why=$(USL_HOSTS=3 bash launch/slurm-cluster.sh check 2>&1); then
+  echo "[slurm] multi-node checks skipped: $(tail -1 <<<"$why")"; skipped=1
+elif ! USL_HOSTS=3 bash launch/slurm-cluster.sh up; then
+  bad "multi-node cluster did not come up; see /tmp/umtrain-slurm-multi/log"
+else
+  trap 'bash launch/slurm-cluster.sh down >/dev/null 2>&1; USL_HOSTS=3 bash launch/slurm-cluster.sh down >/dev/null 2>&1' EXIT
+  mc() { USL_HOSTS=3 bash launch/slurm-cluster.sh client "$@"; }
+  mstate() { mc scontrol show job "$1" 2>/dev/null | sed -nE 's/.*JobState=([A-Z_]+).*/\1/p'; }
+  mawait() { for _ in $(seq 1 "$2"); do case "$(mstate "$1")" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL) return 0 ;; esac; sleep 1; done; return 1; }
+  for launcher in srun mpirun; do
+    t0=$(date +%s)
+    job=$(LAUNCHER=$launcher OMPI_MCA_btl_base_verbose=30 mc sbatch --parsable --nodes=3 --ntasks-per-node=1 --time=5 \
+          --output="$OUT/multi-$launcher-%j.out" --export=ALL launch/slurm.sbatch selftest)
+    mawait "$job" 300
+    log="$OUT/multi-$launcher-$job.out"
+    nodes=$(mc scontrol show job "$job" | sed -nE 's/^ *NodeList=([^ ]+).*/\1/p')
+    btls=$(grep -a "mca: bml: Using" "$log" | grep -av "Using self btl" | sed -E 's/.*Using ([a-z]+) btl.*/\1/' | sort | uniq -c | tr -s ' ' | sed 's/^ //')
+    if [ "$(mstate "$job")" = COMPLETED ] && grep -aq "^[0-9]* passed, 0 failed" "$log" && grep -aq "ranks: 3 on 3 host(s)" "$log" && [ "$btls" = "6 tcp" ]; then
+      ok "multi-node selftest via $launcher: job $job COMPLETED in $(( $(date +%s) - t0 )) s on nodes $nodes, $(grep -a "^  ranks:" "$log" | head -1 | sed 's/^ *//'), transport between ranks: $btls, $(grep -a "passed, 0 failed" "$log" | tail -1)"
+    else
+      bad "multi-node selftest via $launcher: job $job $(mstate "$job"), nodes '$nodes', transport '$btls'; see $log"
+    fi
+  done
+  mtrain=(train --config Tests/MultiRank/tiny-train.yaml --set output_dir="$OUT/runs" --set train.epochs=2)
+  t0=$(date +%s)
+  job=$(mc sbatch --parsable --nodes=3 --ntasks-per-node=1 --time=5 --output="$OUT/multi-train-%j.out" --export=ALL launch/slurm.sbatch "${mtrain[@]}" --name multi)
+  timeout -k 5 300 bash launch/mpirun.sh -np 3 umtrain "${mtrain[@]}" --name local3 > "$OUT/local3.out" 2>&1
+  mawait "$job" 300
+  want=$(grep -a "state checksum" "$OUT/local3.out" | tail -1 | awk '{print $3}')
+  got=$(grep -a "state checksum" "$OUT/multi-train-$job.out" | tail -1 | awk '{print $3}')
+  if [ "$(mstate "$job")" = COMPLETED ] && [ -n "$want" ] && [ "$got" = "$want" ]; then
+    ok "multi-node training: job $job on 3 nodes (TCP) ended with checksum $got, equal to 3 ranks on one host; $(( $(date +%s) - t0 )) s"
+  else
+    bad "multi-node training: job $job $(mstate "$job"), checksum '$got' vs 3 ranks on one host '$want'; see $OUT/multi-train-$job.out"
+  fi
+fi
+echo "slurm: $passed passed, $failed failed${skipped:+, $skipped skipped}"
 [ "$failed" = 0 ] && rm -rf "$OUT"
 [ "$failed" = 0 ]
