@@ -165,8 +165,10 @@ suite multinode launch/test-multinode.sh multinode
 FUZZ_SMOKE_SECONDS="${FUZZ_SMOKE_SECONDS:-10}" suite test-fuzz launch/test-fuzz.sh fuzz
 
 # 9. Slurm (launch/test-slurm.sh): a private single-node cluster (slurm-wlm and munge installed if
-# missing); the selftest through srun and mpirun, a pre-empted training that requeues itself and
-# resumes to the uninterrupted checksum, a failing job not requeued. Skips itself where it cannot run.
+# missing); the selftest through srun and mpirun, a pre-empted training and a pipeline pre-empted
+# in its UM stage that requeue themselves and end with the uninterrupted weights, a failing job not
+# requeued; then a 3-node cluster on namespace hosts (selftest via both launchers over TCP, a
+# training equal to 3 ranks on one host). Skips itself where it cannot run. About 6 minutes.
 suite test-slurm launch/test-slurm.sh slurm
 
 say "total time $(( $(date +%s) - t0 )) s; logs in $LOG_DIR"
