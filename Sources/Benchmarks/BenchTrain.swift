@@ -200,6 +200,13 @@ struct BenchTrain: ParsableCommand {
                 rt.log("           all collectives share \(fmt(100 * median(collectiveShares), 1))% (gradient + loss statistics"
                        + (bnSync != nil ? " + \(bnCalls) BatchNorm-statistics allreduces, \(fmt(median(bnTimes) * 1e3, 2)) ms/step)" : ")"))
             }
+            if bnSync != nil {
+                // Which rank waits: a rank that is slower in every layer makes the others wait at
+                // every synchronisation point (systematic); random per-layer jitter makes both wait.
+                let perRank = try rt.comm.allgather([median(bnTimes)]).map { $0[0] * 1e3 }
+                rt.log("           BatchNorm-statistics wait per rank (median ms/step): "
+                       + perRank.enumerated().map { "rank \($0.offset) \(fmt($0.element, 2))" }.joined(separator: ", "))
+            }
 
             var inferGF = 0.0
             if !noInference {

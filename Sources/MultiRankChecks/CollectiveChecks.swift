@@ -244,17 +244,23 @@ extension MultiRankSuite {
     }
 
     func syncBatchNormWorkedExample() throws -> String? {
-        // Rank 0 holds [1, 2, 3], rank 1 holds [10], further ranks hold nothing (count 0).
-        // With one rank, that rank holds all four values.
-        let values: [Double]
-        if comm.worldSize == 1 { values = [1, 2, 3, 10] } else { values = comm.rank == 0 ? [1, 2, 3] : (comm.rank == 1 ? [10] : []) }
-        let local = ChannelStatistics(sum: [values.reduce(0, +)], sumOfSquares: [values.map { $0 * $0 }.reduce(0, +)],
-                                      count: Double(values.count))
-        let g = try local.allreduced(comm)
-        if g.count != 4 { return "count \(g.count) != 4" }
-        if abs(g.mean[0] - 4) > 1e-12 { return "mean \(g.mean[0]) != 4" }
-        if abs(g.biasedVariance[0] - 12.5) > 1e-12 { return "biased variance \(g.biasedVariance[0]) != 12.5" }
-        if abs(g.unbiasedVariance[0] - 50.0 / 3) > 1e-12 { return "unbiased variance \(g.unbiasedVariance[0]) != 16.6667" }
+        // The trainer's path: a BatchNorm2d layer with the communicator reducer. Rank 0 holds
+        // [1001, 1002, 1003], rank 1 holds [1010], further ranks hold nothing (count 0); one rank
+        // holds all four. Full batch: mean 1004, biased variance 12.5, unbiased 50/3, so the
+        // output is (x - 1004) / sqrt(12.5 + eps), running_mean 0.1 * 1004, running_var
+        // 0.9 + 0.1 * 50/3. The offset of 1000 checks that the moments do not cancel.
+        let values: [Float]
+        if comm.worldSize == 1 { values = [1001, 1002, 1003, 1010] } else { values = comm.rank == 0 ? [1001, 1002, 1003] : (comm.rank == 1 ? [1010] : []) }
+        let bn = BatchNorm2d(numFeatures: 1)
+        let y = bn.forward(Tensor(shape: [values.count, 1, 1, 1], values: values),
+                           context: ForwardContext(mode: .train, batchNormReducer: CommunicatorBatchNormReducer(comm: comm)))
+        let s = (12.5 + 1e-5).squareRoot()
+        for (i, v) in values.enumerated() where abs(Double(y.scalars[i]) - (Double(v) - 1004) / s) > 1e-5 {
+            return "output \(y.scalars[i]) for \(v) != \((Double(v) - 1004) / s)"
+        }
+        let rm = Double(bn.runningMean.value.scalars[0]), rv = Double(bn.runningVar.value.scalars[0])
+        if abs(rm - 100.4) > 1e-4 { return "running_mean \(rm) != 100.4 (mean 1004)" }
+        if abs(rv - (0.9 + 0.1 * 50.0 / 3)) > 1e-5 { return "running_var \(rv) != 2.56667 (unbiased variance 16.6667)" }
         return nil
     }
 

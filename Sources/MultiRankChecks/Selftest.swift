@@ -90,7 +90,7 @@ struct MultiRankSuite {
             },
             Check(name: "bucketed gradient allreduce equals one allreduce of the whole arena") { try bucketedReduction() },
             Check(name: "metrics reduce (sum, count) pairs: 100 at 0.90 + 10 at 0.50 = 95/110") { try metricPairs() },
-            Check(name: "sync BN statistics: [1,2,3] + [10] (+ empty ranks) -> mean 4, var 12.5, unbiased 16.6667") {
+            Check(name: "sync BN layer: [1001,1002,1003] + [1010] (+ empty ranks) -> mean 1004, var 12.5, unbiased 16.6667") {
                 try syncBatchNormWorkedExample()
             },
             Check(name: "rank-consistency check passes on equal tensors and names a rank-dependent one") {

@@ -11,7 +11,8 @@ import TensorCore
 /// Buffers: `running_mean` [C] (init 0), `running_var` [C] (init 1), `num_batches_tracked`.
 ///
 /// Synchronised BN: with `ForwardContext.batchNormReducer` set, the per-channel
-/// `(sum, sumOfSquares, count)` are summed across replicas before normalising, and backward
+/// `(sum, M2 about the replica's mean, n_r * mean_r^2, count)` are summed across replicas before
+/// normalising (one allreduce of 3C + 1 Doubles), and backward
 /// sums `(sum dy, sum dy*xhat)` the same way, so N replicas equal one process holding the global
 /// batch. Parameter gradients stay LOCAL sums (the gradient allreduce adds them up). A replica
 /// with 0 samples contributes count 0. With 0 samples globally, the output is empty and
@@ -79,40 +80,68 @@ public final class BatchNorm2d: Layer {
         var mean = [Double](repeating: 0, count: c)
         var variance = [Double](repeating: 0, count: c)
         if wasTraining {
-            // Without a reducer, sums are shifted by the first value of each channel in the batch,
-            // so var = E[(x-K)^2] - E[x-K]^2 does not cancel when |mean| >> std, and can be
-            // accumulated fast in blocked Float SIMD. With a reducer, replicas' sums must share
-            // one shift, so they are unshifted and accumulated per element in Double.
+            // Sums are shifted by the first value of each channel in this replica's batch, so
+            // var = E[(x-K)^2] - E[x-K]^2 does not cancel when |mean| >> std, and are accumulated
+            // fast in blocked Float SIMD (Double across blocks). With a reducer the replicas' shifts
+            // differ, so each replica turns its sums into moments that are simply summed across
+            // replicas (Chan, Golub & LeVeque 1979, pairwise variance): sum x, M2 = sum (x - mean_r)^2
+            // and n_r mean_r^2; then M2_total = sum M2_r + sum n_r mean_r^2 - n mean^2, where the
+            // last difference (the between-replica spread) is formed in Double.
             var shift = [Double](repeating: 0, count: c)
-            if reducer == nil && n > 0 {
+            if n > 0 {
                 x.withUnsafeBufferPointer { xb in for ch in 0..<c { shift[ch] = Double(xb[ch * p]) } }
             }
-            let shifted = reducer == nil
-            var stats = [Double](repeating: 0, count: 2 * c + 1)
-            stats.withUnsafeMutableBufferPointer { s in
-                if n > 0 {
+            var sums = [Double](repeating: 0, count: 2 * c)
+            if n > 0 {
+                sums.withUnsafeMutableBufferPointer { s in
                     x.withUnsafeBufferPointer { xb in
                         shift.withUnsafeBufferPointer { kb in
                             Kernels.channelSumAndSumOfSquares(xb.baseAddress!, batch: n, channels: c, plane: p,
-                                                              shift: shifted ? kb.baseAddress! : nil, sum: s.baseAddress!,
+                                                              shift: kb.baseAddress!, sum: s.baseAddress!,
                                                               sumOfSquares: s.baseAddress! + c)
                         }
                     }
                 }
-                s[2 * c] = Double(n * p)
-                reducer?.sumAcrossReplicas(s)
             }
-            let m = stats[2 * c]
+            let localCount = Double(n * p)
+            let m: Double
+            if let reducer {
+                // [sum x (C), M2 (C), n_r mean_r^2 (C), count]
+                var stats = [Double](repeating: 0, count: 3 * c + 1)
+                if n > 0 {
+                    for i in 0..<c {
+                        let d = sums[i] / localCount
+                        let total = shift[i] * localCount + sums[i]
+                        stats[i] = total
+                        stats[c + i] = Swift.max(sums[c + i] - sums[i] * d, 0)
+                        stats[2 * c + i] = total * (total / localCount)
+                    }
+                }
+                stats[3 * c] = localCount
+                stats.withUnsafeMutableBufferPointer { reducer.sumAcrossReplicas($0) }
+                m = stats[3 * c]
+                if m > 0 {
+                    for i in 0..<c {
+                        mean[i] = stats[i] / m
+                        let between = stats[2 * c + i] - stats[i] * mean[i]
+                        variance[i] = Swift.max((stats[c + i] + between) / m, 0)
+                    }
+                }
+            } else {
+                m = localCount
+                if m > 0 {
+                    for i in 0..<c {
+                        let shiftedMean = sums[i] / m
+                        mean[i] = shift[i] + shiftedMean
+                        variance[i] = Swift.max(sums[c + i] / m - shiftedMean * shiftedMean, 0)
+                    }
+                }
+            }
             globalCount = m
             if m == 0 {
                 input = x
                 invStd = []
                 return Tensor(zeros: x.shape)
-            }
-            for i in 0..<c {
-                let shiftedMean = stats[i] / m
-                mean[i] = shift[i] + shiftedMean
-                variance[i] = Swift.max(stats[c + i] / m - shiftedMean * shiftedMean, 0)
             }
             // Running statistics (unbiased variance; PyTorch uses M / (M - 1)).
             let unbiasing = m > 1 ? m / (m - 1) : 1

@@ -48,11 +48,28 @@ final class BatchNormTests: XCTestCase {
         let expected: [Float] = (0..<64).map { Float(([-3, -2, -1, 6] as [Double])[$0 % 4] / s) }
         assertClose(y.scalars, expected, absolute: 2e-4)
         assertClose(bn.runningVar.value.scalars, [Float(0.9 + 0.1 * 12.5 * 64 / 63)], absolute: 1e-4)
-        // Synchronised path (unshifted, Double per element) is accurate too.
+        // Synchronised path with an empty other replica is accurate too.
         let synced = BatchNorm2d(numFeatures: 1)
         let ys = synced.forward(Tensor(shape: [2, 1, 4, 8], values: values),
-                                context: ForwardContext(mode: .train, batchNormReducer: AddingReducer([[0, 0, 0]])))
+                                context: ForwardContext(mode: .train, batchNormReducer: AddingReducer([[0, 0, 0, 0]])))
         assertClose(ys.scalars, expected, absolute: 2e-4)
+    }
+
+    /// Worked example of the synchronised moments with a large offset and different replica
+    /// means: replica A holds [1001, 1002], replica B [1003, 1010] (the full batch [1001, 1002,
+    /// 1003, 1010]: mean 1004, biased variance 12.5). B contributes sum 2013, M2 about its mean
+    /// 1006.5 = 3.5^2 + 3.5^2 = 24.5, n mean^2 = 2 * 1006.5^2 = 2026084.5, count 2; A's output
+    /// must be (x - 1004) / sqrt(12.5 + eps) = [-3, -2] / 3.5355 and its running statistics
+    /// those of the full batch (running_var with the unbiased 50/3).
+    func testSynchronisedMomentsWithLargeOffsetWorkedValues() {
+        let bn = BatchNorm2d(numFeatures: 1)
+        let reducer = AddingReducer([[2013, 24.5, 2026084.5, 2]])
+        let y = bn.forward(Tensor(shape: [2, 1, 1, 1], values: [1001, 1002]),
+                           context: ForwardContext(mode: .train, batchNormReducer: reducer))
+        let s: Double = (12.5 + 1e-5).squareRoot()
+        assertClose(y.scalars, [Float(-3 / s), Float(-2 / s)], absolute: 1e-5)
+        assertClose(bn.runningMean.value.scalars, [100.4], absolute: 1e-4)                       // 0.1 * 1004
+        assertClose(bn.runningVar.value.scalars, [Float(0.9 + 0.1 * 50.0 / 3)], absolute: 1e-5)  // unbiased 16.667
     }
 
     func testNonAffineHasNoParametersButBuffers() {
@@ -84,16 +101,25 @@ final class BatchNormTests: XCTestCase {
         let split = 2 * c * p
         let xA = Tensor(shape: [2, c, 2, 3], values: Array(xs[..<split]))
         let gyA = Tensor(shape: [2, c, 2, 3], values: Array(gs[..<split]))
-        // B's forward contribution: per-channel sum, sum of squares, count.
-        var forwardB = [Double](repeating: 0, count: 2 * c + 1)
+        // B's forward contribution: per-channel sum, M2 about B's own mean, n_B * mean_B^2, count.
+        var forwardB = [Double](repeating: 0, count: 3 * c + 1)
         var mean = [Double](repeating: 0, count: c), invStd = [Double](repeating: 0, count: c)
         var sumAll = [Double](repeating: 0, count: c), sqAll = [Double](repeating: 0, count: c)
         for n in 0..<5 { for ch in 0..<c { for i in 0..<p {
             let v = Double(xs[(n * c + ch) * p + i])
             sumAll[ch] += v; sqAll[ch] += v * v
-            if n >= 2 { forwardB[ch] += v; forwardB[c + ch] += v * v }
+            if n >= 2 { forwardB[ch] += v }
         } } }
-        forwardB[2 * c] = Double(3 * p)
+        let countB = Double(3 * p)
+        for ch in 0..<c {
+            let meanB = forwardB[ch] / countB
+            for n in 2..<5 { for i in 0..<p {
+                let d = Double(xs[(n * c + ch) * p + i]) - meanB
+                forwardB[c + ch] += d * d
+            } }
+            forwardB[2 * c + ch] = countB * meanB * meanB
+        }
+        forwardB[3 * c] = countB
         for ch in 0..<c {
             mean[ch] = sumAll[ch] / Double(5 * p)
             invStd[ch] = 1 / (sqAll[ch] / Double(5 * p) - mean[ch] * mean[ch] + 1e-5).squareRoot()
@@ -126,8 +152,9 @@ final class BatchNormTests: XCTestCase {
     /// its running statistics follow the global batch.
     func testEmptyReplicaContributesCountZero() {
         let bn = BatchNorm2d(numFeatures: 1)
-        // Other replica holds [1, 2, 3, 10]: sum 16, sum of squares 114, count 4.
-        let reducer = AddingReducer([[16, 114, 4], [0, 0]])
+        // Other replica holds [1, 2, 3, 10]: sum 16, M2 about its mean 4 = 9 + 4 + 1 + 36 = 50,
+        // n mean^2 = 4 * 16 = 64, count 4.
+        let reducer = AddingReducer([[16, 50, 64, 4], [0, 0]])
         let y = bn.forward(Tensor(zeros: [0, 1, 2, 2]), context: ForwardContext(mode: .train, batchNormReducer: reducer))
         XCTAssertEqual(y.shape, [0, 1, 2, 2])
         XCTAssertEqual(bn.backward(y).shape, [0, 1, 2, 2])

@@ -116,15 +116,15 @@ extension Trainer {
 /// Synchronised BatchNorm over a communicator: sums the per-channel statistics across ranks.
 /// A collective failure here ends the job (every rank reports and aborts), because the
 /// layer API cannot propagate errors from inside a forward pass.
-final class CommunicatorBatchNormReducer: BatchNormStatisticsReducer {
+package final class CommunicatorBatchNormReducer: BatchNormStatisticsReducer {
     let comm: Communicator
     var trace: StepTrace?
-    init(comm: Communicator, trace: StepTrace? = nil) {
+    package init(comm: Communicator, trace: StepTrace? = nil) {
         self.comm = comm
         self.trace = trace
     }
 
-    func sumAcrossReplicas(_ values: UnsafeMutableBufferPointer<Double>) {
+    public func sumAcrossReplicas(_ values: UnsafeMutableBufferPointer<Double>) {
         do {
             let t0 = StepTrace.now()
             try comm.allreduce(values, op: .sum)
