@@ -28,28 +28,6 @@ final class GradientBucketTests: XCTestCase {
     }
 }
 
-final class ChannelStatisticsTests: XCTestCase {
-    /// pitfalls.md F3: rank 0 batch [1,2,3], rank 1 batch [10] -> mean 4.0, biased var 12.5,
-    /// unbiased var 16.6667. Combined here by adding the two ranks' statistics.
-    func testCountWeightedCombination() {
-        let r0 = ChannelStatistics(sum: [6], sumOfSquares: [14], count: 3)
-        let r1 = ChannelStatistics(sum: [10], sumOfSquares: [100], count: 1)
-        let g = ChannelStatistics(sum: [r0.sum[0] + r1.sum[0]], sumOfSquares: [r0.sumOfSquares[0] + r1.sumOfSquares[0]],
-                                  count: r0.count + r1.count)
-        XCTAssertEqual(g.mean[0], 4.0, accuracy: 1e-12)
-        XCTAssertEqual(g.biasedVariance[0], 12.5, accuracy: 1e-12)
-        XCTAssertEqual(g.unbiasedVariance[0], 50.0 / 3.0, accuracy: 1e-12)
-        // The mean of per-rank means (2 and 10 -> 6) would be wrong.
-        XCTAssertNotEqual(g.mean[0], (r0.mean[0] + r1.mean[0]) / 2)
-    }
-
-    func testZeroCountIsSafe() {
-        let z = ChannelStatistics(sum: [0, 0], sumOfSquares: [0, 0], count: 0)
-        XCTAssertEqual(z.mean, [0, 0])
-        XCTAssertEqual(z.biasedVariance, [0, 0])
-    }
-}
-
 final class RankConsistencyTests: XCTestCase {
     func testChecksumSeesBitsNotValues() {
         let a: [Float] = [0.0, 1.5]

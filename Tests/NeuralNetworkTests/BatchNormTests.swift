@@ -55,6 +55,19 @@ final class BatchNormTests: XCTestCase {
         assertClose(ys.scalars, expected, absolute: 2e-4)
     }
 
+    /// pitfalls.md F3: replica A holds [1, 2, 3], replica B [10] -> mean 4 and biased variance
+    /// 12.5 of the whole batch (unbiased 50/3 in running_var), not the mean of the replicas'
+    /// means (2 and 10 -> 6). B contributes sum 10, M2 0, n mean^2 100, count 1.
+    func testUnevenReplicasCombineByCount() {
+        let bn = BatchNorm2d(numFeatures: 1)
+        let y = bn.forward(Tensor(shape: [3, 1, 1, 1], values: [1, 2, 3]),
+                           context: ForwardContext(mode: .train, batchNormReducer: AddingReducer([[10, 0, 100, 1]])))
+        let s: Double = (12.5 + 1e-5).squareRoot()
+        assertClose(y.scalars, [Float(-3 / s), Float(-2 / s), Float(-1 / s)], absolute: 1e-6)
+        assertClose(bn.runningMean.value.scalars, [0.4], absolute: 1e-7)
+        assertClose(bn.runningVar.value.scalars, [Float(0.9 + 0.1 * 50.0 / 3)], absolute: 1e-6)
+    }
+
     /// Worked example of the synchronised moments with a large offset and different replica
     /// means: replica A holds [1001, 1002], replica B [1003, 1010] (the full batch [1001, 1002,
     /// 1003, 1010]: mean 1004, biased variance 12.5). B contributes sum 2013, M2 about its mean
