@@ -38,13 +38,19 @@ node_script() {
   cat <<'SH'
 set -e
 name=$1 conf=$2
-mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup
-for c in cpu cpuacct cpuset memory devices freezer blkio pids; do
-  grep -qw "$c" /proc/cgroups || continue
-  mkdir -p /sys/fs/cgroup/$c; mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c
-done
-mkdir -p /sys/fs/cgroup/systemd; mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
-mkdir -p /sys/fs/cgroup/unified; mount -t cgroup2 none /sys/fs/cgroup/unified 2>/dev/null || true
+if [ "$(grep -c . /proc/self/cgroup)" = 1 ] && grep -q '^0::' /proc/self/cgroup; then
+  mount -t cgroup2 none /sys/fs/cgroup             # a cgroup v2 (unified) host
+else                                               # v1 or hybrid: the v1 hierarchies as the host has them
+  mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup
+  # one mount per hierarchy, with the controllers the host mounted together (e.g. cpu,cpuacct)
+  for c in $(awk 'NR > 1 && $2 != 0 && $4 == 1 {h[$2] = h[$2] (h[$2] ? "," : "") $1} END {for (k in h) print h[k]}' /proc/cgroups); do
+    mkdir -p /sys/fs/cgroup/$c; mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c
+  done
+  if grep -q 'name=systemd' /proc/self/cgroup; then
+    mkdir -p /sys/fs/cgroup/systemd; mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
+  fi
+  mkdir -p /sys/fs/cgroup/unified; mount -t cgroup2 none /sys/fs/cgroup/unified 2>/dev/null || true
+fi
 hostname "$name"
 shift 2
 exec "$@"
