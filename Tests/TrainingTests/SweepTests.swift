@@ -218,8 +218,37 @@ final class SweepTests: XCTestCase {
         let text = Comparison.headline(runs: runs, methods: [("um", "ce_finetune")], kinds: [.energy])
         XCTAssertTrue(text.contains("AUROC +3.00 [+0.52, +5.48], 3/3 seeds better, **significant**"), text)
         XCTAssertTrue(text.contains("AUROC +0.00 [-2.48, +2.48], 1/3 seeds better and"), text)
-        XCTAssertTrue(text.contains("Significant changes: UM energy (AUROC better than the trained model)"), text)
+        XCTAssertTrue(text.contains("**Significantly better** (the 95% interval over seeds excludes zero): UM energy (AUROC against the trained model). "
+                                    + "**Significantly worse:** none."), text)
+        // The verdict comes before the details.
+        XCTAssertLessThan(text.range(of: "Significantly better")!.lowerBound, text.range(of: "changed ID accuracy")!.lowerBound, text)
         XCTAssertTrue(text.contains("changed ID accuracy by -1.00 points"), text)
+    }
+
+    /// The opening leads with the verdict: a score the method improves is named under "better"
+    /// and listed first in the details, a score it harms under "worse". Energy: UM 3, 4, 5 points
+    /// below the baseline (mean -4, sd 1, half-width t(2) 4.303 / sqrt 3 = 2.48: [-6.48, -1.52]);
+    /// Mahalanobis: 2, 3, 4 above ([+0.52, +5.48]).
+    func testHeadlineLeadsWithTheScoresTheMethodImproves() {
+        func report(_ energy: Double, _ maha: Double) -> OODReport {
+            func m(_ a: Double) -> OODMetrics { OODMetrics(auroc: a, auprIn: 0.5, auprOut: 0.5, fpr95: 0.5, nID: 10, nOOD: 10, fprMode: .strict) }
+            return OODReport(idAccuracy: 0.9, idLoss: 0, rows: [], fprMode: .strict, averages: [.energy: m(energy), .mahalanobis: m(maha)],
+                             scoreOrder: [.energy, .mahalanobis], idScores: SetScores(ids: [], scores: [:]), oodScores: [:],
+                             fitted: OODEvaluation.Fitted(), settings: EvaluateSection(), tuning: nil)
+        }
+        let runs = (0..<3).map { i -> Comparison.Run in
+            let d = Double(i) / 100
+            return Comparison.Run(name: "s\(i)", reports: [("baseline", report(0.80, 0.90)), ("um", report(0.77 - d, 0.92 + d)),
+                                                         ("ce_finetune", report(0.80, 0.90))])
+        }
+        let text = Comparison.headline(runs: runs, methods: [("um", "ce_finetune")], kinds: [.energy, .mahalanobis])
+        XCTAssertTrue(text.contains("**Significantly better** (the 95% interval over seeds excludes zero): UM mahalanobis (AUROC against the trained model, "
+                                    + "AUROC against the CE control)."), text)
+        XCTAssertTrue(text.contains("**Significantly worse:** UM energy (AUROC against the trained model, AUROC against the CE control)."), text)
+        XCTAssertTrue(text.contains("AUROC +3.00 [+0.52, +5.48], 3/3 seeds better, **significant**"), text)
+        XCTAssertTrue(text.contains("AUROC -4.00 [-6.48, -1.52], 0/3 seeds better, **significant**"), text)
+        let maha = text.range(of: "- mahalanobis:")!, energy = text.range(of: "- energy:")!
+        XCTAssertLessThan(maha.lowerBound, energy.lowerBound, "the improved score is listed first")
     }
 
     /// The detector table: per model, the mean over seeds with its t-interval, the best in bold,

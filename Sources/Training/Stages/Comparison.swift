@@ -212,63 +212,66 @@ extension Comparison {
 }
 
 extension Comparison {
-    /// The opening of a seeds summary in plain words: for each fine-tuned model in `methods`
-    /// (label -> its CE control's label) and each score, the paired change of AUROC and FPR95
-    /// against the trained model (`baseline`) and against the CE control on the same schedule:
-    /// mean in percentage points, the 95% t-interval over seeds, seeds better, and whether the
-    /// interval excludes zero. Ends with one sentence naming the scores with a significant change.
+    /// The opening of a seeds summary in plain words: first a verdict (which (method, score)
+    /// pairs improved significantly, which got significantly worse, which did not change), then
+    /// for each fine-tuned model in `methods` (label -> its CE control's label) its accuracy change
+    /// and, per score (the significantly improved scores first), the paired change of AUROC and
+    /// FPR95 against the trained model (`baseline`) and against the CE control on the same
+    /// schedule: mean in percentage points, the 95% t-interval over seeds, seeds better, and
+    /// whether the interval excludes zero.
     public static func headline(runs: [Run], methods: [(label: String, control: String)], kinds: [ScoreKind]) -> String {
         func pp(_ d: PairedDifference) -> String {
             func f(_ x: Double) -> String { String(format: "%+.2f", 100 * x) }
             let ci = d.interval.map { " [\(f($0.lower)), \(f($0.upper))]" } ?? " (one seed: no interval)"
             return f(d.mean) + ci + ", \(d.improved)/\(d.seeds) seeds better" + (d.significant ? ", **significant**" : "")
         }
-        func paired(_ label: String, _ reference: String, _ kind: ScoreKind) -> (acc: PairedDifference, auroc: PairedDifference, fpr: PairedDifference, dropped: Int)? {
-            pairedTriple(runs, label, reference, kind)
-        }
-        var s = "## In short\n\n"
-        s += "Paired by seed over \(runs.count) seed(s); changes in percentage points of the metric averaged over the real OOD sets, "
-            + "[95% t-interval over seeds]; \"significant\" only when the interval excludes zero. Higher AUROC and lower FPR95 are "
-            + "better. The CE control is plain cross-entropy fine-tuning on the identical schedule: the change against it is "
-            + "what the method adds beyond fine-tuning itself.\n\n"
-        var significant: [String] = [], none: [String] = []
+        var details = ""
+        var improved: [String] = [], worse: [String] = [], none: [String] = []
         for (label, control) in methods {
             guard runs.contains(where: { $0.models[label] != nil }) else { continue }
             let name = SweepPlan.method(ofLabel: label).map { $0 == .umap ? "UMAP" : "UM" } ?? label
             let cell = label.contains("-") ? " (`\(label)`)" : ""
             let missing = runs.filter { $0.models[label] == nil }.map(\.name)
-            if let acc = paired(label, "baseline", kinds.first ?? .energy)?.acc {
-                s += "**\(name)\(cell)** changed ID accuracy by \(String(format: "%+.2f", 100 * acc.mean)) points against the trained model"
-                s += missing.isEmpty ? ".\n\n" : " (it did not run in \(missing.joined(separator: ", ")): its flood level fell outside the "
+            if let acc = pairedTriple(runs, label, "baseline", kinds.first ?? .energy)?.acc {
+                details += "**\(name)\(cell)** changed ID accuracy by \(String(format: "%+.2f", 100 * acc.mean)) points against the trained model"
+                details += missing.isEmpty ? ".\n\n" : " (it did not run in \(missing.joined(separator: ", ")): its flood level fell outside the "
                     + "training and held-out losses there, so these pairs cover only the other seeds).\n\n"
             }
+            var lines: [(helped: Bool, text: String)] = []
             for kind in kinds {
-                guard let base = paired(label, "baseline", kind) else { continue }
-                let ctl = paired(label, control, kind)
-                s += "- \(kind): AUROC \(pp(base.auroc)) and FPR95 \(pp(base.fpr)) against the trained model"
-                if let ctl { s += "; AUROC \(pp(ctl.auroc)) and FPR95 \(pp(ctl.fpr)) against the CE control" }
+                guard let base = pairedTriple(runs, label, "baseline", kind) else { continue }
+                let ctl = pairedTriple(runs, label, control, kind)
+                var line = "- \(kind): AUROC \(pp(base.auroc)) and FPR95 \(pp(base.fpr)) against the trained model"
+                if let ctl { line += "; AUROC \(pp(ctl.auroc)) and FPR95 \(pp(ctl.fpr)) against the CE control" }
                 let dropped = max(base.dropped, ctl?.dropped ?? 0)
-                s += (dropped > 0 ? " (\(dropped) seed(s) with a non-finite metric left out)" : "") + ".\n"
+                line += (dropped > 0 ? " (\(dropped) seed(s) with a non-finite metric left out)" : "") + ".\n"
                 // (difference, whether higher is better, against what)
                 let tests = [(base.auroc, true, "trained model"), (base.fpr, false, "trained model")]
                     + (ctl.map { [($0.auroc, true, "CE control"), ($0.fpr, false, "CE control")] } ?? [])
-                let sig = tests.filter { $0.0.significant }
-                if !sig.isEmpty {
-                    let words = sig.map { d, higher, against in
-                        "\(higher ? "AUROC" : "FPR95") \((d.mean > 0) == higher ? "better" : "worse") than the \(against)"
-                    }
-                    significant.append("\(name) \(kind) (\(words.joined(separator: ", ")))")
-                } else {
-                    none.append("\(name) \(kind)")
+                let better = tests.filter { $0.0.significant && ($0.0.mean > 0) == $0.1 }
+                let poorer = tests.filter { $0.0.significant && ($0.0.mean > 0) != $0.1 }
+                func words(_ list: [(PairedDifference, Bool, String)]) -> String {
+                    list.map { "\($0.1 ? "AUROC" : "FPR95") against the \($0.2)" }.joined(separator: ", ")
                 }
+                if !better.isEmpty { improved.append("\(name) \(kind) (\(words(better)))") }
+                if !poorer.isEmpty { worse.append("\(name) \(kind) (\(words(poorer)))") }
+                if better.isEmpty && poorer.isEmpty { none.append("\(name) \(kind)") }
+                lines.append((!better.isEmpty, line))
             }
-            s += "\n"
+            // The scores the method improves first.
+            details += (lines.filter(\.helped) + lines.filter { !$0.helped }).map(\.text).joined() + "\n"
         }
-        if !significant.isEmpty || !none.isEmpty {
-            s += "Significant changes: " + (significant.isEmpty ? "none" : significant.joined(separator: ", ")) + ". "
-            s += "No significant change: " + (none.isEmpty ? "none" : none.joined(separator: ", ")) + ".\n"
+        var s = "## In short\n\n"
+        if !improved.isEmpty || !worse.isEmpty || !none.isEmpty {
+            s += "**Significantly better** (the 95% interval over seeds excludes zero): " + (improved.isEmpty ? "none" : improved.joined(separator: "; ")) + ". "
+            s += "**Significantly worse:** " + (worse.isEmpty ? "none" : worse.joined(separator: "; ")) + ". "
+            s += "No significant change: " + (none.isEmpty ? "none" : none.joined(separator: ", ")) + ".\n\n"
         }
-        return s
+        s += "Paired by seed over \(runs.count) seed(s); changes in percentage points of the metric averaged over the real OOD sets, "
+            + "[95% t-interval over seeds]; \"significant\" only when the interval excludes zero. Higher AUROC and lower FPR95 are "
+            + "better. The CE control is plain cross-entropy fine-tuning on the identical schedule: the change against it is "
+            + "what the method adds beyond fine-tuning itself.\n\n"
+        return s + details
     }
 }
 
