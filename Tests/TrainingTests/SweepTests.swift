@@ -223,6 +223,9 @@ final class SweepTests: XCTestCase {
         // The verdict comes before the details.
         XCTAssertLessThan(text.range(of: "Significantly better")!.lowerBound, text.range(of: "changed ID accuracy")!.lowerBound, text)
         XCTAssertTrue(text.contains("changed ID accuracy by -1.00 points"), text)
+        // Multiplicity: 1 method x 1 score x (AUROC, FPR95) x (trained model, control) = 4 tests, 1 significant.
+        XCTAssertTrue(text.contains("These are 4 paired tests at the 95% level, each on its own: with no real effect anywhere about 0.2 "
+                                    + "of them would come out significant by chance alone (here 1 did)"), text)
     }
 
     /// The opening leads with the verdict: a score the method improves is named under "better"
@@ -249,6 +252,7 @@ final class SweepTests: XCTestCase {
         XCTAssertTrue(text.contains("AUROC -4.00 [-6.48, -1.52], 0/3 seeds better, **significant**"), text)
         let maha = text.range(of: "- mahalanobis:")!, energy = text.range(of: "- energy:")!
         XCTAssertLessThan(maha.lowerBound, energy.lowerBound, "the improved score is listed first")
+        XCTAssertTrue(text.contains("These are 8 paired tests at the 95% level") && text.contains("(here 4 did)"), text)
     }
 
     /// The detector table: per model, the mean over seeds with its t-interval, the best in bold,

@@ -227,6 +227,7 @@ extension Comparison {
         }
         var details = ""
         var improved: [String] = [], worse: [String] = [], none: [String] = []
+        var testCount = 0, significantCount = 0  // paired tests with an interval (two or more seeds), and how many excluded zero
         for (label, control) in methods {
             guard runs.contains(where: { $0.models[label] != nil }) else { continue }
             let name = SweepPlan.method(ofLabel: label).map { $0 == .umap ? "UMAP" : "UM" } ?? label
@@ -248,8 +249,10 @@ extension Comparison {
                 // (difference, whether higher is better, against what)
                 let tests = [(base.auroc, true, "trained model"), (base.fpr, false, "trained model")]
                     + (ctl.map { [($0.auroc, true, "CE control"), ($0.fpr, false, "CE control")] } ?? [])
+                testCount += tests.filter { $0.0.interval != nil }.count
                 let better = tests.filter { $0.0.significant && ($0.0.mean > 0) == $0.1 }
                 let poorer = tests.filter { $0.0.significant && ($0.0.mean > 0) != $0.1 }
+                significantCount += better.count + poorer.count
                 func words(_ list: [(PairedDifference, Bool, String)]) -> String {
                     list.map { "\($0.1 ? "AUROC" : "FPR95") against the \($0.2)" }.joined(separator: ", ")
                 }
@@ -266,6 +269,13 @@ extension Comparison {
             s += "**Significantly better** (the 95% interval over seeds excludes zero): " + (improved.isEmpty ? "none" : improved.joined(separator: "; ")) + ". "
             s += "**Significantly worse:** " + (worse.isEmpty ? "none" : worse.joined(separator: "; ")) + ". "
             s += "No significant change: " + (none.isEmpty ? "none" : none.joined(separator: ", ")) + ".\n\n"
+            if testCount > 0 {
+                // Multiplicity: each interval is a 95% interval on its own, not a family-wise one.
+                s += "These are \(testCount) paired tests at the 95% level, each on its own: with no real effect anywhere about "
+                    + String(format: "%.1f", Double(testCount) / 20) + " of them would come out significant by chance alone"
+                    + " (here \(significantCount) did), so read an isolated significant change as a lead to check on more seeds, "
+                    + "not as a finding.\n\n"
+            }
         }
         s += "Paired by seed over \(runs.count) seed(s); changes in percentage points of the metric averaged over the real OOD sets, "
             + "[95% t-interval over seeds]; \"significant\" only when the interval excludes zero. Higher AUROC and lower FPR95 are "
