@@ -213,7 +213,8 @@ extension Comparison {
 
 extension Comparison {
     /// The opening of a seeds summary in plain words: first a verdict (which (method, score)
-    /// pairs improved significantly, which got significantly worse, which did not change), then
+    /// pairs improved significantly, which got significantly worse, which did not change, and how
+    /// many of its per-test 95% intervals would exclude zero by chance alone: one in 20), then
     /// for each fine-tuned model in `methods` (label -> its CE control's label) its accuracy change
     /// and, per score (the significantly improved scores first), the paired change of AUROC and
     /// FPR95 against the trained model (`baseline`) and against the CE control on the same
